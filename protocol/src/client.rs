@@ -1,0 +1,174 @@
+//! The agent's end of the link: connect, TLS, Hello → Welcome | Reject.
+//! What happens after the handshake (commands, events, heartbeats) is driven
+//! by the agent; this module gives it a framed, authenticated connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::codec::Framed;
+
+use crate::frame::{FrameCodec, FrameError};
+use crate::message::{AgentMsg, ControllerMsg, Hello, Reject, Welcome};
+
+/// A framed, mutually authenticated connection as the agent sees it.
+pub type AgentFramed = Framed<TlsStream<TcpStream>, FrameCodec<ControllerMsg, AgentMsg>>;
+
+/// Where and how to reach the controller.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+    /// The name the controller's certificate must carry.
+    pub server_name: ServerName<'static>,
+}
+
+/// Why a connection attempt or session ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS with {address} failed: {explanation}")]
+    Tls {
+        address: String,
+        explanation: String,
+    },
+    #[error("{stage} timed out after {after:?}")]
+    Timeout {
+        stage: &'static str,
+        after: Duration,
+    },
+    #[error("controller rejected the handshake: {}", .0.message)]
+    Rejected(Reject),
+    #[error("protocol violation by the peer: {0}; closing the connection")]
+    Protocol(#[source] FrameError),
+    #[error("link i/o failed: {0}")]
+    Io(String),
+    #[error("controller closed the connection {during}")]
+    Closed { during: &'static str },
+    #[error("unexpected {got} message {during}")]
+    Unexpected {
+        got: &'static str,
+        during: &'static str,
+    },
+    #[error("peer silent for {0:?}: declared dead")]
+    Dead(Duration),
+}
+
+impl LinkError {
+    /// Classifies a read/write error of an established connection. TLS
+    /// alerts arrive here too (in TLS 1.3 a refused client certificate is
+    /// only reported on the first read after the handshake).
+    pub fn from_frame(err: FrameError, address: &str) -> Self {
+        match err {
+            FrameError::Io(io) => {
+                let explanation = crate::tls::explain(&io);
+                if explanation.starts_with("TLS error") || explanation.contains("(TLS: ") {
+                    LinkError::Tls {
+                        address: address.to_owned(),
+                        explanation,
+                    }
+                } else {
+                    LinkError::Io(io.to_string())
+                }
+            }
+            other if other.is_protocol_violation() => LinkError::Protocol(other),
+            other => LinkError::Io(other.to_string()),
+        }
+    }
+}
+
+impl ControllerMsg {
+    /// The message's name, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControllerMsg::Welcome(_) => "Welcome",
+            ControllerMsg::Reject(_) => "Reject",
+            ControllerMsg::Heartbeat => "Heartbeat",
+            ControllerMsg::Command(_) => "Command",
+            ControllerMsg::Ack(_) => "Ack",
+            ControllerMsg::Goodbye(_) => "Goodbye",
+        }
+    }
+}
+
+impl AgentMsg {
+    /// The message's name, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentMsg::Hello(_) => "Hello",
+            AgentMsg::Heartbeat => "Heartbeat",
+            AgentMsg::Event(_) => "Event",
+            AgentMsg::Result(_) => "Result",
+            AgentMsg::Meter(_) => "Meter",
+            AgentMsg::Goodbye(_) => "Goodbye",
+        }
+    }
+}
+
+/// Connects, authenticates and shakes hands. `timeout` bounds each stage
+/// (TCP connect, TLS handshake, Welcome).
+pub async fn connect(
+    endpoint: &Endpoint,
+    tls: Arc<rustls::ClientConfig>,
+    hello: Hello,
+    timeout: Duration,
+) -> Result<(AgentFramed, Welcome), LinkError> {
+    let address = endpoint.address.as_str();
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| LinkError::Timeout {
+            stage: "TCP connect",
+            after: timeout,
+        })?
+        .map_err(|source| LinkError::Connect {
+            address: address.to_owned(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(tls).connect(endpoint.server_name.clone(), tcp),
+    )
+    .await
+    .map_err(|_| LinkError::Timeout {
+        stage: "TLS handshake",
+        after: timeout,
+    })?
+    .map_err(|e| LinkError::Tls {
+        address: address.to_owned(),
+        explanation: crate::tls::explain(&e),
+    })?;
+    let mut framed = Framed::new(stream, FrameCodec::default());
+    framed
+        .send(AgentMsg::Hello(hello))
+        .await
+        .map_err(|e| LinkError::from_frame(e, address))?;
+    let reply = tokio::time::timeout(timeout, framed.next())
+        .await
+        .map_err(|_| LinkError::Timeout {
+            stage: "waiting for Welcome",
+            after: timeout,
+        })?;
+    match reply {
+        None => Err(LinkError::Closed {
+            during: "before Welcome",
+        }),
+        Some(Err(e)) => Err(LinkError::from_frame(e, address)),
+        Some(Ok(ControllerMsg::Welcome(w))) => Ok((framed, w)),
+        Some(Ok(ControllerMsg::Reject(r))) => Err(LinkError::Rejected(r)),
+        Some(Ok(other)) => Err(LinkError::Unexpected {
+            got: other.kind(),
+            during: "before Welcome",
+        }),
+    }
+}

@@ -1,0 +1,349 @@
+//! The reference controller: the server end of the link as a library. Tests,
+//! benchmarks and the `rakkr-controller` demo binary drive agents with it.
+//!
+//! Threads: one tokio task accepts connections; one task per connection runs
+//! its session ([`session`]). Shared state (connected nodes, pending command
+//! results, the event store) sits behind short-held std mutexes; observers
+//! follow everything through a broadcast of [`ControllerEvent`]s.
+
+mod counting;
+mod session;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use counting::Counters;
+pub use store::{Accepted, EventStore, StoredEvent};
+
+use crate::message::{
+    Command, CommandBody, CommandResult, ControllerMsg, Event, GoodbyeReason, Hello, MeterFrame,
+    Reject, VersionRange,
+};
+
+/// How the controller listens and behaves.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub listen: SocketAddr,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Protocol versions offered (normally [`crate::version::SUPPORTED`]).
+    pub versions: VersionRange,
+    /// Heartbeat interval announced in Welcome.
+    pub heartbeat: Duration,
+    /// Bound on TLS handshake and on waiting for Hello.
+    pub handshake_timeout: Duration,
+    /// Where node event logs are kept; `None` keeps them in memory.
+    pub store: Option<PathBuf>,
+}
+
+impl ControllerConfig {
+    pub fn new(listen: SocketAddr, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            listen,
+            tls,
+            versions: crate::version::SUPPORTED,
+            heartbeat: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(10),
+            store: None,
+        }
+    }
+}
+
+/// Everything observable about the controller, in order of occurrence.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ControllerEvent {
+    HandshakeFailed {
+        peer: SocketAddr,
+        error: String,
+    },
+    Rejected {
+        node: String,
+        peer: SocketAddr,
+        reject: Reject,
+    },
+    Connected {
+        node: String,
+        peer: SocketAddr,
+        version: u16,
+        hello: Box<Hello>,
+    },
+    Event {
+        node: String,
+        event: Event,
+        duplicate: bool,
+    },
+    Result {
+        node: String,
+        result: CommandResult,
+    },
+    Heartbeat {
+        node: String,
+    },
+    Meter {
+        node: String,
+        frame: MeterFrame,
+    },
+    ProtocolError {
+        node: String,
+        error: String,
+    },
+    Disconnected {
+        node: String,
+        reason: String,
+    },
+}
+
+/// A connected node as the controller sees it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub peer: SocketAddr,
+    pub version: u16,
+    pub hello: Hello,
+    pub heartbeats: u64,
+    /// Bytes on the wire (TLS records included) of the current connection.
+    pub counters: Arc<Counters>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    #[error("node {0} is not connected")]
+    NotConnected(String),
+    #[error("node {node} did not answer command {id} within {after:?}")]
+    Timeout {
+        node: String,
+        id: String,
+        after: Duration,
+    },
+    #[error("connection to node {0} closed before the command was sent")]
+    Closed(String),
+}
+
+pub(crate) enum Outgoing {
+    Msg(ControllerMsg),
+    Raw(Vec<u8>),
+    Close(GoodbyeReason),
+}
+
+pub(crate) struct NodeEntry {
+    pub(crate) info: NodeInfo,
+    pub(crate) tx: mpsc::Sender<Outgoing>,
+    pub(crate) session: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ControllerConfig,
+    pub(crate) store: Mutex<EventStore>,
+    pub(crate) nodes: Mutex<HashMap<String, NodeEntry>>,
+    pub(crate) pending: Mutex<HashMap<String, Vec<oneshot::Sender<CommandResult>>>>,
+    pub(crate) events: broadcast::Sender<ControllerEvent>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking session must not take the whole controller down with it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, ev: ControllerEvent) {
+        let _ = self.events.send(ev);
+    }
+}
+
+/// A running controller. Dropping it does not stop it; call [`Controller::shutdown`].
+#[derive(Debug)]
+pub struct Controller {
+    handle: ControllerHandle,
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// A cheap, cloneable handle to drive a running controller.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerHandle").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Binds the listener and starts accepting agents.
+    pub async fn start(config: ControllerConfig) -> std::io::Result<Self> {
+        let store = match &config.store {
+            Some(dir) => EventStore::open(dir)?,
+            None => EventStore::memory(),
+        };
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (events, _) = broadcast::channel(8192);
+        let shared = Arc::new(Shared {
+            config,
+            store: Mutex::new(store),
+            nodes: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            events,
+        });
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let acceptor = tokio_rustls::TlsAcceptor::from(shared.config.tls.clone());
+        {
+            let (shared, cancel, tracker2) = (shared.clone(), cancel.clone(), tracker.clone());
+            tracker.spawn(async move {
+                let mut next_session = 0u64;
+                loop {
+                    let accepted = tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        a = listener.accept() => a,
+                    };
+                    match accepted {
+                        Ok((tcp, peer)) => {
+                            next_session += 1;
+                            tracker2.spawn(session::run(
+                                shared.clone(),
+                                acceptor.clone(),
+                                tcp,
+                                peer,
+                                next_session,
+                                cancel.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+        }
+        tracing::info!(%local_addr, "controller listening");
+        Ok(Self {
+            handle: ControllerHandle { shared },
+            local_addr,
+            cancel,
+            tracker,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn handle(&self) -> ControllerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops at once, like a crash: connections are dropped without a
+    /// Goodbye. Returns when every task has ended and the port is free.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl ControllerHandle {
+    pub fn subscribe(&self) -> broadcast::Receiver<ControllerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let mut v: Vec<_> = lock(&self.shared.nodes)
+            .values()
+            .map(|e| e.info.clone())
+            .collect();
+        v.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        v
+    }
+
+    pub fn node(&self, node: &str) -> Option<NodeInfo> {
+        lock(&self.shared.nodes).get(node).map(|e| e.info.clone())
+    }
+
+    fn sender(&self, node: &str) -> Result<mpsc::Sender<Outgoing>, ControllerError> {
+        lock(&self.shared.nodes)
+            .get(node)
+            .map(|e| e.tx.clone())
+            .ok_or_else(|| ControllerError::NotConnected(node.to_owned()))
+    }
+
+    /// Sends a command with a fresh random id and waits for its result.
+    pub async fn command(
+        &self,
+        node: &str,
+        body: CommandBody,
+        timeout: Duration,
+    ) -> Result<CommandResult, ControllerError> {
+        let id = format!("cmd-{:016x}", fastrand::u64(..));
+        self.command_with_id(node, &id, body, timeout).await
+    }
+
+    /// Sends a command with the given id (resending an id is how a
+    /// controller retries safely) and waits for its result.
+    pub async fn command_with_id(
+        &self,
+        node: &str,
+        id: &str,
+        body: CommandBody,
+        timeout: Duration,
+    ) -> Result<CommandResult, ControllerError> {
+        let tx = self.sender(node)?;
+        let (done, wait) = oneshot::channel();
+        lock(&self.shared.pending)
+            .entry(id.to_owned())
+            .or_default()
+            .push(done);
+        let cmd = ControllerMsg::Command(Command {
+            id: id.to_owned(),
+            body,
+        });
+        tx.send(Outgoing::Msg(cmd))
+            .await
+            .map_err(|_| ControllerError::Closed(node.to_owned()))?;
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(result)) => Ok(result),
+            _ => Err(ControllerError::Timeout {
+                node: node.to_owned(),
+                id: id.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Writes raw bytes to a node's connection, bypassing the codec: a fault
+    /// injector for malformed, truncated and oversize frames.
+    pub async fn inject_raw(&self, node: &str, bytes: Vec<u8>) -> Result<(), ControllerError> {
+        self.sender(node)?
+            .send(Outgoing::Raw(bytes))
+            .await
+            .map_err(|_| ControllerError::Closed(node.to_owned()))
+    }
+
+    /// Closes a node's connection with a Goodbye.
+    pub async fn disconnect(&self, node: &str) -> Result<(), ControllerError> {
+        self.sender(node)?
+            .send(Outgoing::Close(GoodbyeReason::Shutdown))
+            .await
+            .map_err(|_| ControllerError::Closed(node.to_owned()))
+    }
+
+    /// Every event stored for `node` (persisted stores only).
+    pub fn event_log(&self, node: &str) -> std::io::Result<Vec<StoredEvent>> {
+        lock(&self.shared.store).read_log(node)
+    }
+}

@@ -1,0 +1,329 @@
+//! One agent connection on the controller: TLS accept → node id from the
+//! client certificate → Hello → Welcome | Reject → message loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::counting::{Counters, Counting};
+use super::{ControllerEvent, NodeEntry, NodeInfo, Outgoing, Shared, lock};
+use crate::frame::FrameCodec;
+use crate::liveness::{Due, Liveness};
+use crate::message::{
+    Ack, AgentMsg, ControllerMsg, Goodbye, GoodbyeReason, Hello, Reject, RejectReason, Welcome,
+};
+use crate::store::Accepted;
+
+type ServerFramed = Framed<
+    tokio_rustls::server::TlsStream<Counting<TcpStream>>,
+    FrameCodec<AgentMsg, ControllerMsg>,
+>;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    session: u64,
+    cancel: CancellationToken,
+) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = serve(&shared, acceptor, tcp, peer, session) => {}
+    }
+}
+
+fn fail(shared: &Shared, peer: SocketAddr, error: String) {
+    tracing::warn!(%peer, %error, "agent handshake failed");
+    shared.emit(ControllerEvent::HandshakeFailed { peer, error });
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    session: u64,
+) {
+    let timeout = shared.config.handshake_timeout;
+    let _ = tcp.set_nodelay(true);
+    let counters = Arc::new(Counters::default());
+    let tls = match tokio::time::timeout(
+        timeout,
+        acceptor.accept(Counting::new(tcp, counters.clone())),
+    )
+    .await
+    {
+        Err(_) => {
+            return fail(
+                shared,
+                peer,
+                format!("TLS handshake timed out after {timeout:?}"),
+            );
+        }
+        Ok(Err(e)) => return fail(shared, peer, crate::tls::explain(&e)),
+        Ok(Ok(tls)) => tls,
+    };
+    let (_, conn) = tls.get_ref();
+    if conn.alpn_protocol() != Some(crate::tls::ALPN) {
+        return fail(
+            shared,
+            peer,
+            "client did not negotiate ALPN rakkr-agent/1".into(),
+        );
+    }
+    let certified = match conn.peer_certificates().and_then(|c| c.first()) {
+        None => return fail(shared, peer, "client presented no certificate".into()),
+        Some(cert) => match crate::tls::common_name(cert) {
+            Ok(cn) => cn,
+            Err(e) => return fail(shared, peer, e.to_string()),
+        },
+    };
+    let mut framed: ServerFramed = Framed::new(tls, FrameCodec::default());
+    let hello = match tokio::time::timeout(timeout, framed.next()).await {
+        Ok(Some(Ok(AgentMsg::Hello(h)))) => h,
+        Ok(Some(Ok(other))) => {
+            return fail(
+                shared,
+                peer,
+                format!("{certified}: expected Hello, got {}", other.kind()),
+            );
+        }
+        Ok(Some(Err(e))) => return fail(shared, peer, format!("{certified}: {e}")),
+        Ok(None) => return fail(shared, peer, format!("{certified}: closed before Hello")),
+        Err(_) => {
+            return fail(
+                shared,
+                peer,
+                format!("{certified}: no Hello within {timeout:?}"),
+            );
+        }
+    };
+    let offered = shared.config.versions;
+    let reject = if hello.node_id != certified {
+        Some(Reject {
+            message: format!(
+                "Hello claims node id {:?} but the client certificate names {:?}",
+                hello.node_id, certified
+            ),
+            reason: RejectReason::NodeIdMismatch {
+                claimed: hello.node_id.clone(),
+                certified: certified.clone(),
+            },
+        })
+    } else if crate::version::negotiate(hello.versions, offered).is_none() {
+        Some(Reject {
+            message: format!(
+                "no common protocol version: agent speaks {}, controller speaks {}",
+                hello.versions, offered
+            ),
+            reason: RejectReason::NoCommonVersion {
+                agent: hello.versions,
+                controller: offered,
+            },
+        })
+    } else {
+        None
+    };
+    if let Some(reject) = reject {
+        tracing::warn!(node = %certified, %peer, reason = %reject.message, "rejecting agent");
+        let _ = framed.send(ControllerMsg::Reject(reject.clone())).await;
+        let _ = framed.get_mut().shutdown().await;
+        shared.emit(ControllerEvent::Rejected {
+            node: certified,
+            peer,
+            reject,
+        });
+        return;
+    }
+    let version = crate::version::negotiate(hello.versions, offered).unwrap_or(offered.max);
+    let welcome = Welcome {
+        version,
+        heartbeat_ms: u32::try_from(shared.config.heartbeat.as_millis()).unwrap_or(u32::MAX),
+        server_time_ms: now_ms(),
+        resume_from: lock(&shared.store).resume_from(&certified, hello.resume.stream_id),
+    };
+    if let Err(e) = framed.send(ControllerMsg::Welcome(welcome)).await {
+        return fail(shared, peer, format!("{certified}: sending Welcome: {e}"));
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let node = certified;
+    let replaced = lock(&shared.nodes).insert(
+        node.clone(),
+        NodeEntry {
+            info: NodeInfo {
+                node_id: node.clone(),
+                peer,
+                version,
+                hello: hello.clone(),
+                heartbeats: 0,
+                counters,
+            },
+            tx,
+            session,
+        },
+    );
+    if let Some(old) = replaced {
+        let _ = old.tx.try_send(Outgoing::Close(GoodbyeReason::Replaced));
+    }
+    tracing::info!(%node, %peer, version, agent = %hello.agent_version, "agent connected");
+    shared.emit(ControllerEvent::Connected {
+        node: node.clone(),
+        peer,
+        version,
+        hello: Box::new(hello.clone()),
+    });
+    let reason = session_loop(shared, &node, &hello, &mut framed, rx).await;
+    {
+        let mut nodes = lock(&shared.nodes);
+        if nodes.get(&node).is_some_and(|e| e.session == session) {
+            nodes.remove(&node);
+        }
+    }
+    tracing::info!(%node, %reason, "agent disconnected");
+    shared.emit(ControllerEvent::Disconnected { node, reason });
+}
+
+async fn session_loop(
+    shared: &Arc<Shared>,
+    node: &str,
+    hello: &Hello,
+    framed: &mut ServerFramed,
+    mut rx: mpsc::Receiver<Outgoing>,
+) -> String {
+    let hb = shared.config.heartbeat;
+    let mut live = Liveness::new(hb, hb);
+    loop {
+        tokio::select! {
+            incoming = framed.next() => {
+                live.received();
+                let msg = match incoming {
+                    None => return "connection closed by the agent".into(),
+                    Some(Err(e)) => {
+                        let error = e.to_string();
+                        if e.is_protocol_violation() {
+                            shared.emit(ControllerEvent::ProtocolError { node: node.into(), error: error.clone() });
+                            let _ = framed.send(ControllerMsg::Goodbye(Goodbye {
+                                reason: GoodbyeReason::ProtocolError,
+                                message: error.clone(),
+                            })).await;
+                        }
+                        return error;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                match handle(shared, node, hello, msg) {
+                    Ok(Some(reply)) => {
+                        if let Err(e) = framed.send(reply).await {
+                            return e.to_string();
+                        }
+                        live.sent();
+                    }
+                    Ok(None) => {}
+                    Err(reason) => return reason,
+                }
+            }
+            out = rx.recv() => {
+                let res = match out {
+                    None => return "controller dropped the session".into(),
+                    Some(Outgoing::Msg(m)) => framed.send(m).await.map_err(|e| e.to_string()),
+                    Some(Outgoing::Raw(bytes)) => {
+                        let io = framed.get_mut();
+                        match io.write_all(&bytes).await {
+                            Ok(()) => io.flush().await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Some(Outgoing::Close(reason)) => {
+                        let _ = framed.send(ControllerMsg::Goodbye(Goodbye { reason, message: String::new() })).await;
+                        let _ = framed.get_mut().shutdown().await;
+                        return format!("closed by the controller ({reason:?})");
+                    }
+                };
+                if let Err(e) = res {
+                    return e;
+                }
+                live.sent();
+            }
+            _ = tokio::time::sleep_until(live.deadline()) => {
+                match live.due(tokio::time::Instant::now()) {
+                    Due::Dead => return format!("agent silent for {:?}: declared dead", live.dead_after()),
+                    Due::Heartbeat => {
+                        if let Err(e) = framed.send(ControllerMsg::Heartbeat).await {
+                            return e.to_string();
+                        }
+                        live.sent();
+                    }
+                    Due::Nothing => {}
+                }
+            }
+        }
+    }
+}
+
+/// Handles one agent message; returns the reply to send, if any, or the
+/// reason to close.
+fn handle(
+    shared: &Shared,
+    node: &str,
+    hello: &Hello,
+    msg: AgentMsg,
+) -> Result<Option<ControllerMsg>, String> {
+    match msg {
+        AgentMsg::Heartbeat => {
+            if let Some(e) = lock(&shared.nodes).get_mut(node) {
+                e.info.heartbeats += 1;
+            }
+            shared.emit(ControllerEvent::Heartbeat { node: node.into() });
+            Ok(None)
+        }
+        AgentMsg::Event(event) => {
+            let accepted = lock(&shared.store)
+                .accept(node, hello.resume.stream_id, &event)
+                .map_err(|e| format!("cannot store event {}: {e}", event.seq))?;
+            if let Accepted::AfterGap { missing } = accepted {
+                tracing::warn!(%node, seq = event.seq, missing, "gap in the event stream");
+            }
+            let up_to = event.seq;
+            shared.emit(ControllerEvent::Event {
+                node: node.into(),
+                event,
+                duplicate: accepted == Accepted::Duplicate,
+            });
+            Ok(Some(ControllerMsg::Ack(Ack { up_to })))
+        }
+        AgentMsg::Result(result) => {
+            for waiter in lock(&shared.pending).remove(&result.id).unwrap_or_default() {
+                let _ = waiter.send(result.clone());
+            }
+            shared.emit(ControllerEvent::Result {
+                node: node.into(),
+                result,
+            });
+            Ok(None)
+        }
+        AgentMsg::Meter(frame) => {
+            shared.emit(ControllerEvent::Meter {
+                node: node.into(),
+                frame,
+            });
+            Ok(None)
+        }
+        AgentMsg::Goodbye(g) => Err(format!("agent said goodbye ({:?}) {}", g.reason, g.message)),
+        AgentMsg::Hello(_) => Err("protocol violation: second Hello".into()),
+    }
+}

@@ -1,0 +1,194 @@
+//! Development PKI (rcgen): a CA, node and controller certificates, so a
+//! newcomer can run both ends in a minute and tests can make every kind of
+//! bad certificate. Never used by the agent itself.
+//!
+//! Layout written by [`write_dev_pki`]:
+//! ```text
+//! <dir>/ca.pem                     the dev CA (fleet CA and node CA at once)
+//! <dir>/controller/{ca.pem,controller.pem,controller.key}
+//! <dir>/nodes/<node-id>/{ca.pem,node.pem,node.key}   an agent trust directory
+//! ```
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use time::{Duration, OffsetDateTime};
+
+/// A certificate authority that can issue node and controller certificates.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+/// A leaf certificate and its private key, PEM.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From an hour ago until `days` from now.
+    pub fn days(days: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::hours(1),
+            not_after: now + Duration::days(days),
+        }
+    }
+
+    /// Expired yesterday.
+    pub fn expired() -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::days(30),
+            not_after: now - Duration::days(1),
+        }
+    }
+}
+
+fn serial() -> SerialNumber {
+    let mut bytes = fastrand::u64(..).to_be_bytes().to_vec();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte
+    SerialNumber::from_slice(&bytes)
+}
+
+impl Ca {
+    /// A new self-signed CA named `common_name`, valid for ten years.
+    pub fn new(common_name: &str) -> Result<Self, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        dn.push(DnType::OrganizationName, "Rakkr development");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let v = Validity::days(3650);
+        params.not_before = v.not_before;
+        params.not_after = v.not_after;
+        params.serial_number = Some(serial());
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    fn issue(
+        &self,
+        common_name: &str,
+        sans: Vec<String>,
+        usage: ExtendedKeyUsagePurpose,
+        validity: Validity,
+    ) -> Result<Leaf, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(sans)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        params.serial_number = Some(serial());
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A node (client) certificate whose subject CN is `node_id`.
+    pub fn issue_node(&self, node_id: &str, validity: Validity) -> Result<Leaf, rcgen::Error> {
+        self.issue(
+            node_id,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            validity,
+        )
+    }
+
+    /// A controller (server) certificate for the given DNS names / IP addresses.
+    pub fn issue_controller(
+        &self,
+        names: &[&str],
+        validity: Validity,
+    ) -> Result<Leaf, rcgen::Error> {
+        let sans = names.iter().map(|n| (*n).to_owned()).collect();
+        self.issue(
+            names.first().copied().unwrap_or("controller"),
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            validity,
+        )
+    }
+}
+
+/// Writes a complete development PKI under `dir` (see the module docs).
+/// The controller certificate names `localhost`, `127.0.0.1` and `::1`.
+pub fn write_dev_pki(dir: &Path, node_ids: &[&str]) -> std::io::Result<()> {
+    let to_io = |e: rcgen::Error| std::io::Error::other(e.to_string());
+    let ca = Ca::new("Rakkr development CA").map_err(to_io)?;
+    let controller = ca
+        .issue_controller(&["localhost", "127.0.0.1", "::1"], Validity::days(825))
+        .map_err(to_io)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem)?;
+    let cdir = dir.join("controller");
+    std::fs::create_dir_all(&cdir)?;
+    std::fs::write(cdir.join("ca.pem"), &ca.cert_pem)?;
+    std::fs::write(cdir.join("controller.pem"), &controller.cert_pem)?;
+    write_private(&cdir.join("controller.key"), &controller.key_pem)?;
+    for id in node_ids {
+        let node = ca.issue_node(id, Validity::days(90)).map_err(to_io)?;
+        write_node_trust(&dir.join("nodes").join(id), &ca.cert_pem, &node)?;
+    }
+    Ok(())
+}
+
+/// Writes an agent trust directory: `ca.pem`, `node.pem`, `node.key` (0600).
+pub fn write_node_trust(dir: &Path, ca_pem: &str, node: &Leaf) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), ca_pem)?;
+    std::fs::write(dir.join("node.pem"), &node.cert_pem)?;
+    write_private(&dir.join("node.key"), &node.key_pem)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}

@@ -1,0 +1,27 @@
+//! The Rakkr agent ⇄ controller wire contract.
+//!
+//! - [`frame`]: length-prefixed postcard frames with a hard size limit.
+//! - [`message`]: every message, append-only (see `PROTOCOL.md`).
+//! - [`version`]: protocol version negotiation.
+//! - [`tls`]: mutual TLS 1.3 configuration for both ends.
+//! - [`client`]: the agent's end of the handshake.
+//! - [`controller`]: the reference controller (server end) as a library.
+//! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
+//!
+//! `PROTOCOL.md` beside this crate is the normative specification.
+
+pub mod client;
+pub mod controller;
+#[cfg(feature = "devcerts")]
+pub mod devcerts;
+pub mod frame;
+pub mod fsutil;
+pub mod liveness;
+pub mod message;
+pub mod tls;
+pub mod version;
+
+pub use controller::store;
+pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use message::*;
+pub use tls::ALPN;

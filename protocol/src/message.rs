@@ -1,0 +1,265 @@
+//! Every message of the link, in postcard's data model.
+//!
+//! NOTE: postcard is not self-describing. The wire evolves only by
+//! *appending*: new enum variants go at the end of their enum, new messages
+//! are new variants. Struct fields are never added, removed or reordered;
+//! a message that needs more fields becomes a new variant. Each type below
+//! lists its variant indices because they are the wire (see PROTOCOL.md).
+//!
+//! Times are milliseconds since the Unix epoch (UTC) as `u64`.
+
+use serde::{Deserialize, Serialize};
+
+/// An inclusive range of protocol versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl std::fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..={}", self.min, self.max)
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Agent -> controller
+
+/// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
+/// Event 2, Result 3, Meter 4, Goodbye 5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentMsg {
+    Hello(Hello),
+    Heartbeat,
+    Event(Event),
+    Result(CommandResult),
+    Meter(MeterFrame),
+    Goodbye(Goodbye),
+}
+
+/// First message on every connection, sent by the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol versions this agent speaks.
+    pub versions: VersionRange,
+    /// Agent release (`YYYY.MM.DD-N`, or `<x.y.z>+<rev>` for development builds).
+    pub agent_version: String,
+    /// Rust target triple the binary was built for.
+    pub build_target: String,
+    /// Node id; must equal the CN of the client certificate.
+    pub node_id: String,
+    /// The node inventory as JSON text (the controller's inventory shape, a
+    /// superset of it). JSON because that shape is owned by the controller and
+    /// grows by adding keys, which postcard structs cannot do.
+    pub inventory_json: String,
+    /// Where the agent's event stream stands.
+    pub resume: Resume,
+}
+
+/// The agent's event stream position, sent in [`Hello`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Random id of this node's event stream; changes only when the agent's
+    /// state directory is recreated. Sequence numbers are scoped to it.
+    pub stream_id: u64,
+    /// Sequence number the next new event will carry. Events below it that
+    /// the controller has not acknowledged are resent after [`Welcome`].
+    pub next_seq: u64,
+}
+
+/// A sequenced event. `seq` is unique and increasing within the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub body: EventBody,
+}
+
+/// Event kinds. Variant indices: AgentStarted 0, Annotated 1, OutboxOverflow 2,
+/// AgentStopping 3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// The agent process started (one per process start).
+    AgentStarted { version: String },
+    /// An operator note, from the controller or the node's local CLI.
+    Annotated { text: String, origin: Origin },
+    /// The bounded outbox was full and dropped its `dropped` oldest events.
+    OutboxOverflow { dropped: u64 },
+    /// The agent is shutting down on a signal.
+    AgentStopping { reason: String },
+}
+
+/// Who asked for something. Variant indices: Controller 0, Local 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// A controller command with this id.
+    Controller { command_id: String },
+    /// The node's local CLI (an operator at the node).
+    Local,
+}
+
+/// The answer to one [`Command`], matched by `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub id: String,
+    pub outcome: Outcome,
+}
+
+/// Variant indices: Done 0, Failed 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done(Reply),
+    Failed(Failure),
+}
+
+/// Successful replies. Variant indices: Inventory 0, Annotated 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Current inventory, JSON text as in [`Hello::inventory_json`].
+    Inventory { json: String },
+    /// The note became the event with this sequence number.
+    Annotated { seq: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+/// Variant indices: Unsupported 0, InvalidArgument 1, Busy 2, Internal 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureCode {
+    /// The agent does not know this command (sent by a newer controller).
+    Unsupported,
+    InvalidArgument,
+    Busy,
+    Internal,
+}
+
+/// Best-effort levels of one capture interface. Latest wins; never queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterFrame {
+    pub captured_at_ms: u64,
+    pub interface_id: String,
+    /// At most [`MAX_METER_LEVELS`].
+    pub levels: Vec<Level>,
+}
+
+/// Largest number of levels in one [`MeterFrame`] (the controller's limit).
+pub const MAX_METER_LEVELS: usize = 512;
+
+/// One channel's levels. Channel labels are in the inventory (`channels[].alias`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    /// 1-based channel index.
+    pub channel_index: u16,
+    /// dBFS in [-160, 24].
+    pub peak_dbfs: f32,
+    pub rms_dbfs: f32,
+    pub clipping: bool,
+    pub quality: Option<Quality>,
+}
+
+/// Cheap signal-quality estimates, ranges as in the controller's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub crest_factor_db: f32,
+    pub zero_crossing_rate: f32,
+    pub noise_score: f32,
+    pub speech_score: f32,
+    pub speech_like: bool,
+}
+
+// ----------------------------------------------------------------------------
+// Controller -> agent
+
+/// Everything the controller sends. Variant indices: Welcome 0, Reject 1,
+/// Heartbeat 2, Command 3, Ack 4, Goodbye 5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ControllerMsg {
+    Welcome(Welcome),
+    Reject(Reject),
+    Heartbeat,
+    Command(Command),
+    Ack(Ack),
+    Goodbye(Goodbye),
+}
+
+/// Successful handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The chosen protocol version: the highest both sides speak.
+    pub version: u16,
+    /// Each side sends a heartbeat when it has sent nothing else for this
+    /// long; a peer silent for 3 intervals is dead.
+    pub heartbeat_ms: u32,
+    pub server_time_ms: u64,
+    /// The controller holds every event of the Hello's stream with
+    /// `seq < resume_from`; the agent drops those and resends the rest.
+    pub resume_from: u64,
+}
+
+/// Failed handshake; the controller closes the connection after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    pub reason: RejectReason,
+    /// Human-readable explanation for logs.
+    pub message: String,
+}
+
+/// Variant indices: NoCommonVersion 0, NodeIdMismatch 1, Refused 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    NoCommonVersion {
+        agent: VersionRange,
+        controller: VersionRange,
+    },
+    /// Hello named a node id other than the certificate's.
+    NodeIdMismatch { claimed: String, certified: String },
+    /// Any other refusal (see `message`).
+    Refused,
+}
+
+/// A controller command. `id` is unique per command; a repeated id is
+/// answered with the first result and never acted on twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: String,
+    pub body: CommandBody,
+}
+
+/// Variant indices: Inventory 0, Annotate 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Report the current inventory.
+    Inventory,
+    /// Record an operator note as an event.
+    Annotate { text: String },
+}
+
+/// Cumulative acknowledgement: the controller durably holds every event with
+/// `seq <= up_to` of the current connection's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub up_to: u64,
+}
+
+/// Orderly close, sent by either side just before closing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Goodbye {
+    pub reason: GoodbyeReason,
+    pub message: String,
+}
+
+/// Variant indices: Shutdown 0, ProtocolError 1, Replaced 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GoodbyeReason {
+    /// The sender is stopping.
+    Shutdown,
+    /// The peer broke the protocol (message names how).
+    ProtocolError,
+    /// A newer connection of the same node took over.
+    Replaced,
+}
