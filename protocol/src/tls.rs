@@ -140,6 +140,12 @@ pub fn server_config(
 /// The only protocol version the link allows.
 pub const TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
+/// Parses a server name (DNS name or IP address) for certificate checks.
+pub fn server_name(name: &str) -> Result<rustls::pki_types::ServerName<'static>, TlsError> {
+    rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|_| TlsError::ServerName(name.to_owned()))
+}
+
 /// The subject common name of a certificate: the node id of a node certificate.
 pub fn common_name(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())

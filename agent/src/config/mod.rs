@@ -1,0 +1,438 @@
+//! Configuration: TOML file, then `RAKKR_*` variables over it, then
+//! validation into a resolved [`Config`]. Parsing and validation do no I/O
+//! ([`parse`]); [`load`] reads the file.
+//!
+//! The file is written by the operator (or GitOps); the agent never rewrites it.
+
+mod env;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default location of the config file.
+pub const DEFAULT_PATH: &str = "/etc/rakkr/recorder-agent.toml";
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rakkr/agent";
+/// Default TCP port of the controller's agent listener.
+pub const DEFAULT_CONTROLLER_PORT: u16 = 7443;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {detail}")]
+    Syntax { path: String, detail: String },
+    #[error("{var}={value:?} is not valid: expected {expected}")]
+    Env {
+        var: String,
+        value: String,
+        expected: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default)]
+    controller: RawController,
+    #[serde(default)]
+    trust: RawTrust,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    outbox: RawOutbox,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Option<String>,
+    alias: Option<String>,
+    site: Option<String>,
+    room: Option<String>,
+    building: Option<String>,
+    floor: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    url: Option<String>,
+    server_name: Option<String>,
+    ca_cert_path: Option<PathBuf>,
+    heartbeat_seconds: Option<u64>,
+    connect_timeout_seconds: Option<u64>,
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    cert_path: Option<PathBuf>,
+    key_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    recordings_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    device: Option<String>,
+    channels: Option<u16>,
+    sample_rate: Option<u32>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbox {
+    max_events: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file that was read, if any.
+    pub source: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub node: NodeConfig,
+    pub controller: ControllerConfig,
+    pub trust: TrustPaths,
+    pub recordings_path: PathBuf,
+    pub capture: CaptureConfig,
+    pub outbox_max_events: usize,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `None`: taken from the node certificate's common name.
+    pub id: Option<String>,
+    pub alias: Option<String>,
+    pub site: String,
+    pub room: String,
+    pub building: Option<String>,
+    pub floor: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `None`: not configured (the daemon cannot run; inventory still works).
+    pub endpoint: Option<Endpoint>,
+    pub heartbeat: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// As configured, for display.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// Name the controller certificate must carry (default: `host`).
+    pub server_name: String,
+}
+
+impl Endpoint {
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustPaths {
+    pub ca_bundle: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSelector {
+    /// An X32/M32/X-USB/Wing by name, else the default input.
+    Auto,
+    /// An exact ALSA PCM name, e.g. `hw:CARD=XUSB,DEV=0`.
+    Exact(String),
+    /// A glob over device names and descriptions (`*`, `?`).
+    Pattern(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    pub device: DeviceSelector,
+    /// `None`: all the device offers.
+    pub channels: Option<u16>,
+    pub sample_rate: u32,
+    pub format: String,
+}
+
+fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::Invalid(format!(
+            "controller.url {url:?} (RAKKR_CONTROLLER_URL) {why}; expected rakkr://HOST[:PORT]"
+        ))
+    };
+    let rest = match url.split_once("://") {
+        None => url,
+        Some(("rakkr", rest)) => rest,
+        Some(("http" | "https", _)) => {
+            return Err(bad(
+                "is an HTTP URL of the previous agent; this agent speaks the Rakkr link protocol over mutual TLS",
+            ));
+        }
+        Some(_) => return Err(bad("has an unknown scheme")),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return Err(bad("has no host or has a path"));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        None => DEFAULT_CONTROLLER_PORT,
+        Some(p) => p.parse().map_err(|_| bad("has an invalid port"))?,
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn non_empty(v: Option<String>, what: &str) -> Result<Option<String>, ConfigError> {
+    match v {
+        Some(s) if s.trim().is_empty() => Err(ConfigError::Invalid(format!("{what} is empty"))),
+        other => Ok(other),
+    }
+}
+
+/// Parses config text (may be empty), overlays variables from `env`,
+/// validates. `path` only names the source in errors.
+pub fn parse(
+    text: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    state_dir: &Path,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            })?;
+    env::overlay(&mut table, env)?;
+    let raw = RawConfig::deserialize(table).map_err(|e| ConfigError::Syntax {
+        path: format!("{path} (with RAKKR_* variables applied)"),
+        detail: e.to_string(),
+    })?;
+    resolve(raw, state_dir)
+}
+
+fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
+    let trust_dir = state_dir.join("trust");
+    let c = raw.controller;
+    let endpoint = match non_empty(c.url, "controller.url")? {
+        None => None,
+        Some(url) => {
+            let (host, port) = parse_url(&url)?;
+            let server_name =
+                non_empty(c.server_name, "controller.server_name")?.unwrap_or_else(|| host.clone());
+            rustls_pki_types_check(&server_name)?;
+            Some(Endpoint {
+                url,
+                host,
+                port,
+                server_name,
+            })
+        }
+    };
+    let secs = |v: Option<u64>, default: u64, what: &str| -> Result<Duration, ConfigError> {
+        match v.unwrap_or(default) {
+            0 => Err(ConfigError::Invalid(format!("{what} must be at least 1"))),
+            n => Ok(Duration::from_secs(n)),
+        }
+    };
+    let backoff_initial = Duration::from_millis(c.backoff_initial_ms.unwrap_or(1000).max(10));
+    let backoff_max = Duration::from_millis(c.backoff_max_ms.unwrap_or(30_000));
+    if backoff_max < backoff_initial {
+        return Err(ConfigError::Invalid(format!(
+            "controller.backoff_max_ms ({}) is below controller.backoff_initial_ms ({})",
+            backoff_max.as_millis(),
+            backoff_initial.as_millis()
+        )));
+    }
+    let n = raw.node;
+    let tags = n.tags.unwrap_or_default();
+    if tags.iter().any(|t| t.trim().is_empty()) {
+        return Err(ConfigError::Invalid(
+            "node.tags contains an empty tag".into(),
+        ));
+    }
+    let cap = raw.capture;
+    let device = match cap.device.as_deref().map(str::trim) {
+        None | Some("" | "auto") => DeviceSelector::Auto,
+        Some(d) if d.contains(['*', '?']) => DeviceSelector::Pattern(d.to_owned()),
+        Some(d) => DeviceSelector::Exact(d.to_owned()),
+    };
+    let sample_rate = cap.sample_rate.unwrap_or(48_000);
+    if !(8_000..=384_000).contains(&sample_rate) {
+        return Err(ConfigError::Invalid(format!(
+            "capture.sample_rate {sample_rate} is outside 8000..=384000"
+        )));
+    }
+    let channels = match cap.channels {
+        None | Some(0) => None,
+        Some(n) if n > 512 => {
+            return Err(ConfigError::Invalid(format!(
+                "capture.channels {n} is above 512"
+            )));
+        }
+        Some(n) => Some(n),
+    };
+    let format = cap
+        .format
+        .unwrap_or_else(|| "auto".into())
+        .to_ascii_lowercase();
+    if !matches!(
+        format.as_str(),
+        "auto" | "s32" | "s32_le" | "s16" | "s16_le" | "f32" | "f32_le"
+    ) {
+        return Err(ConfigError::Invalid(format!(
+            "capture.format {format:?} is not one of auto, s32, s16, f32"
+        )));
+    }
+    let outbox_max_events = raw.outbox.max_events.unwrap_or(10_000);
+    if outbox_max_events < 16 {
+        return Err(ConfigError::Invalid(
+            "outbox.max_events must be at least 16".into(),
+        ));
+    }
+    Ok(Config {
+        source: None,
+        state_dir: state_dir.to_owned(),
+        node: NodeConfig {
+            id: non_empty(n.id, "node.id")?,
+            alias: non_empty(n.alias, "node.alias")?,
+            site: non_empty(n.site, "node.site")?.unwrap_or_else(|| "Unassigned Site".into()),
+            room: non_empty(n.room, "node.room")?.unwrap_or_else(|| "Unassigned Room".into()),
+            building: non_empty(n.building, "node.building")?,
+            floor: non_empty(n.floor, "node.floor")?,
+            tags,
+        },
+        controller: ControllerConfig {
+            endpoint,
+            heartbeat: secs(c.heartbeat_seconds, 15, "controller.heartbeat_seconds")?,
+            connect_timeout: secs(
+                c.connect_timeout_seconds,
+                10,
+                "controller.connect_timeout_seconds",
+            )?,
+            backoff_initial,
+            backoff_max,
+        },
+        trust: TrustPaths {
+            ca_bundle: c.ca_cert_path.unwrap_or_else(|| trust_dir.join("ca.pem")),
+            cert: raw
+                .trust
+                .cert_path
+                .unwrap_or_else(|| trust_dir.join("node.pem")),
+            key: raw
+                .trust
+                .key_path
+                .unwrap_or_else(|| trust_dir.join("node.key")),
+        },
+        recordings_path: raw
+            .storage
+            .recordings_path
+            .unwrap_or_else(|| state_dir.join("recordings")),
+        capture: CaptureConfig {
+            device,
+            channels,
+            sample_rate,
+            format,
+        },
+        outbox_max_events,
+        log_level: raw.log.level,
+    })
+}
+
+fn rustls_pki_types_check(name: &str) -> Result<(), ConfigError> {
+    rakkr_protocol::tls::server_name(name)
+        .map(|_| ())
+        .map_err(|_| {
+            ConfigError::Invalid(format!(
+                "controller.server_name {name:?} is not a valid DNS name or IP address"
+            ))
+        })
+}
+
+/// Where the config comes from: an explicit path must exist; the default
+/// path may be absent (defaults and variables apply).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub explicit: bool,
+}
+
+/// Reads and parses the config file named by `source`, with the process
+/// environment.
+pub fn load(source: &Source, state_dir: &Path) -> Result<Config, ConfigError> {
+    let (text, found) = match std::fs::read_to_string(&source.path) {
+        Ok(t) => (t, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !source.explicit => {
+            (String::new(), false)
+        }
+        Err(e) => {
+            return Err(ConfigError::Read {
+                path: source.path.clone(),
+                source: e,
+            });
+        }
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut config = parse(&text, &source.path.display().to_string(), &env, state_dir)?;
+    config.source = found.then(|| source.path.clone());
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+use super::*;
+
+const FULL: &str = r#"
+[node]
+id = "node_x32_a"
+alias = "FOH recorder"
+site = "Main campus"
+room = "Hall A"
+building = "North"
+floor = "2"
+tags = ["x32", "foh"]
+
+[controller]
+url = "rakkr://controller.example.org:7443"
+server_name = "controller.example.org"
+ca_cert_path = "/etc/rakkr/ca.pem"
+heartbeat_seconds = 15
+connect_timeout_seconds = 10
+backoff_initial_ms = 1000
+backoff_max_ms = 30000
+
+[trust]
+cert_path = "/x/node.pem"
+key_path = "/x/node.key"
+
+[storage]
+recordings_path = "/srv/recordings"
+
+[capture]
+device = "hw:CARD=XUSB,DEV=0"
+channels = 32
+sample_rate = 48000
+format = "s32"
+
+[outbox]
+max_events = 10000
+
+[log]
+level = "info"
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn every_key_has_an_environment_variable() {
+    let table: toml::Table = FULL.parse().unwrap();
+    let mut in_file: Vec<(String, String)> = Vec::new();
+    for (section, v) in &table {
+        for key in v.as_table().unwrap().keys() {
+            in_file.push((section.clone(), key.clone()));
+        }
+    }
+    let mut in_env: Vec<(String, String)> = env::KEYS
+        .iter()
+        .map(|(s, k, _)| ((*s).to_owned(), (*k).to_owned()))
+        .collect();
+    in_file.sort();
+    in_env.sort();
+    assert_eq!(in_file, in_env);
+    parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+}
+
+#[test]
+fn empty_file_gives_defaults_under_the_state_dir() {
+    let c = parse("", "none", &no_env, Path::new("/var/lib/rakkr/agent")).unwrap();
+    assert!(c.controller.endpoint.is_none());
+    assert_eq!(
+        c.trust.cert,
+        Path::new("/var/lib/rakkr/agent/trust/node.pem")
+    );
+    assert_eq!(
+        c.recordings_path,
+        Path::new("/var/lib/rakkr/agent/recordings")
+    );
+    assert_eq!(c.capture.device, DeviceSelector::Auto);
+    assert_eq!(c.node.site, "Unassigned Site");
+}
+
+#[test]
+fn variables_override_the_file() {
+    let env = |k: &str| match k {
+        "RAKKR_CONTROLLER_URL" => Some("rakkr://[::1]:9000".to_owned()),
+        "RAKKR_HEARTBEAT_SECONDS" => Some("5".to_owned()),
+        "RAKKR_NODE_TAGS" => Some("a, b".to_owned()),
+        "RAKKR_CAPTURE_DEVICE" => Some("*X32*".to_owned()),
+        _ => None,
+    };
+    let c = parse(FULL, "full", &env, Path::new("/s")).unwrap();
+    let ep = c.controller.endpoint.unwrap();
+    assert_eq!((ep.host.as_str(), ep.port), ("::1", 9000));
+    assert_eq!(ep.address(), "[::1]:9000");
+    assert_eq!(c.controller.heartbeat, Duration::from_secs(5));
+    assert_eq!(c.node.tags, vec!["a", "b"]);
+    assert_eq!(c.capture.device, DeviceSelector::Pattern("*X32*".into()));
+}
+
+#[test]
+fn typo_in_a_key_is_named() {
+    let err = parse(
+        "[capture]\nchanels = 2\n",
+        "/etc/x.toml",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("chanels") && err.contains("/etc/x.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_url_of_the_old_agent_is_explained() {
+    let env = |k: &str| (k == "RAKKR_CONTROLLER_URL").then(|| "https://c:8787".to_owned());
+    let err = parse("", "none", &env, Path::new("/s"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP URL of the previous agent"), "{err}");
+}
+
+#[test]
+fn url_forms() {
+    assert_eq!(
+        parse_url("c.example").unwrap(),
+        ("c.example".into(), DEFAULT_CONTROLLER_PORT)
+    );
+    assert_eq!(
+        parse_url("rakkr://127.0.0.1:1").unwrap(),
+        ("127.0.0.1".into(), 1)
+    );
+    assert!(parse_url("rakkr://c:notaport").is_err());
+    assert!(parse_url("rakkr://c/path").is_err());
+}
+
+#[test]
+fn syntax_error_names_the_file() {
+    let err = parse(
+        "[node\n",
+        "/etc/rakkr/recorder-agent.toml",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/etc/rakkr/recorder-agent.toml"), "{err}");
+}

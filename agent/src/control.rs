@@ -1,0 +1,162 @@
+//! The local control socket `<state>/agent.sock` (mode 0600): how the CLI on
+//! the node talks to the running daemon. One JSON request per line, one JSON
+//! reply per line. Also the "is a daemon already running here?" lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rakkr_protocol::{EventBody, Origin};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::node::{LinkStatus, MAX_NOTE_LEN, Node};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "camelCase")]
+pub enum Request {
+    Status,
+    Annotate { text: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReply {
+    pub pid: u32,
+    pub version: String,
+    pub node_id: Option<String>,
+    pub link: LinkStatus,
+    pub pending_events: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "camelCase")]
+pub enum Reply {
+    Status(StatusReply),
+    Annotated { seq: u64 },
+    Error { message: String },
+}
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent.sock")
+}
+
+/// Binds the socket; fails if another daemon answers on it. A stale socket
+/// from a crashed daemon is replaced.
+pub async fn bind(state_dir: &Path) -> anyhow::Result<UnixListener> {
+    let path = socket_path(state_dir);
+    if path.exists() {
+        if UnixStream::connect(&path).await.is_ok() {
+            bail!(
+                "another agent is already running with state directory {} (its control socket {} answers)",
+                state_dir.display(),
+                path.display()
+            );
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("binding control socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, node: Arc<Node>, cancel: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            _ = cancel.cancelled() => break,
+            c = listener.accept() => c,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, node).await {
+                        tracing::debug!(error = format!("{e:#}"), "control connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    if let Ok(addr) = listener.local_addr()
+        && let Some(p) = addr.as_pathname()
+    {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r.take(64 * 1024)).lines();
+    while let Some(line) = lines.next_line().await? {
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Reply::Error {
+                message: format!("bad request: {e}"),
+            },
+            Ok(Request::Status) => Reply::Status(StatusReply {
+                pid: std::process::id(),
+                version: crate::build_info::VERSION.into(),
+                node_id: node.config.node.id.clone(),
+                link: node.status.borrow().clone(),
+                pending_events: node.pending_count(),
+            }),
+            Ok(Request::Annotate { text })
+                if text.trim().is_empty() || text.len() > MAX_NOTE_LEN =>
+            {
+                Reply::Error {
+                    message: format!("note must be 1..={MAX_NOTE_LEN} bytes"),
+                }
+            }
+            Ok(Request::Annotate { text }) => {
+                tracing::info!(note = %text, "operator note from the local CLI");
+                match node
+                    .emit(EventBody::Annotated {
+                        text,
+                        origin: Origin::Local,
+                    })
+                    .await
+                {
+                    Ok(ev) => Reply::Annotated { seq: ev.seq },
+                    Err(e) => Reply::Error {
+                        message: format!("{e:#}"),
+                    },
+                }
+            }
+        };
+        let mut out = serde_json::to_vec(&reply)?;
+        out.push(b'\n');
+        w.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+/// Sends one request to the running daemon (CLI side).
+pub fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Reply> {
+    use std::io::{BufRead, Write};
+    let path = socket_path(state_dir);
+    let mut s = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "no running agent answers on {} (is the service running with this state directory?)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut reply = String::new();
+    std::io::BufReader::new(s)
+        .read_line(&mut reply)
+        .context("reading the agent's reply")?;
+    serde_json::from_str(&reply).context("parsing the agent's reply")
+}

@@ -1,0 +1,62 @@
+//! Exit codes: stable, documented in the README, for Ansible and systemd.
+//! Errors are tagged with a [`Failure`] context; `main` maps the first one
+//! found in the chain to its code.
+
+use std::process::ExitCode;
+
+/// What kind of failure ended the command. The `Display` text is the first
+/// line of the error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("invalid configuration")]
+    Config,
+    #[error("trust material missing or invalid")]
+    Trust,
+    #[error("state directory unusable")]
+    State,
+    #[error("another agent is already running")]
+    AlreadyRunning,
+    #[error("the running agent could not be reached")]
+    NoDaemon,
+}
+
+impl Failure {
+    pub fn code(self) -> u8 {
+        match self {
+            Failure::Config => 3,
+            Failure::Trust => 4,
+            Failure::State => 5,
+            Failure::AlreadyRunning => 6,
+            Failure::NoDaemon => 7,
+        }
+    }
+}
+
+/// Generic runtime failure.
+pub const FAILURE: u8 = 1;
+/// Usage error (clap's own code).
+pub const USAGE: u8 = 2;
+
+pub fn code_of(err: &anyhow::Error) -> ExitCode {
+    let code = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<Failure>())
+        .map_or(FAILURE, |f| f.code());
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn tagged_errors_map_to_their_code() {
+        let e = Err::<(), _>(std::io::Error::other("disk"))
+            .context(Failure::State)
+            .context("opening outbox")
+            .unwrap_err();
+        assert_eq!(code_of(&e), ExitCode::from(5));
+        assert_eq!(code_of(&anyhow::anyhow!("x")), ExitCode::from(FAILURE));
+    }
+}

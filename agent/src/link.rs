@@ -1,0 +1,230 @@
+//! The controller connection: connect → Hello → Welcome, then serve until
+//! it breaks; reconnect with backoff; never give up. Recording never waits
+//! on this loop: events wait in the outbox while the link is down.
+//!
+//! Per connection: resend every unacknowledged event after Welcome, then
+//! send new events as they are appended; answer commands; heartbeat; send
+//! the latest meter frame when one is published (never queued).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use rakkr_protocol::client::{self, AgentFramed, Endpoint, LinkError};
+use rakkr_protocol::liveness::{Due, Liveness};
+use rakkr_protocol::{AgentMsg, ControllerMsg, Goodbye, GoodbyeReason, Hello};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::build_info;
+use crate::node::{LinkStatus, Node};
+
+/// Runs until `cancel` fires.
+pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
+    let c = &node.config.controller;
+    let mut backoff = Backoff::new(c.backoff_initial, c.backoff_max);
+    loop {
+        node.status.send_replace(LinkStatus::Connecting {
+            attempt: backoff.attempt() + 1,
+        });
+        let mut welcomed = false;
+        let result = session(&node, &cancel, &mut welcomed).await;
+        if welcomed {
+            backoff.reset();
+        }
+        let reason = match result {
+            Ok(()) => return,
+            Err(e) => format!("{e:#}"),
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %reason, retry_in = ?delay, "controller link down");
+        node.status.send_replace(LinkStatus::Disconnected {
+            reason,
+            retry_in_ms: delay.as_millis() as u64,
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn session(
+    node: &Arc<Node>,
+    cancel: &CancellationToken,
+    welcomed: &mut bool,
+) -> anyhow::Result<()> {
+    let cfg = &node.config;
+    let ep = cfg
+        .controller
+        .endpoint
+        .as_ref()
+        .context("no controller configured")?;
+    let trust = crate::trust::load(&cfg.trust).context("loading the node's trust material")?;
+    let node_id = cfg.node.id.clone().unwrap_or_else(|| trust.node_id.clone());
+    let config = cfg.clone();
+    let inventory_json = tokio::task::spawn_blocking(move || {
+        serde_json::to_string(&crate::inventory::build(&config, true))
+    })
+    .await??;
+    let hello = Hello {
+        versions: rakkr_protocol::version::SUPPORTED,
+        agent_version: build_info::VERSION.to_owned(),
+        build_target: build_info::TARGET.to_owned(),
+        node_id: node_id.clone(),
+        inventory_json,
+        resume: node.resume(),
+    };
+    let endpoint = Endpoint {
+        address: ep.address(),
+        server_name: rakkr_protocol::tls::server_name(&ep.server_name)?,
+    };
+    let connect = client::connect(
+        &endpoint,
+        trust.client_config,
+        hello,
+        cfg.controller.connect_timeout,
+    );
+    let (mut framed, welcome) = tokio::select! {
+        _ = cancel.cancelled() => return Ok(()),
+        r = connect => r?,
+    };
+    *welcomed = true;
+    let skew_ms = welcome.server_time_ms as i64 - crate::util::now_ms() as i64;
+    if skew_ms.abs() > 5_000 {
+        tracing::warn!(
+            skew_ms,
+            "clock differs from the controller's by more than 5 s; check NTP"
+        );
+    }
+    tracing::info!(
+        controller = %endpoint.address,
+        %node_id,
+        protocol = welcome.version,
+        heartbeat_ms = welcome.heartbeat_ms,
+        resume_from = welcome.resume_from,
+        "connected to controller"
+    );
+    node.status.send_replace(LinkStatus::Connected {
+        controller: endpoint.address.clone(),
+        since: crate::util::now_iso8601(),
+        protocol: welcome.version,
+    });
+    if let Some(held) = welcome.resume_from.checked_sub(1) {
+        node.ack(held).await?;
+    }
+    let peer_hb = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10)));
+    let mut live = Liveness::new(peer_hb.min(cfg.controller.heartbeat), peer_hb);
+    let result = serve(node, cancel, &mut framed, &mut live, &endpoint.address).await;
+    if let Err(LinkError::Protocol(e)) = &result {
+        // Tell the controller why before closing; best effort.
+        let bye = Goodbye {
+            reason: GoodbyeReason::ProtocolError,
+            message: e.to_string(),
+        };
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), framed.send(AgentMsg::Goodbye(bye))).await;
+    }
+    result.map_err(anyhow::Error::from)
+}
+
+async fn send(
+    framed: &mut AgentFramed,
+    live: &mut Liveness,
+    msg: AgentMsg,
+    address: &str,
+) -> Result<(), LinkError> {
+    framed
+        .send(msg)
+        .await
+        .map_err(|e| LinkError::from_frame(e, address))?;
+    live.sent();
+    Ok(())
+}
+
+async fn send_pending(
+    node: &Node,
+    framed: &mut AgentFramed,
+    live: &mut Liveness,
+    sent: &mut Option<u64>,
+    address: &str,
+) -> Result<(), LinkError> {
+    for ev in node.pending_after(*sent) {
+        let seq = ev.seq;
+        send(framed, live, AgentMsg::Event(ev), address).await?;
+        *sent = Some(seq);
+    }
+    Ok(())
+}
+
+async fn serve(
+    node: &Arc<Node>,
+    cancel: &CancellationToken,
+    framed: &mut AgentFramed,
+    live: &mut Liveness,
+    address: &str,
+) -> Result<(), LinkError> {
+    let mut sent: Option<u64> = None;
+    send_pending(node, framed, live, &mut sent, address).await?;
+    let mut meter = node.meter.subscribe();
+    meter.mark_unchanged();
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                // Flush what is queued (it is resent anyway if unacknowledged), then close.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    send_pending(node, framed, live, &mut sent, address).await?;
+                    let bye = Goodbye { reason: GoodbyeReason::Shutdown, message: "agent stopping".into() };
+                    send(framed, live, AgentMsg::Goodbye(bye), address).await?;
+                    let _ = framed.close().await;
+                    Ok::<_, LinkError>(())
+                }).await;
+                return Ok(());
+            }
+            incoming = framed.next() => {
+                live.received();
+                match incoming {
+                    None => return Err(LinkError::Closed { during: "while connected" }),
+                    Some(Err(e)) => return Err(LinkError::from_frame(e, address)),
+                    Some(Ok(ControllerMsg::Heartbeat)) => {}
+                    Some(Ok(ControllerMsg::Ack(ack))) => {
+                        if let Err(e) = node.ack(ack.up_to).await {
+                            tracing::error!(error = format!("{e:#}"), "could not apply acknowledgement");
+                        }
+                    }
+                    Some(Ok(ControllerMsg::Command(cmd))) => {
+                        let result = node.execute(cmd).await;
+                        send(framed, live, AgentMsg::Result(result), address).await?;
+                    }
+                    Some(Ok(ControllerMsg::Goodbye(g))) => {
+                        tracing::info!(reason = ?g.reason, message = %g.message, "controller said goodbye");
+                        return Err(LinkError::Closed { during: "by the controller's Goodbye" });
+                    }
+                    Some(Ok(other @ (ControllerMsg::Welcome(_) | ControllerMsg::Reject(_)))) => {
+                        return Err(LinkError::Unexpected { got: other.kind(), during: "after the handshake" });
+                    }
+                }
+            }
+            _ = node.new_events.notified() => {
+                send_pending(node, framed, live, &mut sent, address).await?;
+            }
+            changed = meter.changed() => {
+                if changed.is_ok() {
+                    let frame = meter.borrow_and_update().clone();
+                    if let Some(frame) = frame {
+                        send(framed, live, AgentMsg::Meter(frame), address).await?;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(live.deadline()) => {
+                match live.due(tokio::time::Instant::now()) {
+                    Due::Dead => return Err(LinkError::Dead(live.dead_after())),
+                    Due::Heartbeat => send(framed, live, AgentMsg::Heartbeat, address).await?,
+                    Due::Nothing => {}
+                }
+            }
+        }
+    }
+}

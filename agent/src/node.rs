@@ -1,0 +1,162 @@
+//! The running node's shared state and the actions on it: emit an event,
+//! take an acknowledgement, execute a controller command. Owned by the
+//! daemon; used by the link and the local control socket.
+//!
+//! File work (outbox, command log) runs on tokio's blocking pool so the
+//! link's heartbeats never wait behind an fsync.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rakkr_protocol::{
+    Command, CommandBody, CommandResult, Event, EventBody, FailureCode, MeterFrame, Origin,
+    Outcome, Reply,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::commands::{CommandLog, failed};
+use crate::config::Config;
+use crate::outbox::Outbox;
+
+/// Longest operator note accepted, in bytes.
+pub const MAX_NOTE_LEN: usize = 4096;
+
+/// The link's state, for `status` and logs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum LinkStatus {
+    Starting,
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        controller: String,
+        since: String,
+        protocol: u16,
+    },
+    Disconnected {
+        reason: String,
+        retry_in_ms: u64,
+    },
+    Stopping,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub config: Config,
+    outbox: Mutex<Outbox>,
+    commands: Mutex<CommandLog>,
+    /// Signalled whenever an event is appended.
+    pub new_events: Notify,
+    pub status: watch::Sender<LinkStatus>,
+    /// Latest meter frame (best effort, latest wins). Fed by capture.
+    pub meter: watch::Sender<Option<MeterFrame>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Node {
+    pub fn new(config: Config, outbox: Outbox, commands: CommandLog) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            outbox: Mutex::new(outbox),
+            commands: Mutex::new(commands),
+            new_events: Notify::new(),
+            status: watch::channel(LinkStatus::Starting).0,
+            meter: watch::channel(None).0,
+        })
+    }
+
+    pub fn resume(&self) -> rakkr_protocol::Resume {
+        lock(&self.outbox).resume()
+    }
+
+    pub fn pending_after(&self, after: Option<u64>) -> Vec<Event> {
+        lock(&self.outbox).pending_after(after)
+    }
+
+    pub fn pending_count(&self) -> usize {
+        lock(&self.outbox).len()
+    }
+
+    /// Appends an event durably, then wakes the link.
+    pub async fn emit(self: &Arc<Self>, body: EventBody) -> anyhow::Result<Event> {
+        let me = self.clone();
+        let event = tokio::task::spawn_blocking(move || lock(&me.outbox).push(body)).await??;
+        tracing::debug!(seq = event.seq, "event queued");
+        self.new_events.notify_one();
+        Ok(event)
+    }
+
+    /// The controller holds every event up to `up_to`.
+    pub async fn ack(self: &Arc<Self>, up_to: u64) -> anyhow::Result<()> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || lock(&me.outbox).ack(up_to)).await??;
+        Ok(())
+    }
+
+    /// Runs a command at most once per id.
+    pub async fn execute(self: &Arc<Self>, cmd: Command) -> CommandResult {
+        if let Some(first) = lock(&self.commands).get(&cmd.id).cloned() {
+            tracing::info!(id = %cmd.id, "repeated command id: returning the first result");
+            return first;
+        }
+        let result = self.act(&cmd).await;
+        let me = self.clone();
+        let to_store = result.clone();
+        match tokio::task::spawn_blocking(move || lock(&me.commands).record(to_store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(id = %cmd.id, error = format!("{e:#}"), "could not record command result")
+            }
+            Err(e) => tracing::error!(id = %cmd.id, error = %e, "could not record command result"),
+        }
+        result
+    }
+
+    async fn act(self: &Arc<Self>, cmd: &Command) -> CommandResult {
+        let done = |reply| CommandResult {
+            id: cmd.id.clone(),
+            outcome: Outcome::Done(reply),
+        };
+        match &cmd.body {
+            CommandBody::Inventory => {
+                let config = self.config.clone();
+                match tokio::task::spawn_blocking(move || {
+                    serde_json::to_string(&crate::inventory::build(&config, true))
+                })
+                .await
+                {
+                    Ok(Ok(json)) => done(Reply::Inventory { json }),
+                    Ok(Err(e)) => failed(&cmd.id, FailureCode::Internal, e.to_string()),
+                    Err(e) => failed(&cmd.id, FailureCode::Internal, e.to_string()),
+                }
+            }
+            CommandBody::Annotate { text } => {
+                if text.trim().is_empty() || text.len() > MAX_NOTE_LEN {
+                    return failed(
+                        &cmd.id,
+                        FailureCode::InvalidArgument,
+                        format!("note must be 1..={MAX_NOTE_LEN} bytes"),
+                    );
+                }
+                tracing::info!(id = %cmd.id, note = %text, "operator note from the controller");
+                let origin = Origin::Controller {
+                    command_id: cmd.id.clone(),
+                };
+                match self
+                    .emit(EventBody::Annotated {
+                        text: text.clone(),
+                        origin,
+                    })
+                    .await
+                {
+                    Ok(ev) => done(Reply::Annotated { seq: ev.seq }),
+                    Err(e) => failed(&cmd.id, FailureCode::Internal, format!("{e:#}")),
+                }
+            }
+        }
+    }
+}
