@@ -8,8 +8,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "rakkr-recorder-agent",
     about = "Rakkr recorder node agent: captures multichannel audio and serves the Rakkr controller over mutual TLS",
-    disable_version_flag = true,
-    args_conflicts_with_subcommands = true
+    disable_version_flag = true
 )]
 pub struct Cli {
     /// Config file (TOML). Every key can also be set with a RAKKR_* variable.

@@ -1,1 +1,100 @@
+//! Harness for end-to-end tests and benchmarks: builds and spawns the real
+//! agent binary, generates real certificates, runs the reference controller.
+//!
+//! Every wait here is bounded in time; every test uses loopback only.
 
+pub mod agent;
+pub mod pki;
+pub mod shape;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent};
+use tokio::sync::broadcast;
+
+pub use agent::AgentProcess;
+pub use pki::TestPki;
+
+/// The agent binary, built (or brought up to date) once per test process.
+pub fn agent_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("target dir")
+            .to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "rakkr-recorder-agent",
+            "--bin",
+            "rakkr-recorder-agent",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build for the agent");
+        assert!(status.success(), "building rakkr-recorder-agent failed");
+        let bin = profile_dir.join("rakkr-recorder-agent");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Starts an in-process reference controller on 127.0.0.1 with a random port.
+pub async fn start_controller(
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    tweak: impl FnOnce(&mut ControllerConfig),
+) -> Controller {
+    let mut cfg = ControllerConfig::new("127.0.0.1:0".parse().expect("addr"), tls);
+    cfg.heartbeat = Duration::from_millis(500);
+    cfg.handshake_timeout = Duration::from_secs(5);
+    tweak(&mut cfg);
+    Controller::start(cfg)
+        .await
+        .expect("starting the reference controller")
+}
+
+/// Waits until `pred` accepts an event, or panics after `timeout`.
+pub async fn wait_for<T>(
+    rx: &mut broadcast::Receiver<ControllerEvent>,
+    timeout: Duration,
+    what: &str,
+    mut pred: impl FnMut(&ControllerEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ev = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => panic!("controller event stream ended while waiting for {what}: {e}"),
+            Ok(Ok(ev)) => ev,
+        };
+        if let Some(v) = pred(&ev) {
+            return v;
+        }
+    }
+}
+
+/// Initialises test logging once (RUST_LOG controls it).
+pub fn init_logging() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}

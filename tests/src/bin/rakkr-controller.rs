@@ -1,1 +1,411 @@
-fn main() {}
+//! rakkr-controller: the reference controller for demos and tests.
+//!
+//! - `dev-certs --out DIR --node ID…`: a development CA, a controller
+//!   certificate (localhost, 127.0.0.1, ::1) and node trust directories.
+//! - `serve --certs DIR`: accept agents; print every controller event as a
+//!   JSON line on stdout; read commands on stdin (`help` lists them).
+//! - `demo`: both ends in one go: dev certificates, a controller, the real
+//!   agent connecting; prints the node's inventory, sends commands, stops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent, ControllerHandle};
+use rakkr_protocol::tls::{self, Identity};
+use rakkr_protocol::{CommandBody, Outcome, Reply, VersionRange};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rakkr-controller",
+    about = "Rakkr reference controller (demos and tests)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Write a development PKI.
+    DevCerts {
+        #[arg(long)]
+        out: PathBuf,
+        /// Node ids to issue certificates for.
+        #[arg(long = "node", default_value = "demo-node")]
+        nodes: Vec<String>,
+    },
+    /// Serve agents.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Directory written by `dev-certs` (uses its controller/ subdirectory).
+        #[arg(long)]
+        certs: PathBuf,
+        /// Keep node event logs here (survives restarts).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[arg(long, default_value_t = 15_000)]
+        heartbeat_ms: u64,
+        #[arg(long, default_value_t = rakkr_protocol::version::SUPPORTED.min)]
+        min_version: u16,
+        #[arg(long, default_value_t = rakkr_protocol::version::SUPPORTED.max)]
+        max_version: u16,
+        /// Also print heartbeat events.
+        #[arg(long)]
+        show_heartbeats: bool,
+    },
+    /// Run a controller and a real agent against each other, then stop both.
+    Demo {
+        /// The agent binary (default: next to this binary).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let result = match rt {
+        Ok(rt) => rt.block_on(async move {
+            match cli.command {
+                Cmd::DevCerts { out, nodes } => dev_certs(&out, &nodes),
+                Cmd::Serve {
+                    listen,
+                    certs,
+                    store,
+                    heartbeat_ms,
+                    min_version,
+                    max_version,
+                    show_heartbeats,
+                } => {
+                    serve(
+                        listen,
+                        &certs,
+                        store,
+                        heartbeat_ms,
+                        VersionRange {
+                            min: min_version,
+                            max: max_version,
+                        },
+                        show_heartbeats,
+                    )
+                    .await
+                }
+                Cmd::Demo { agent } => demo(agent).await,
+            }
+        }),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dev_certs(out: &Path, nodes: &[String]) -> anyhow::Result<()> {
+    let ids: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    rakkr_protocol::devcerts::write_dev_pki(out, &ids)
+        .with_context(|| format!("writing dev PKI to {}", out.display()))?;
+    println!(
+        "wrote {}/ca.pem, controller/ and nodes/{{{}}}/",
+        out.display(),
+        ids.join(",")
+    );
+    Ok(())
+}
+
+fn server_tls(certs: &Path) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    let dir = certs.join("controller");
+    let read = |n: &str| {
+        std::fs::read(dir.join(n)).with_context(|| format!("reading {}", dir.join(n).display()))
+    };
+    let ca = tls::certs_from_pem(&read("ca.pem")?, "controller/ca.pem")?;
+    let id = Identity::from_pem(
+        &read("controller.pem")?,
+        &read("controller.key")?,
+        "controller/controller.pem",
+    )?;
+    Ok(tls::server_config(&ca, id, tls::TLS13_ONLY)?)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    if let Ok(s) = serde_json::to_string(v) {
+        println!("{s}");
+    }
+}
+
+async fn serve(
+    listen: SocketAddr,
+    certs: &Path,
+    store: Option<PathBuf>,
+    heartbeat_ms: u64,
+    versions: VersionRange,
+    show_heartbeats: bool,
+) -> anyhow::Result<()> {
+    let mut cfg = ControllerConfig::new(listen, server_tls(certs)?);
+    cfg.store = store;
+    cfg.heartbeat = Duration::from_millis(heartbeat_ms);
+    cfg.versions = versions;
+    let controller = Controller::start(cfg)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let handle = controller.handle();
+    let mut events = handle.subscribe();
+    print_json(&serde_json::json!({"type": "listening", "addr": controller.local_addr()}));
+    tokio::spawn(async move {
+        while let Ok(ev) = events.recv().await {
+            if show_heartbeats || !matches!(ev, ControllerEvent::Heartbeat { .. }) {
+                print_json(&ev);
+            }
+        }
+    });
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            line = stdin.next_line() => match line {
+                Ok(Some(line)) => {
+                    if !stdin_command(&handle, line.trim()).await {
+                        break;
+                    }
+                }
+                // stdin closed: keep serving until a signal.
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    break;
+                }
+            },
+        }
+    }
+    controller.shutdown().await;
+    Ok(())
+}
+
+/// One operator command; false means quit.
+async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
+    let mut words = line.splitn(3, ' ');
+    let t = Duration::from_secs(30);
+    match (words.next().unwrap_or(""), words.next(), words.next()) {
+        ("", ..) => {}
+        ("quit" | "exit", ..) => return false,
+        ("nodes", ..) => {
+            let nodes: Vec<_> = handle
+                .nodes()
+                .into_iter()
+                .map(|n| serde_json::json!({"node": n.node_id, "peer": n.peer, "agentVersion": n.hello.agent_version, "protocol": n.version}))
+                .collect();
+            print_json(&serde_json::json!({"type": "nodes", "nodes": nodes}));
+        }
+        ("inventory", Some(node), _) => match handle.command(node, CommandBody::Inventory, t).await
+        {
+            Ok(r) => print_json(&r),
+            Err(e) => eprintln!("error: {e}"),
+        },
+        ("annotate", Some(node), Some(text)) => match handle
+            .command(node, CommandBody::Annotate { text: text.into() }, t)
+            .await
+        {
+            Ok(r) => print_json(&r),
+            Err(e) => eprintln!("error: {e}"),
+        },
+        ("disconnect", Some(node), _) => {
+            if let Err(e) = handle.disconnect(node).await {
+                eprintln!("error: {e}");
+            }
+        }
+        _ => eprintln!(
+            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | quit"
+        ),
+    }
+    true
+}
+
+fn summarize(json: &str) -> anyhow::Result<()> {
+    let inv: serde_json::Value = serde_json::from_str(json).context("inventory is not JSON")?;
+    let s = |k: &str| inv[k].as_str().unwrap_or("?").to_owned();
+    println!("  id           {}", s("id"));
+    println!("  alias        {}", s("alias"));
+    println!("  hostname     {}", s("hostname"));
+    println!(
+        "  agent        {} ({})",
+        s("agentVersion"),
+        inv["build"]["target"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  libraries    FFmpeg {}, alsa-lib {}",
+        inv["build"]["ffmpegVersion"].as_str().unwrap_or("?"),
+        inv["build"]["alsaLibVersion"].as_str().unwrap_or("?")
+    );
+    println!("  status       {}", s("status"));
+    println!(
+        "  trust        {} (certificate {})",
+        inv["trust"]["status"].as_str().unwrap_or("?"),
+        inv["trust"]["certificate"]["subject"]
+            .as_str()
+            .unwrap_or("-")
+    );
+    let ifaces = inv["interfaces"].as_array().cloned().unwrap_or_default();
+    println!("  interfaces   {}", ifaces.len());
+    for i in &ifaces {
+        println!(
+            "    - {} ({}): {} channels, rates {}",
+            i["id"].as_str().unwrap_or("?"),
+            i["systemName"].as_str().unwrap_or("?"),
+            i["channelCount"],
+            i["sampleRates"]
+        );
+    }
+    println!(
+        "  selected     {}",
+        inv["selectedDevice"]["reason"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  storage      {} ({} bytes free)",
+        inv["storage"]["recordingsPath"].as_str().unwrap_or("?"),
+        inv["storage"]["freeBytes"]
+    );
+    Ok(())
+}
+
+async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
+    let agent = match agent {
+        Some(a) => a,
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .join("rakkr-recorder-agent"),
+    };
+    if !agent.exists() {
+        bail!(
+            "agent binary {} not found: build it with `cargo build -p rakkr-recorder-agent` or pass --agent",
+            agent.display()
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let pki = tmp.path().join("pki");
+    rakkr_protocol::devcerts::write_dev_pki(&pki, &["demo-node"])?;
+    println!("1. development PKI written to {}", pki.display());
+    let mut cfg = ControllerConfig::new("127.0.0.1:0".parse()?, server_tls(&pki)?);
+    cfg.heartbeat = Duration::from_secs(2);
+    let controller = Controller::start(cfg).await?;
+    let addr = controller.local_addr();
+    let handle = controller.handle();
+    let mut events = handle.subscribe();
+    println!("2. reference controller listening on {addr}");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(state.join("trust"))?;
+    for f in ["ca.pem", "node.pem", "node.key"] {
+        std::fs::copy(
+            pki.join("nodes/demo-node").join(f),
+            state.join("trust").join(f),
+        )?;
+    }
+    let config = tmp.path().join("recorder-agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nalias = \"Demo recorder\"\nsite = \"Demo site\"\nroom = \"Demo room\"\n\n[controller]\nurl = \"rakkr://{addr}\"\n"
+        ),
+    )?;
+    let mut child = tokio::process::Command::new(&agent)
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("run")
+        .env("RAKKR_LOG", "info")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    println!(
+        "3. agent {} started (pid {:?})",
+        agent.display(),
+        child.id()
+    );
+    let connected = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(ControllerEvent::Connected { hello, .. }) => return Ok(hello),
+                Ok(ControllerEvent::HandshakeFailed { error, .. }) => {
+                    bail!("handshake failed: {error}")
+                }
+                Ok(ControllerEvent::Rejected { reject, .. }) => {
+                    bail!("rejected: {}", reject.message)
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => bail!("{e}"),
+            }
+        }
+    });
+    let hello = tokio::select! {
+        r = connected => r.context("the agent did not connect within 30 s")??,
+        st = child.wait() => bail!("the agent exited before connecting: {}", st?),
+    };
+    println!(
+        "4. node {} registered over mutual TLS (agent {}, {}); its inventory:",
+        hello.node_id, hello.agent_version, hello.build_target
+    );
+    summarize(&hello.inventory_json)?;
+    let t = Duration::from_secs(10);
+    let r = handle
+        .command(
+            &hello.node_id,
+            CommandBody::Annotate {
+                text: "demo: hello from the controller".into(),
+            },
+            t,
+        )
+        .await?;
+    let Outcome::Done(Reply::Annotated { seq }) = r.outcome else {
+        bail!("annotate failed: {:?}", r.outcome)
+    };
+    println!("5. command {} answered: the note became event {seq}", r.id);
+    tokio::time::timeout(t, async {
+        loop {
+            if let Ok(ControllerEvent::Event { event, .. }) = events.recv().await
+                && event.seq == seq
+            {
+                println!(
+                    "6. event {} arrived and was acknowledged: {:?}",
+                    event.seq, event.body
+                );
+                return;
+            }
+        }
+    })
+    .await
+    .context("the note's event did not arrive")?;
+    if let Some(pid) = child.id() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .context("agent did not stop")??;
+    println!("7. agent stopped on SIGTERM: {status}");
+    controller.shutdown().await;
+    println!("8. controller stopped");
+    if !status.success() {
+        bail!("agent exited with {status}");
+    }
+    Ok(())
+}

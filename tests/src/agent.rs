@@ -1,0 +1,144 @@
+//! The real agent binary as a child process, with its stderr collected.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Environment for an agent talking to a controller at `addr`, with fast
+/// reconnects for tests.
+pub fn agent_env(state: &Path, addr: std::net::SocketAddr) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    env.insert("RAKKR_STATE_DIR".into(), state.display().to_string());
+    env.insert("RAKKR_CONTROLLER_URL".into(), format!("rakkr://{addr}"));
+    env.insert("RAKKR_CONTROLLER_BACKOFF_INITIAL_MS".into(), "100".into());
+    env.insert("RAKKR_CONTROLLER_BACKOFF_MAX_MS".into(), "400".into());
+    env.insert(
+        "RAKKR_CONTROLLER_CONNECT_TIMEOUT_SECONDS".into(),
+        "5".into(),
+    );
+    env.insert("RAKKR_LOG".into(), "info".into());
+    env
+}
+
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// Runs the agent to completion with a clean environment plus `env`.
+pub fn run_agent(args: &[&str], env: &HashMap<String, String>) -> std::process::Output {
+    base_command(env)
+        .args(args)
+        .output()
+        .expect("running the agent")
+}
+
+fn base_command(env: &HashMap<String, String>) -> Command {
+    let mut cmd = Command::new(crate::agent_bin());
+    // NOTE: a clean environment, so a developer's RAKKR_* never leak in.
+    cmd.env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env("RAKKR_CONFIG", "/nonexistent/rakkr-test-config.toml");
+    cmd.envs(env);
+    cmd
+}
+
+impl AgentProcess {
+    /// Spawns `rakkr-recorder-agent run` (config file explicitly absent:
+    /// everything comes from `env`).
+    pub fn spawn(env: &HashMap<String, String>) -> Self {
+        let mut cmd = base_command(env);
+        // An explicit but missing --config is an error; use an empty file instead.
+        let empty: PathBuf =
+            std::env::temp_dir().join(format!("rakkr-empty-{}.toml", std::process::id()));
+        std::fs::write(&empty, b"").expect("empty config");
+        cmd.env("RAKKR_CONFIG", &empty);
+        cmd.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning the agent");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("RAKKR_TEST_ECHO").is_some() {
+                    eprintln!("agent: {line}");
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many log lines contain every one of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.log()
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Waits until at least `n` log lines contain all `needles`.
+    pub fn wait_log(&self, needles: &[&str], n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.count(needles) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {n} log line(s) with {needles:?}; log:\n{}",
+            self.log().join("\n")
+        );
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), sig);
+    }
+
+    /// Waits for exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// SIGTERM, then the exit status (within `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(timeout)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

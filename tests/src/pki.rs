@@ -1,0 +1,56 @@
+//! Real certificates for tests: a fleet CA, a controller certificate for
+//! 127.0.0.1/localhost, and node trust directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rakkr_protocol::devcerts::{Ca, Leaf, Validity, write_node_trust};
+use rakkr_protocol::tls::{self, Identity};
+
+#[derive(Debug)]
+pub struct TestPki {
+    pub ca: Ca,
+    pub controller: Leaf,
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let ca = Ca::new("Rakkr test fleet CA").expect("CA");
+        let controller = ca
+            .issue_controller(&["localhost", "127.0.0.1", "::1"], Validity::days(30))
+            .expect("controller cert");
+        Self { ca, controller }
+    }
+
+    /// The controller's TLS config (TLS 1.3 only unless `versions` says otherwise).
+    pub fn server_config_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ServerConfig> {
+        let id = Identity::from_pem(
+            self.controller.cert_pem.as_bytes(),
+            self.controller.key_pem.as_bytes(),
+            "controller",
+        )
+        .expect("controller identity");
+        tls::server_config(&[self.ca.cert_der.clone()], id, versions).expect("server config")
+    }
+
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server_config_with(tls::TLS13_ONLY)
+    }
+
+    /// Writes `<state>/trust/{ca.pem,node.pem,node.key}` for `node_id`.
+    pub fn node_trust(&self, state: &Path, node_id: &str, validity: Validity) -> PathBuf {
+        let leaf = self.ca.issue_node(node_id, validity).expect("node cert");
+        let dir = state.join("trust");
+        write_node_trust(&dir, &self.ca.cert_pem, &leaf).expect("writing trust");
+        dir
+    }
+}
