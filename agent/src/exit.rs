@@ -38,10 +38,8 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 
 pub fn code_of(err: &anyhow::Error) -> ExitCode {
-    let code = err
-        .chain()
-        .find_map(|e| e.downcast_ref::<Failure>())
-        .map_or(FAILURE, |f| f.code());
+    // NOTE: anyhow finds a context value through downcast_ref (not chain()).
+    let code = err.downcast_ref::<Failure>().map_or(FAILURE, |f| f.code());
     ExitCode::from(code)
 }
 

@@ -31,11 +31,10 @@ pub struct Endpoint {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {cause}")]
     Connect {
         address: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("TLS with {address} failed: {explanation}")]
     Tls {
@@ -50,7 +49,7 @@ pub enum LinkError {
     #[error("controller rejected the handshake: {}", .0.message)]
     Rejected(Reject),
     #[error("protocol violation by the peer: {0}; closing the connection")]
-    Protocol(#[source] FrameError),
+    Protocol(FrameError),
     #[error("link i/o failed: {0}")]
     Io(String),
     #[error("controller closed the connection {during}")]
@@ -130,9 +129,9 @@ pub async fn connect(
             stage: "TCP connect",
             after: timeout,
         })?
-        .map_err(|source| LinkError::Connect {
+        .map_err(|cause| LinkError::Connect {
             address: address.to_owned(),
-            source,
+            cause,
         })?;
     let _ = tcp.set_nodelay(true);
     let stream = tokio::time::timeout(

@@ -32,23 +32,25 @@ pub const HEADER_LEN: usize = 4;
 #[non_exhaustive]
 pub enum FrameError {
     #[error("i/o error on the link: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("frame too long: {len} > {max}")]
     TooLong { len: u32, max: u32 },
     #[error("empty frame (length 0)")]
     Empty,
-    #[error("malformed frame body ({len} bytes): {source}")]
-    Malformed {
-        len: usize,
-        #[source]
-        source: postcard::Error,
-    },
+    #[error("malformed frame body ({len} bytes): {cause}")]
+    Malformed { len: usize, cause: postcard::Error },
     #[error("frame body has {extra} trailing bytes after the message")]
     TrailingBytes { extra: usize },
     #[error("truncated frame: connection ended after {have} of {need} bytes")]
     Truncated { have: usize, need: usize },
     #[error("could not encode message: {0}")]
-    Encode(#[source] postcard::Error),
+    Encode(postcard::Error),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        FrameError::Io(e)
+    }
 }
 
 impl FrameError {
@@ -108,9 +110,9 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 /// Decodes one message from a frame body (no prefix), rejecting trailing bytes.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     let (msg, rest) =
-        postcard::take_from_bytes::<T>(body).map_err(|source| FrameError::Malformed {
+        postcard::take_from_bytes::<T>(body).map_err(|cause| FrameError::Malformed {
             len: body.len(),
-            source,
+            cause,
         })?;
     if !rest.is_empty() {
         return Err(FrameError::TrailingBytes { extra: rest.len() });

@@ -25,14 +25,10 @@ pub enum TlsError {
     NoPrivateKey { what: String },
     #[error("unreadable PEM in {what}: {detail}")]
     Pem { what: String, detail: String },
-    #[error("CA certificate in {what} is not usable as a trust anchor: {source}")]
-    BadCa {
-        what: String,
-        #[source]
-        source: rustls::Error,
-    },
+    #[error("CA certificate in {what} is not usable as a trust anchor: {cause}")]
+    BadCa { what: String, cause: rustls::Error },
     #[error("certificate and key do not form a usable identity: {0}")]
-    Identity(#[source] rustls::Error),
+    Identity(rustls::Error),
     #[error("cannot build the client-certificate verifier: {0}")]
     Verifier(String),
     #[error("certificate is not valid X.509: {0}")]
@@ -91,9 +87,9 @@ pub fn provider() -> Arc<CryptoProvider> {
 fn root_store(cas: &[CertificateDer<'static>], what: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for ca in cas {
-        roots.add(ca.clone()).map_err(|source| TlsError::BadCa {
+        roots.add(ca.clone()).map_err(|cause| TlsError::BadCa {
             what: what.to_owned(),
-            source,
+            cause,
         })?;
     }
     Ok(roots)
@@ -188,6 +184,9 @@ fn explain_rustls(err: &rustls::Error) -> String {
         }
         E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
             "the controller's certificate does not name the configured server name: check controller.server_name"
+        }
+        E::InvalidCertificate(C::BadSignature) => {
+            "the peer's certificate names a CA of our trust bundle but is not signed by it: check the CA bundle"
         }
         E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "the peer's certificate has expired"

@@ -1,1 +1,15 @@
+//! End-to-end tests: the real agent binary against the reference controller,
+//! real TLS with generated certificates, loopback only.
 
+mod cli;
+mod commands;
+mod events;
+mod frames;
+mod handshake;
+mod inventory;
+mod refusals;
+
+use std::time::Duration;
+
+/// Generous bound for anything that involves process start-up.
+pub const T: Duration = Duration::from_secs(20);

@@ -40,12 +40,23 @@ pub fn run_agent(args: &[&str], env: &HashMap<String, String>) -> std::process::
         .expect("running the agent")
 }
 
+/// An empty config file, so tests never read a machine's real one.
+fn empty_config() -> &'static std::path::Path {
+    static EMPTY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| {
+        let p =
+            std::env::temp_dir().join(format!("rakkr-empty-config-{}.toml", std::process::id()));
+        std::fs::write(&p, b"").expect("empty config");
+        p
+    })
+}
+
 fn base_command(env: &HashMap<String, String>) -> Command {
     let mut cmd = Command::new(crate::agent_bin());
     // NOTE: a clean environment, so a developer's RAKKR_* never leak in.
     cmd.env_clear();
     cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd.env("RAKKR_CONFIG", "/nonexistent/rakkr-test-config.toml");
+    cmd.env("RAKKR_CONFIG", empty_config());
     cmd.envs(env);
     cmd
 }
@@ -55,11 +66,6 @@ impl AgentProcess {
     /// everything comes from `env`).
     pub fn spawn(env: &HashMap<String, String>) -> Self {
         let mut cmd = base_command(env);
-        // An explicit but missing --config is an error; use an empty file instead.
-        let empty: PathBuf =
-            std::env::temp_dir().join(format!("rakkr-empty-{}.toml", std::process::id()));
-        std::fs::write(&empty, b"").expect("empty config");
-        cmd.env("RAKKR_CONFIG", &empty);
         cmd.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning the agent");
         let lines = Arc::new(Mutex::new(Vec::new()));

@@ -4,6 +4,7 @@
 //! Every wait here is bounded in time; every test uses loopback only.
 
 pub mod agent;
+pub mod alsa;
 pub mod pki;
 pub mod shape;
 

@@ -7,6 +7,11 @@ use std::sync::Arc;
 use rakkr_protocol::devcerts::{Ca, Leaf, Validity, write_node_trust};
 use rakkr_protocol::tls::{self, Identity};
 
+fn fastrand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
+}
+
 #[derive(Debug)]
 pub struct TestPki {
     pub ca: Ca,
@@ -21,7 +26,8 @@ impl Default for TestPki {
 
 impl TestPki {
     pub fn new() -> Self {
-        let ca = Ca::new("Rakkr test fleet CA").expect("CA");
+        // Unique names: two CAs with one name are a different failure (bad signature).
+        let ca = Ca::new(&format!("Rakkr test fleet CA {:08x}", fastrand_u32())).expect("CA");
         let controller = ca
             .issue_controller(&["localhost", "127.0.0.1", "::1"], Validity::days(30))
             .expect("controller cert");

@@ -21,11 +21,10 @@ pub const DEFAULT_CONTROLLER_PORT: u16 = 7443;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path} is not valid: {detail}")]
     Syntax { path: String, detail: String },
@@ -424,7 +423,7 @@ pub fn load(source: &Source, state_dir: &Path) -> Result<Config, ConfigError> {
         Err(e) => {
             return Err(ConfigError::Read {
                 path: source.path.clone(),
-                source: e,
+                cause: e,
             });
         }
     };

@@ -1,0 +1,137 @@
+//! `--print-inventory`: the controller's shape, with or without anything set up.
+
+use std::collections::HashMap;
+
+use rakkr_e2e::agent::run_agent;
+use rakkr_e2e::shape::validate_node_inventory;
+use rakkr_e2e::{TestPki, init_logging};
+use rakkr_protocol::devcerts::Validity;
+
+fn inventory(env: &HashMap<String, String>) -> serde_json::Value {
+    let out = run_agent(&["--print-inventory"], env);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("inventory is JSON")
+}
+
+#[test]
+fn print_inventory_works_with_nothing_set_up_and_writes_nothing() {
+    init_logging();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state-does-not-exist");
+    let env = HashMap::from([("RAKKR_STATE_DIR".to_owned(), state.display().to_string())]);
+    let inv = inventory(&env);
+    validate_node_inventory(&inv).unwrap_or_else(|e| panic!("shape errors: {e:#?}\n{inv:#}"));
+    assert_eq!(inv["status"], "provisioning");
+    assert_eq!(inv["trust"]["status"], "absent");
+    assert!(
+        inv["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("RAKKR_CONTROLLER_URL"))
+    );
+    for key in [
+        "version",
+        "gitRevision",
+        "target",
+        "buildDate",
+        "ffmpegVersion",
+        "alsaLibVersion",
+    ] {
+        assert!(
+            inv["build"][key].as_str().is_some_and(|s| !s.is_empty()),
+            "build.{key}"
+        );
+    }
+    assert!(inv["storage"]["totalBytes"].as_u64().is_some());
+    assert!(
+        !state.exists(),
+        "--print-inventory must not create the state directory"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn print_inventory_reports_trust_and_controller_when_configured() {
+    init_logging();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    pki.node_trust(tmp.path(), "node-inv-2", Validity::days(30));
+    let env = HashMap::from([
+        (
+            "RAKKR_STATE_DIR".to_owned(),
+            tmp.path().display().to_string(),
+        ),
+        (
+            "RAKKR_CONTROLLER_URL".to_owned(),
+            "rakkr://controller.example:7443".to_owned(),
+        ),
+        ("RAKKR_NODE_ALIAS".to_owned(), "Hall A recorder".to_owned()),
+        ("RAKKR_NODE_TAGS".to_owned(), "x32,foh".to_owned()),
+    ]);
+    let inv = inventory(&env);
+    validate_node_inventory(&inv).unwrap();
+    assert_eq!(inv["id"], "node-inv-2");
+    assert_eq!(inv["idSource"], "certificate");
+    assert_eq!(inv["alias"], "Hall A recorder");
+    assert_eq!(inv["tags"], serde_json::json!(["x32", "foh"]));
+    assert_eq!(inv["status"], "offline");
+    assert_eq!(inv["controller"]["address"], "controller.example:7443");
+    let t = &inv["trust"];
+    assert_eq!(t["status"], "ok");
+    assert_eq!(t["certificate"]["subject"], "CN=node-inv-2");
+    assert!(t["certificate"]["daysLeft"].as_i64().unwrap() >= 29);
+    assert_eq!(t["certificate"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(t["caSha256"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn print_inventory_lists_the_alsa_test_device_with_its_channels() {
+    init_logging();
+    let tmp = tempfile::tempdir().unwrap();
+    let infile = tmp.path().join("x32.raw");
+    std::fs::write(&infile, vec![0u8; 32 * 4 * 480]).unwrap();
+    let alsa = rakkr_e2e::alsa::x32file_config(tmp.path(), &infile);
+    let env = HashMap::from([
+        (
+            "RAKKR_STATE_DIR".to_owned(),
+            tmp.path().join("state").display().to_string(),
+        ),
+        ("ALSA_CONFIG_PATH".to_owned(), alsa),
+    ]);
+    let inv = inventory(&env);
+    validate_node_inventory(&inv).unwrap();
+    let dev = inv["audioDevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "x32file")
+        .unwrap_or_else(|| panic!("x32file not listed: {inv:#}"));
+    assert_eq!(dev["channelCounts"], serde_json::json!([32]));
+    assert_eq!(dev["console"], true);
+    assert!(
+        dev["sampleRates"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(48000))
+    );
+    let iface = inv["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["systemName"] == "x32file")
+        .unwrap();
+    assert_eq!(iface["id"], "alsa_pcm_x32file");
+    assert_eq!(iface["channelCount"], 32);
+    assert_eq!(iface["channels"].as_array().unwrap().len(), 32);
+    assert_eq!(inv["selectedDevice"]["name"], "x32file");
+}
