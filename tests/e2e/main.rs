@@ -1,6 +1,8 @@
 //! End-to-end tests: the real agent binary against the reference controller,
 //! real TLS with generated certificates, loopback only.
 
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod commands;
 mod events;

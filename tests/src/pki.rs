@@ -45,7 +45,8 @@ impl TestPki {
             "controller",
         )
         .expect("controller identity");
-        tls::server_config(&[self.ca.cert_der.clone()], id, versions).expect("server config")
+        tls::server_config(std::slice::from_ref(&self.ca.cert_der), id, versions)
+            .expect("server config")
     }
 
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {

@@ -88,10 +88,10 @@ pub fn storage(path: &Path) -> Storage {
     let writable = nix::unistd::access(&measured, nix::unistd::AccessFlags::W_OK).is_ok();
     let (free, total, error) = match nix::sys::statvfs::statvfs(&measured) {
         Ok(s) => {
-            let frag = s.fragment_size() as u64;
+            let frag = s.fragment_size();
             (
-                Some(s.blocks_available() as u64 * frag),
-                Some(s.blocks() as u64 * frag),
+                Some(s.blocks_available() * frag),
+                Some(s.blocks() * frag),
                 None,
             )
         }

@@ -72,8 +72,8 @@ pub fn render_table(inv: &Inventory) -> String {
     }
     let _ = writeln!(
         s,
-        "  {:<2} {:<28} {:<10} {:<20} {}",
-        "", "DEVICE", "CHANNELS", "RATES", "FORMATS"
+        "     {:<28} {:<10} {:<20} FORMATS",
+        "DEVICE", "CHANNELS", "RATES"
     );
     for d in &inv.audio_devices {
         let mark = if inv.selected_device.name.as_deref() == Some(&d.name) {

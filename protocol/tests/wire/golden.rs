@@ -1,0 +1,300 @@
+//! Golden vectors: the exact postcard body of every message kind. The
+//! vectors live in `protocol/golden/vectors.txt` (`name hex` per line) so the
+//! TypeScript controller can check its codec against the same bytes.
+//!
+//! NOTE: a vector never changes once released; the wire only appends. After
+//! *adding* messages, regenerate with `RAKKR_BLESS=1 cargo test -p rakkr-protocol --test wire`
+//! and check that the diff only adds lines.
+
+use std::collections::BTreeMap;
+
+use rakkr_protocol::*;
+
+fn agent(name: &str, m: AgentMsg) -> Vector {
+    let bytes = postcard::to_stdvec(&m).unwrap();
+    (
+        format!("agent.{name}"),
+        bytes,
+        Box::new(move |b| frame::decode_body::<AgentMsg>(b).unwrap() == m),
+    )
+}
+
+fn ctl(name: &str, m: ControllerMsg) -> Vector {
+    let bytes = postcard::to_stdvec(&m).unwrap();
+    (
+        format!("controller.{name}"),
+        bytes,
+        Box::new(move |b| frame::decode_body::<ControllerMsg>(b).unwrap() == m),
+    )
+}
+
+type Vector = (String, Vec<u8>, Box<dyn Fn(&[u8]) -> bool>);
+
+fn vectors() -> Vec<Vector> {
+    let v1 = VersionRange { min: 1, max: 1 };
+    vec![
+        agent(
+            "hello",
+            AgentMsg::Hello(Hello {
+                versions: v1,
+                agent_version: "2026.11.23-1".into(),
+                build_target: "x86_64-unknown-linux-musl".into(),
+                node_id: "node-a".into(),
+                inventory_json: "{\"id\":\"node-a\"}".into(),
+                resume: Resume {
+                    stream_id: 0x0123_4567_89ab_cdef,
+                    next_seq: 300,
+                },
+            }),
+        ),
+        agent("heartbeat", AgentMsg::Heartbeat),
+        agent(
+            "event.agent_started",
+            AgentMsg::Event(Event {
+                seq: 0,
+                at_ms: 1_795_000_000_000,
+                body: EventBody::AgentStarted {
+                    version: "2026.11.23-1".into(),
+                },
+            }),
+        ),
+        agent(
+            "event.annotated.controller",
+            AgentMsg::Event(Event {
+                seq: 128,
+                at_ms: 1_795_000_000_001,
+                body: EventBody::Annotated {
+                    text: "soundcheck done".into(),
+                    origin: Origin::Controller {
+                        command_id: "c1".into(),
+                    },
+                },
+            }),
+        ),
+        agent(
+            "event.annotated.local",
+            AgentMsg::Event(Event {
+                seq: 129,
+                at_ms: 1,
+                body: EventBody::Annotated {
+                    text: "hi".into(),
+                    origin: Origin::Local,
+                },
+            }),
+        ),
+        agent(
+            "event.outbox_overflow",
+            AgentMsg::Event(Event {
+                seq: 2,
+                at_ms: 3,
+                body: EventBody::OutboxOverflow { dropped: 17 },
+            }),
+        ),
+        agent(
+            "event.agent_stopping",
+            AgentMsg::Event(Event {
+                seq: 4,
+                at_ms: 5,
+                body: EventBody::AgentStopping {
+                    reason: "SIGTERM".into(),
+                },
+            }),
+        ),
+        agent(
+            "result.inventory",
+            AgentMsg::Result(CommandResult {
+                id: "c2".into(),
+                outcome: Outcome::Done(Reply::Inventory { json: "{}".into() }),
+            }),
+        ),
+        agent(
+            "result.annotated",
+            AgentMsg::Result(CommandResult {
+                id: "c1".into(),
+                outcome: Outcome::Done(Reply::Annotated { seq: 128 }),
+            }),
+        ),
+        agent(
+            "result.failed",
+            AgentMsg::Result(CommandResult {
+                id: "c3".into(),
+                outcome: Outcome::Failed(Failure {
+                    code: FailureCode::InvalidArgument,
+                    message: "empty".into(),
+                }),
+            }),
+        ),
+        agent(
+            "meter",
+            AgentMsg::Meter(MeterFrame {
+                captured_at_ms: 1_795_000_000_100,
+                interface_id: "alsa_card_xusb_dev_0".into(),
+                levels: vec![
+                    Level {
+                        channel_index: 1,
+                        peak_dbfs: -6.0,
+                        rms_dbfs: -18.5,
+                        clipping: false,
+                        quality: None,
+                    },
+                    Level {
+                        channel_index: 2,
+                        peak_dbfs: 0.0,
+                        rms_dbfs: -3.25,
+                        clipping: true,
+                        quality: Some(Quality {
+                            crest_factor_db: 3.25,
+                            zero_crossing_rate: 0.5,
+                            noise_score: 0.125,
+                            speech_score: 0.75,
+                            speech_like: true,
+                        }),
+                    },
+                ],
+            }),
+        ),
+        agent(
+            "goodbye",
+            AgentMsg::Goodbye(Goodbye {
+                reason: GoodbyeReason::Shutdown,
+                message: "agent stopping".into(),
+            }),
+        ),
+        ctl(
+            "welcome",
+            ControllerMsg::Welcome(Welcome {
+                version: 1,
+                heartbeat_ms: 15_000,
+                server_time_ms: 1_795_000_000_000,
+                resume_from: 300,
+            }),
+        ),
+        ctl(
+            "reject.no_common_version",
+            ControllerMsg::Reject(Reject {
+                reason: RejectReason::NoCommonVersion {
+                    agent: v1,
+                    controller: VersionRange { min: 2, max: 3 },
+                },
+                message: "no common protocol version".into(),
+            }),
+        ),
+        ctl(
+            "reject.node_id_mismatch",
+            ControllerMsg::Reject(Reject {
+                reason: RejectReason::NodeIdMismatch {
+                    claimed: "b".into(),
+                    certified: "a".into(),
+                },
+                message: "mismatch".into(),
+            }),
+        ),
+        ctl(
+            "reject.refused",
+            ControllerMsg::Reject(Reject {
+                reason: RejectReason::Refused,
+                message: "decommissioned".into(),
+            }),
+        ),
+        ctl("heartbeat", ControllerMsg::Heartbeat),
+        ctl(
+            "command.inventory",
+            ControllerMsg::Command(Command {
+                id: "c2".into(),
+                body: CommandBody::Inventory,
+            }),
+        ),
+        ctl(
+            "command.annotate",
+            ControllerMsg::Command(Command {
+                id: "c1".into(),
+                body: CommandBody::Annotate {
+                    text: "soundcheck done".into(),
+                },
+            }),
+        ),
+        ctl("ack", ControllerMsg::Ack(Ack { up_to: 129 })),
+        ctl(
+            "goodbye.protocol_error",
+            ControllerMsg::Goodbye(Goodbye {
+                reason: GoodbyeReason::ProtocolError,
+                message: "x".into(),
+            }),
+        ),
+        ctl(
+            "goodbye.replaced",
+            ControllerMsg::Goodbye(Goodbye {
+                reason: GoodbyeReason::Replaced,
+                message: String::new(),
+            }),
+        ),
+    ]
+}
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/vectors.txt");
+
+fn load() -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_to_string(PATH)
+        .expect("golden/vectors.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, hex) = l.split_once(' ').expect("name hex");
+            (name.to_owned(), hex::decode(hex.trim()).expect("hex"))
+        })
+        .collect()
+}
+
+#[test]
+fn every_message_matches_its_golden_vector_in_both_directions() {
+    let vectors = vectors();
+    if std::env::var_os("RAKKR_BLESS").is_some() {
+        let mut out = String::from(
+            "# Golden postcard bodies of every message (no length prefix). Append-only.\n",
+        );
+        for (name, bytes, _) in &vectors {
+            out.push_str(&format!("{name} {}\n", hex::encode(bytes)));
+        }
+        std::fs::write(PATH, out).unwrap();
+    }
+    let golden = load();
+    for (name, bytes, decodes_to_value) in &vectors {
+        let want = golden
+            .get(name)
+            .unwrap_or_else(|| panic!("no golden vector for {name}: bless it"));
+        assert_eq!(
+            hex::encode(bytes),
+            hex::encode(want),
+            "encoding of {name} changed: the wire is append-only"
+        );
+        assert!(
+            decodes_to_value(want),
+            "golden bytes of {name} do not decode to the value"
+        );
+    }
+    assert_eq!(
+        golden.len(),
+        vectors.len(),
+        "a golden vector has no value in the test"
+    );
+}
+
+#[test]
+fn hand_checked_bytes() {
+    // Variant index as one varint byte; unit variants carry nothing else.
+    assert_eq!(postcard::to_stdvec(&AgentMsg::Heartbeat).unwrap(), [0x01]);
+    assert_eq!(
+        postcard::to_stdvec(&ControllerMsg::Heartbeat).unwrap(),
+        [0x02]
+    );
+    // Ack: variant 4, then up_to = 129 as LEB128 varint 0x81 0x01.
+    assert_eq!(
+        postcard::to_stdvec(&ControllerMsg::Ack(Ack { up_to: 129 })).unwrap(),
+        [0x04, 0x81, 0x01]
+    );
+    // A full frame: 4-byte big-endian length, then the body.
+    assert_eq!(
+        frame::encode_frame(&ControllerMsg::Ack(Ack { up_to: 129 })).unwrap(),
+        [0, 0, 0, 3, 0x04, 0x81, 0x01]
+    );
+}

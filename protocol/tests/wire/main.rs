@@ -1,0 +1,6 @@
+//! Wire tests: golden byte vectors (both directions) and property tests.
+
+#![allow(clippy::unwrap_used)]
+
+mod golden;
+mod roundtrip;
