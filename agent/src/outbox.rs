@@ -58,6 +58,8 @@ impl Outbox {
             Err(e) => return Err(e).with_context(|| format!("reading {}", meta_path.display())),
         };
         let mut pending = BTreeMap::new();
+        // Highest seq of any event file, readable or not: never reused.
+        let mut highest: Option<u64> = None;
         for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
             let path = entry?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -72,6 +74,7 @@ impl Outbox {
                 }
                 continue;
             };
+            highest = highest.max(Some(seq));
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             match postcard::from_bytes::<Event>(&bytes) {
@@ -90,10 +93,7 @@ impl Outbox {
             Some(m) => (m.stream_id, m.next_seq),
             None => (fastrand::u64(1..), 0),
         };
-        let next_seq = pending
-            .keys()
-            .next_back()
-            .map_or(floor, |s| (s + 1).max(floor));
+        let next_seq = highest.map_or(floor, |s| (s + 1).max(floor));
         let mut outbox = Self {
             dir: dir.to_owned(),
             max,
@@ -172,6 +172,11 @@ impl Outbox {
         }
         if !done.is_empty() {
             sync_dir(&self.dir).with_context(|| format!("syncing {}", self.dir.display()))?;
+            // NOTE: with no event file left, only stream.json remembers where
+            // the sequence stands; otherwise the newest pending file does.
+            if self.pending.is_empty() {
+                self.write_meta()?;
+            }
         }
         Ok(done.len())
     }
