@@ -12,6 +12,7 @@ mod exit;
 mod inventory;
 mod link;
 mod node;
+mod ops;
 mod outbox;
 mod state;
 mod trust;
@@ -94,87 +95,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     init_logging(&filter);
 
     if cli.print_inventory {
-        return print_inventory_json(&config);
+        return ops::print_inventory(&config, true);
     }
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => daemon::run(config),
-        Command::Inventory { json: true } => print_inventory_json(&config),
-        Command::Inventory { json: false } => {
-            print!(
-                "{}",
-                inventory::render_table(&inventory::build(&config, false))
-            );
-            Ok(())
-        }
-        Command::Check => check(&config),
-        Command::Status { json } => status(&config, json),
-        Command::Annotate { text } => {
-            match control::request(&config.state_dir, &control::Request::Annotate { text })
-                .context(Failure::NoDaemon)?
-            {
-                control::Reply::Annotated { seq } => {
-                    println!("recorded as event {seq}");
-                    Ok(())
-                }
-                control::Reply::Error { message } => {
-                    anyhow::bail!("the agent refused the note: {message}")
-                }
-                other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
-            }
-        }
+        Command::Inventory { json } => ops::print_inventory(&config, json),
+        Command::Check => ops::check(&config),
+        Command::Status { json } => ops::status(&config, json),
+        Command::Annotate { text } => ops::annotate(&config, text),
     }
-}
-
-fn print_inventory_json(config: &config::Config) -> anyhow::Result<()> {
-    let inv = inventory::build(config, false);
-    println!("{}", serde_json::to_string_pretty(&inv)?);
-    Ok(())
-}
-
-fn check(config: &config::Config) -> anyhow::Result<()> {
-    let ep = config
-        .controller
-        .endpoint
-        .as_ref()
-        .context("no controller configured: set controller.url or RAKKR_CONTROLLER_URL")
-        .context(Failure::Config)?;
-    let loaded = trust::require(&config.trust).context(Failure::Trust)?;
-    if let Some(id) = &config.node.id
-        && *id != loaded.node_id
-    {
-        return Err(anyhow::anyhow!(
-            "node.id {id:?} differs from the certificate's common name {:?}; the controller would reject this node",
-            loaded.node_id
-        )
-        .context(Failure::Config));
-    }
-    println!(
-        "ok: config {}, controller {} (server name {}), node {} (certificate valid until {})",
-        config
-            .source
-            .as_ref()
-            .map_or("(defaults and RAKKR_* variables)".into(), |p| p
-                .display()
-                .to_string()),
-        ep.address(),
-        ep.server_name,
-        loaded.node_id,
-        util::iso8601(loaded.not_after_unix)
-    );
-    Ok(())
-}
-
-fn status(config: &config::Config, json: bool) -> anyhow::Result<()> {
-    match control::request(&config.state_dir, &control::Request::Status)
-        .context(Failure::NoDaemon)?
-    {
-        control::Reply::Status(s) if json => println!("{}", serde_json::to_string_pretty(&s)?),
-        control::Reply::Status(s) => {
-            println!("agent {} (pid {})", s.version, s.pid);
-            println!("link: {}", serde_json::to_string(&s.link)?);
-            println!("events waiting for the controller: {}", s.pending_events);
-        }
-        other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
-    }
-    Ok(())
 }

@@ -5,11 +5,14 @@
 //! The file is written by the operator (or GitOps); the agent never rewrites it.
 
 mod env;
+mod raw;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use raw::RawConfig;
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/rakkr/recorder-agent.toml";
@@ -36,83 +39,6 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    node: RawNode,
-    #[serde(default)]
-    controller: RawController,
-    #[serde(default)]
-    trust: RawTrust,
-    #[serde(default)]
-    storage: RawStorage,
-    #[serde(default)]
-    capture: RawCapture,
-    #[serde(default)]
-    outbox: RawOutbox,
-    #[serde(default)]
-    log: RawLog,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNode {
-    id: Option<String>,
-    alias: Option<String>,
-    site: Option<String>,
-    room: Option<String>,
-    building: Option<String>,
-    floor: Option<String>,
-    tags: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawController {
-    url: Option<String>,
-    server_name: Option<String>,
-    ca_cert_path: Option<PathBuf>,
-    heartbeat_seconds: Option<u64>,
-    connect_timeout_seconds: Option<u64>,
-    backoff_initial_ms: Option<u64>,
-    backoff_max_ms: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrust {
-    cert_path: Option<PathBuf>,
-    key_path: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    recordings_path: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCapture {
-    device: Option<String>,
-    channels: Option<u16>,
-    sample_rate: Option<u32>,
-    format: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOutbox {
-    max_events: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    level: Option<String>,
 }
 
 /// The resolved configuration.

@@ -4,6 +4,7 @@
 //! never writes anything and works without config, trust, audio or network.
 
 pub mod audio;
+mod select;
 mod system;
 mod table;
 
@@ -161,7 +162,7 @@ pub fn build(config: &Config, online: bool) -> Inventory {
         ),
     };
     let devices = audio::discover();
-    let (chosen, reason) = audio::choose(&config.capture.device, &devices);
+    let (chosen, reason) = select::choose(&config.capture.device, &devices);
     let selected_device = SelectedDevice {
         name: chosen.map(|d| d.name.clone()),
         interface_id: chosen.map(audio::interface_id),

@@ -1,0 +1,83 @@
+//! The config file as written: every key optional, unknown keys refused
+//! (a typo is an error naming the key, not a silently ignored setting).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) node: RawNode,
+    #[serde(default)]
+    pub(super) controller: RawController,
+    #[serde(default)]
+    pub(super) trust: RawTrust,
+    #[serde(default)]
+    pub(super) storage: RawStorage,
+    #[serde(default)]
+    pub(super) capture: RawCapture,
+    #[serde(default)]
+    pub(super) outbox: RawOutbox,
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNode {
+    pub(super) id: Option<String>,
+    pub(super) alias: Option<String>,
+    pub(super) site: Option<String>,
+    pub(super) room: Option<String>,
+    pub(super) building: Option<String>,
+    pub(super) floor: Option<String>,
+    pub(super) tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawController {
+    pub(super) url: Option<String>,
+    pub(super) server_name: Option<String>,
+    pub(super) ca_cert_path: Option<PathBuf>,
+    pub(super) heartbeat_seconds: Option<u64>,
+    pub(super) connect_timeout_seconds: Option<u64>,
+    pub(super) backoff_initial_ms: Option<u64>,
+    pub(super) backoff_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrust {
+    pub(super) cert_path: Option<PathBuf>,
+    pub(super) key_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub(super) recordings_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapture {
+    pub(super) device: Option<String>,
+    pub(super) channels: Option<u16>,
+    pub(super) sample_rate: Option<u32>,
+    pub(super) format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutbox {
+    pub(super) max_events: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) level: Option<String>,
+}

@@ -1,0 +1,83 @@
+//! One-shot CLI subcommands (everything but `run`): inventory, check,
+//! status, annotate.
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::exit::Failure;
+use crate::{control, inventory, trust, util};
+
+/// `--print-inventory` / `inventory [--json]`: never writes anything.
+pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {
+    let inv = inventory::build(config, false);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inv)?);
+    } else {
+        print!("{}", inventory::render_table(&inv));
+    }
+    Ok(())
+}
+
+/// `check`: could `run` work with this config and trust?
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    let ep = config
+        .controller
+        .endpoint
+        .as_ref()
+        .context("no controller configured: set controller.url or RAKKR_CONTROLLER_URL")
+        .context(Failure::Config)?;
+    let loaded = trust::require(&config.trust).context(Failure::Trust)?;
+    if let Some(id) = &config.node.id
+        && *id != loaded.node_id
+    {
+        return Err(anyhow::anyhow!(
+            "node.id {id:?} differs from the certificate's common name {:?}; the controller would reject this node",
+            loaded.node_id
+        )
+        .context(Failure::Config));
+    }
+    println!(
+        "ok: config {}, controller {} (server name {}), node {} (certificate valid until {})",
+        config
+            .source
+            .as_ref()
+            .map_or("(defaults and RAKKR_* variables)".into(), |p| p
+                .display()
+                .to_string()),
+        ep.address(),
+        ep.server_name,
+        loaded.node_id,
+        util::iso8601(loaded.not_after_unix)
+    );
+    Ok(())
+}
+
+/// `status`: ask the running daemon.
+pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+    match control::request(&config.state_dir, &control::Request::Status)
+        .context(Failure::NoDaemon)?
+    {
+        control::Reply::Status(s) if json => println!("{}", serde_json::to_string_pretty(&s)?),
+        control::Reply::Status(s) => {
+            println!("agent {} (pid {})", s.version, s.pid);
+            println!("link: {}", serde_json::to_string(&s.link)?);
+            println!("events waiting for the controller: {}", s.pending_events);
+        }
+        other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
+    }
+    Ok(())
+}
+
+/// `annotate TEXT`: hand a note to the running daemon.
+pub fn annotate(config: &Config, text: String) -> anyhow::Result<()> {
+    let reply = control::request(&config.state_dir, &control::Request::Annotate { text })
+        .context(Failure::NoDaemon)?;
+    match reply {
+        control::Reply::Annotated { seq } => {
+            println!("recorded as event {seq}");
+            Ok(())
+        }
+        control::Reply::Error { message } => anyhow::bail!("the agent refused the note: {message}"),
+        other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
+    }
+}
