@@ -3,30 +3,25 @@
 
 use std::time::Duration;
 
-use rakkr_e2e::agent::{AgentProcess, agent_env};
-use rakkr_e2e::{TestPki, init_logging, start_controller, wait_for};
+use rakkr_e2e::wait_for;
 use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::devcerts::Validity;
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply};
 
 use crate::T;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_command_id_acts_once_also_across_a_reconnect() {
-    init_logging();
-    let pki = TestPki::new();
     let store = tempfile::tempdir().unwrap();
     let store_dir = store.path().to_owned();
-    let ctl = start_controller(pki.server_config(), |c| c.store = Some(store_dir)).await;
-    let h = ctl.handle();
-    let mut rx = h.subscribe();
-    let state = tempfile::tempdir().unwrap();
-    pki.node_trust(state.path(), "node-cmd", Validity::days(30));
-    let _agent = AgentProcess::spawn(&agent_env(state.path(), ctl.local_addr()));
-    wait_for(&mut rx, T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
+    let rakkr_e2e::Connected {
+        ctl,
+        handle: h,
+        events: mut rx,
+        pki: _pki,
+        state: _state,
+        agent: _agent,
+        ..
+    } = rakkr_e2e::connected_agent("node-cmd", |c| c.store = Some(store_dir)).await;
 
     let body = CommandBody::Annotate {
         text: "only once".into(),
@@ -92,18 +87,14 @@ async fn repeated_command_id_acts_once_also_across_a_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_command_and_invalid_arguments() {
-    init_logging();
-    let pki = TestPki::new();
-    let ctl = start_controller(pki.server_config(), |_| {}).await;
-    let h = ctl.handle();
-    let mut rx = h.subscribe();
-    let state = tempfile::tempdir().unwrap();
-    pki.node_trust(state.path(), "node-inv", Validity::days(30));
-    let _agent = AgentProcess::spawn(&agent_env(state.path(), ctl.local_addr()));
-    wait_for(&mut rx, T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
+    let rakkr_e2e::Connected {
+        ctl,
+        handle: h,
+        pki: _pki,
+        state: _state,
+        agent: _agent,
+        ..
+    } = rakkr_e2e::connected_agent("node-inv", |_| {}).await;
     let r = h
         .command("node-inv", CommandBody::Inventory, T)
         .await

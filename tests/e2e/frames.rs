@@ -1,26 +1,24 @@
 //! Malformed, truncated and oversize frames from the controller: the agent
 //! closes that connection, logs why, survives and reconnects.
 
-use rakkr_e2e::agent::{AgentProcess, agent_env};
-use rakkr_e2e::{TestPki, init_logging, start_controller, wait_for};
+use rakkr_e2e::wait_for;
 use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::devcerts::Validity;
 
 use crate::T;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_close_the_connection_and_the_agent_reconnects() {
-    init_logging();
-    let pki = TestPki::new();
-    let ctl = start_controller(pki.server_config(), |_| {}).await;
-    let h = ctl.handle();
-    let mut rx = h.subscribe();
-    let state = tempfile::tempdir().unwrap();
-    pki.node_trust(state.path(), "node-fr", Validity::days(30));
-    let mut agent = AgentProcess::spawn(&agent_env(state.path(), ctl.local_addr()));
+    let rakkr_e2e::Connected {
+        ctl,
+        handle: h,
+        events: mut rx,
+        mut agent,
+        pki: _pki,
+        state: _state,
+        ..
+    } = rakkr_e2e::connected_agent("node-fr", |_| {}).await;
     let connected =
         |e: &ControllerEvent| matches!(e, ControllerEvent::Connected { .. }).then_some(());
-    wait_for(&mut rx, T, "Connected", connected).await;
 
     let cases: [(&str, Vec<u8>, bool); 4] = [
         // length 3, body is not a ControllerMsg (variant 0xff)

@@ -1,32 +1,26 @@
+//! The happy path: handshake, inventory, heartbeats, clean stop; and a
+//! silent controller declared dead.
+
 use std::time::Duration;
 
-use rakkr_e2e::agent::{AgentProcess, agent_env};
-use rakkr_e2e::{TestPki, init_logging, start_controller, wait_for};
+use rakkr_e2e::wait_for;
 use rakkr_protocol::EventBody;
 use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::devcerts::Validity;
 
 use crate::T;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_connects_reports_inventory_heartbeats_and_stops_cleanly_on_sigterm() {
-    init_logging();
-    let pki = TestPki::new();
-    let ctl = start_controller(pki.server_config(), |c| {
-        c.heartbeat = Duration::from_millis(200)
-    })
-    .await;
-    let h = ctl.handle();
-    let mut rx = h.subscribe();
-    let state = tempfile::tempdir().unwrap();
-    pki.node_trust(state.path(), "node-hs-1", Validity::days(30));
-    let mut agent = AgentProcess::spawn(&agent_env(state.path(), ctl.local_addr()));
-
-    let hello = wait_for(&mut rx, T, "Connected", |e| match e {
-        ControllerEvent::Connected { hello, .. } => Some(hello.clone()),
-        _ => None,
-    })
-    .await;
+    let rakkr_e2e::Connected {
+        ctl,
+        handle: h,
+        events: mut rx,
+        mut agent,
+        hello,
+        pki: _pki,
+        state: _state,
+        ..
+    } = rakkr_e2e::connected_agent("node-hs-1", |c| c.heartbeat = Duration::from_millis(200)).await;
     assert_eq!(
         hello.node_id, "node-hs-1",
         "node id comes from the certificate"
@@ -77,25 +71,16 @@ async fn agent_connects_reports_inventory_heartbeats_and_stops_cleanly_on_sigter
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_controller_is_declared_dead_and_the_agent_reconnects() {
-    init_logging();
-    let pki = TestPki::new();
-    // A controller whose heartbeat interval is short, then goes silent: it
-    // never sends heartbeats because its own interval is huge... so instead
-    // we announce 200 ms and stop reading by freezing the session via a
-    // raw partial frame (the agent keeps waiting for the rest).
-    let ctl = start_controller(pki.server_config(), |c| {
-        c.heartbeat = Duration::from_millis(200)
-    })
-    .await;
-    let h = ctl.handle();
-    let mut rx = h.subscribe();
-    let state = tempfile::tempdir().unwrap();
-    pki.node_trust(state.path(), "node-dead", Validity::days(30));
-    let agent = AgentProcess::spawn(&agent_env(state.path(), ctl.local_addr()));
-    wait_for(&mut rx, T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
+    // Heartbeats every 200 ms, so a silent peer is dead after 600 ms.
+    let rakkr_e2e::Connected {
+        ctl,
+        handle: h,
+        events: mut rx,
+        agent,
+        pki: _pki,
+        state: _state,
+        ..
+    } = rakkr_e2e::connected_agent("node-dead", |c| c.heartbeat = Duration::from_millis(200)).await;
     // Half a frame: the agent's decoder waits for the rest; nothing else
     // the controller sends can be read as a message any more, so the agent
     // sees silence and must declare the controller dead (3 × 200 ms).

@@ -99,3 +99,55 @@ pub fn init_logging() {
             .try_init();
     });
 }
+
+/// A reference controller with one real agent connected to it.
+#[derive(Debug)]
+pub struct Connected {
+    pub pki: TestPki,
+    pub ctl: Controller,
+    pub handle: rakkr_protocol::controller::ControllerHandle,
+    /// Controller events after the Connected one.
+    pub events: broadcast::Receiver<ControllerEvent>,
+    pub state: tempfile::TempDir,
+    pub agent: AgentProcess,
+    pub hello: Box<rakkr_protocol::Hello>,
+}
+
+/// Starts a controller (tweaked by `tweak`), gives `node_id` a certificate
+/// valid for 30 days, spawns the agent and waits until it is welcomed.
+pub async fn connected_agent(
+    node_id: &str,
+    tweak: impl FnOnce(&mut ControllerConfig),
+) -> Connected {
+    init_logging();
+    let pki = TestPki::new();
+    let ctl = start_controller(pki.server_config(), tweak).await;
+    let handle = ctl.handle();
+    let mut events = handle.subscribe();
+    let state = tempfile::tempdir().expect("state dir");
+    pki.node_trust(
+        state.path(),
+        node_id,
+        rakkr_protocol::devcerts::Validity::days(30),
+    );
+    let agent = AgentProcess::spawn(&agent::agent_env(state.path(), ctl.local_addr()));
+    let hello = wait_for(
+        &mut events,
+        Duration::from_secs(20),
+        "Connected",
+        |e| match e {
+            ControllerEvent::Connected { hello, .. } => Some(hello.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    Connected {
+        pki,
+        ctl,
+        handle,
+        events,
+        state,
+        agent,
+        hello,
+    }
+}

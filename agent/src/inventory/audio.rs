@@ -249,25 +249,31 @@ pub fn serial_number(card: &Card) -> Option<String> {
     })
 }
 
+/// A device as discovery would report it, for tests.
+#[cfg(test)]
+pub(crate) fn test_device(name: &str, card: Option<(&str, u32)>) -> AudioDevice {
+    AudioDevice {
+        name: name.into(),
+        description: name.into(),
+        console: is_console(name),
+        channel_counts: vec![32],
+        sample_rates: vec![48_000],
+        sample_formats: vec!["i32".into()],
+        error: None,
+        card: card.map(|(id, device)| Card {
+            index: 3,
+            id: id.into(),
+            device,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn dev(name: &str, card: Option<(&str, u32)>) -> AudioDevice {
-        AudioDevice {
-            name: name.into(),
-            description: name.into(),
-            console: is_console(name),
-            channel_counts: vec![32],
-            sample_rates: vec![48_000],
-            sample_formats: vec!["i32".into()],
-            error: None,
-            card: card.map(|(id, device)| Card {
-                index: 3,
-                id: id.into(),
-                device,
-            }),
-        }
+        test_device(name, card)
     }
 
     #[test]

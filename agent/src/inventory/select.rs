@@ -65,23 +65,10 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::audio::{Card, is_console};
+    use crate::inventory::audio::test_device;
 
     fn dev(name: &str, card: Option<(&str, u32)>) -> AudioDevice {
-        AudioDevice {
-            name: name.into(),
-            description: name.into(),
-            console: is_console(name),
-            channel_counts: vec![32],
-            sample_rates: vec![48_000],
-            sample_formats: vec!["i32".into()],
-            error: None,
-            card: card.map(|(id, device)| Card {
-                index: 3,
-                id: id.into(),
-                device,
-            }),
-        }
+        test_device(name, card)
     }
 
     #[test]
