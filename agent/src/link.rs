@@ -143,19 +143,26 @@ async fn send(
     Ok(())
 }
 
+/// Events sent per turn of the session loop, so that a long backlog (after
+/// an outage) never holds back commands, heartbeats or meter frames.
+const EVENT_BATCH: usize = 64;
+
+/// Sends the next batch of unsent events; returns whether more wait.
 async fn send_pending(
     node: &Node,
     framed: &mut AgentFramed,
     live: &mut Liveness,
     sent: &mut Option<u64>,
     address: &str,
-) -> Result<(), LinkError> {
-    for ev in node.pending_after(*sent) {
+) -> Result<bool, LinkError> {
+    let batch = node.pending_after(*sent, EVENT_BATCH);
+    let more = batch.len() == EVENT_BATCH;
+    for ev in batch {
         let seq = ev.seq;
         send(framed, live, AgentMsg::Event(ev), address).await?;
         *sent = Some(seq);
     }
-    Ok(())
+    Ok(more)
 }
 
 async fn serve(
@@ -166,7 +173,8 @@ async fn serve(
     address: &str,
 ) -> Result<(), LinkError> {
     let mut sent: Option<u64> = None;
-    send_pending(node, framed, live, &mut sent, address).await?;
+    // The backlog drains batch by batch through the loop below.
+    node.new_events.notify_one();
     let mut meter = node.meter.subscribe();
     meter.mark_unchanged();
     loop {
@@ -175,7 +183,7 @@ async fn serve(
             _ = cancel.cancelled() => {
                 // Flush what is queued (it is resent anyway if unacknowledged), then close.
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    send_pending(node, framed, live, &mut sent, address).await?;
+                    while send_pending(node, framed, live, &mut sent, address).await? {}
                     let bye = Goodbye { reason: GoodbyeReason::Shutdown, message: "agent stopping".into() };
                     send(framed, live, AgentMsg::Goodbye(bye), address).await?;
                     let _ = framed.close().await;
@@ -207,15 +215,19 @@ async fn serve(
                     }
                 }
             }
-            _ = node.new_events.notified() => {
-                send_pending(node, framed, live, &mut sent, address).await?;
-            }
+            // NOTE: meters before events: the latest frame goes out at once
+            // and is never queued behind an event backlog.
             changed = meter.changed() => {
                 if changed.is_ok() {
                     let frame = meter.borrow_and_update().clone();
                     if let Some(frame) = frame {
                         send(framed, live, AgentMsg::Meter(frame), address).await?;
                     }
+                }
+            }
+            _ = node.new_events.notified() => {
+                if send_pending(node, framed, live, &mut sent, address).await? {
+                    node.new_events.notify_one();
                 }
             }
             _ = tokio::time::sleep_until(live.deadline()) => {
@@ -226,5 +238,124 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent};
+    use rakkr_protocol::devcerts::{Ca, Validity, write_node_trust};
+    use rakkr_protocol::{EventBody, MeterFrame, Origin, tls};
+
+    /// A node whose config points at `addr`, with trust for `node_id`.
+    fn node_for(ca: &Ca, state: &std::path::Path, addr: std::net::SocketAddr) -> Arc<Node> {
+        let leaf = ca.issue_node("node-meter", Validity::days(1)).unwrap();
+        write_node_trust(&state.join("trust"), &ca.cert_pem, &leaf).unwrap();
+        let url = format!("rakkr://{addr}");
+        let env = move |k: &str| (k == "RAKKR_CONTROLLER_URL").then(|| url.clone());
+        let config = crate::config::parse("", "test", &env, state).unwrap();
+        let outbox = crate::outbox::Outbox::open(&state.join("outbox"), 100_000).unwrap();
+        let commands = crate::commands::CommandLog::open(state.join("commands.json")).unwrap();
+        Node::new(config, outbox, commands)
+    }
+
+    fn frame(n: u64) -> MeterFrame {
+        MeterFrame {
+            captured_at_ms: n,
+            interface_id: "alsa_pcm_x32file".into(),
+            levels: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn meter_frames_are_latest_wins_and_never_wait_behind_an_event_backlog() {
+        let ca = Ca::new("meter test CA").unwrap();
+        let server = ca
+            .issue_controller(&["127.0.0.1"], Validity::days(1))
+            .unwrap();
+        let id = tls::Identity::from_pem(
+            server.cert_pem.as_bytes(),
+            server.key_pem.as_bytes(),
+            "server",
+        )
+        .unwrap();
+        let tls =
+            tls::server_config(std::slice::from_ref(&ca.cert_der), id, tls::TLS13_ONLY).unwrap();
+        let ctl = Controller::start(ControllerConfig::new("127.0.0.1:0".parse().unwrap(), tls))
+            .await
+            .unwrap();
+        let mut rx = ctl.handle().subscribe();
+        // tmpfs when there is one: the backlog's fsyncs stay cheap.
+        let shm = std::path::Path::new("/dev/shm");
+        let state = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .unwrap();
+        let node = node_for(&ca, state.path(), ctl.local_addr());
+        // A backlog, as after an outage: far more than one batch.
+        const BACKLOG: u64 = 3_000;
+        for i in 0..BACKLOG {
+            node.emit(EventBody::Annotated {
+                text: i.to_string(),
+                origin: Origin::Local,
+            })
+            .await
+            .unwrap();
+        }
+        let cancel = CancellationToken::new();
+        let link = tokio::spawn(run(node.clone(), cancel.clone()));
+        loop {
+            if let ControllerEvent::Connected { .. } = rx.recv().await.unwrap() {
+                break;
+            }
+        }
+        // A burst of 1000 frames: a queue would deliver them all.
+        const BURST: u64 = 1_000;
+        for n in 1..=BURST {
+            node.meter.send_replace(Some(frame(n)));
+        }
+        let (mut meters, mut events, mut first_meter_at_event) = (Vec::new(), 0u64, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while meters.last() != Some(&BURST) || events < BACKLOG {
+            match tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("timed out")
+                .unwrap()
+            {
+                ControllerEvent::Meter { frame, .. } => {
+                    first_meter_at_event.get_or_insert(events);
+                    meters.push(frame.captured_at_ms);
+                }
+                ControllerEvent::Event {
+                    duplicate: false, ..
+                } => events += 1,
+                _ => {}
+            }
+        }
+        assert!(
+            meters.windows(2).all(|w| w[0] < w[1]),
+            "never an older frame after a newer one: {meters:?}"
+        );
+        assert!(
+            (meters.len() as u64) < BURST / 2,
+            "frames were queued: {} of {BURST} delivered",
+            meters.len()
+        );
+        assert_eq!(
+            meters.last(),
+            Some(&BURST),
+            "the latest frame always arrives"
+        );
+        let at = first_meter_at_event.unwrap();
+        assert!(
+            at < BACKLOG,
+            "the first meter frame waited for the whole event backlog ({at} events first)"
+        );
+        cancel.cancel();
+        link.await.unwrap();
+        ctl.shutdown().await;
     }
 }

@@ -73,8 +73,8 @@ impl Node {
         lock(&self.outbox).resume()
     }
 
-    pub fn pending_after(&self, after: Option<u64>) -> Vec<Event> {
-        lock(&self.outbox).pending_after(after)
+    pub fn pending_after(&self, after: Option<u64>, limit: usize) -> Vec<Event> {
+        lock(&self.outbox).pending_after(after, limit)
     }
 
     pub fn pending_count(&self) -> usize {

@@ -181,11 +181,13 @@ impl Outbox {
         Ok(done.len())
     }
 
-    /// Events waiting for acknowledgement with `seq > after` (all if `None`).
-    pub fn pending_after(&self, after: Option<u64>) -> Vec<Event> {
+    /// Up to `limit` events waiting for acknowledgement with `seq > after`
+    /// (from the oldest if `None`).
+    pub fn pending_after(&self, after: Option<u64>, limit: usize) -> Vec<Event> {
         let start = after.map_or(0, |a| a.saturating_add(1));
         self.pending
             .range(start..)
+            .take(limit)
             .map(|(_, e)| e.clone())
             .collect()
     }
@@ -225,9 +227,14 @@ mod tests {
                 next_seq: 5
             }
         );
-        let seqs: Vec<u64> = o.pending_after(None).iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = o
+            .pending_after(None, usize::MAX)
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, vec![2, 3, 4]);
-        assert_eq!(o.pending_after(Some(3)).len(), 1);
+        assert_eq!(o.pending_after(Some(3), usize::MAX).len(), 1);
+        assert_eq!(o.pending_after(None, 2).len(), 2);
     }
 
     #[test]
@@ -250,7 +257,7 @@ mod tests {
             o.push(note(&i.to_string())).unwrap();
         }
         assert!(o.len() <= 16);
-        let all = o.pending_after(None);
+        let all = o.pending_after(None, usize::MAX);
         assert!(
             all.iter()
                 .any(|e| matches!(e.body, EventBody::OutboxOverflow { .. }))
