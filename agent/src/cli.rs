@@ -56,4 +56,74 @@ pub enum Command {
         /// The note.
         text: String,
     },
+    /// Record a take without any controller; prints where the take and its manifest are.
+    Record {
+        /// How long: 30s, 2m, 1h, 1500ms (a bare number is seconds).
+        #[arg(long, value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Directory to create the take directory in.
+        #[arg(long)]
+        output: PathBuf,
+        /// Capture device (exact ALSA name, glob, or auto); default: capture.device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Channels to capture; default: capture.channels, else all the device offers.
+        #[arg(long)]
+        channels: Option<u16>,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = FileFormat::Flac)]
+        format: FileFormat,
+        /// Take id (default: take-<UTC date and time>).
+        #[arg(long)]
+        take_id: Option<String>,
+    },
+}
+
+/// Recording file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    /// One mono 24-bit FLAC file per channel.
+    Flac,
+}
+
+/// Parses `30s`, `2m`, `1h`, `1500ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !(secs > 0.0 && secs < 7.0 * 86_400.0) {
+        return Err(format!("{s:?} must be more than 0 and less than a week"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
 }

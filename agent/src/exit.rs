@@ -18,6 +18,8 @@ pub enum Failure {
     AlreadyRunning,
     #[error("the running agent could not be reached")]
     NoDaemon,
+    #[error("audio capture failed")]
+    Capture,
 }
 
 impl Failure {
@@ -28,6 +30,7 @@ impl Failure {
             Failure::State => 5,
             Failure::AlreadyRunning => 6,
             Failure::NoDaemon => 7,
+            Failure::Capture => 8,
         }
     }
 }

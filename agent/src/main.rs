@@ -3,6 +3,7 @@
 
 mod backoff;
 mod build_info;
+mod capture;
 mod cli;
 mod commands;
 mod config;
@@ -14,6 +15,7 @@ mod link;
 mod node;
 mod ops;
 mod outbox;
+mod record;
 mod state;
 mod trust;
 mod util;
@@ -103,5 +105,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Check => ops::check(&config),
         Command::Status { json } => ops::status(&config, json),
         Command::Annotate { text } => ops::annotate(&config, text),
+        Command::Record {
+            duration,
+            output,
+            device,
+            channels,
+            format,
+            take_id,
+        } => ops::record::run(
+            &config,
+            ops::record::Args {
+                duration,
+                output,
+                device,
+                channels,
+                format,
+                take_id,
+            },
+        ),
     }
 }

@@ -100,7 +100,7 @@ fn print_inventory_lists_the_alsa_test_device_with_its_channels() {
     let tmp = tempfile::tempdir().unwrap();
     let infile = tmp.path().join("x32.raw");
     std::fs::write(&infile, vec![0u8; 32 * 4 * 480]).unwrap();
-    let alsa = rakkr_e2e::alsa::x32file_config(tmp.path(), &infile);
+    let alsa = rakkr_e2e::alsa::x32_config_for(tmp.path(), &infile);
     let env = HashMap::from([
         (
             "RAKKR_STATE_DIR".to_owned(),

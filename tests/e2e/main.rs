@@ -9,6 +9,7 @@ mod events;
 mod frames;
 mod handshake;
 mod inventory;
+mod record;
 mod refusals;
 
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// capture PCM (the `file` plugin over a `multi` of 32 channels over
 /// `null`) that reads raw interleaved S32_LE from `infile`. Returns the
 /// value for `ALSA_CONFIG_PATH`.
-pub fn x32file_config(dir: &Path, infile: &Path) -> String {
+pub fn x32_config_for(dir: &Path, infile: &Path) -> String {
     let mut bindings = String::new();
     for c in 0..32 {
         let _ = writeln!(bindings, "        {c} {{ slave a channel {c} }}");
@@ -35,4 +35,23 @@ pcm.x32file {{
     let path: PathBuf = dir.join("x32file.conf");
     std::fs::write(&path, conf).expect("writing the ALSA test config");
     format!("/usr/share/alsa/alsa.conf:{}", path.display())
+}
+
+/// The known test signal: channel `c` (0-based), frame `n` carries a
+/// 24-bit value in an S32 container that names both, so channel order,
+/// exact samples and gaps can all be checked.
+pub fn x32_sample(c: usize, n: u64) -> i32 {
+    (((c as i32) << 18) + (n & 0x3ffff) as i32) << 8
+}
+
+/// Writes `frames` frames of the known signal for `channels` channels as
+/// raw interleaved S32_LE.
+pub fn write_x32_signal(path: &Path, channels: usize, frames: u64) {
+    let mut bytes = Vec::with_capacity(frames as usize * channels * 4);
+    for n in 0..frames {
+        for c in 0..channels {
+            bytes.extend_from_slice(&x32_sample(c, n).to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).expect("writing the test signal");
 }

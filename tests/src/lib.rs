@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod alsa;
+pub mod decode;
 pub mod pki;
 pub mod shape;
 

@@ -37,6 +37,7 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("capture", "channels", Kind::Int),
     ("capture", "sample_rate", Kind::Int),
     ("capture", "format", Kind::Str),
+    ("capture", "buffer_frames", Kind::Int),
     ("outbox", "max_events", Kind::Int),
     ("log", "level", Kind::Str),
 ];

@@ -122,6 +122,8 @@ pub struct CaptureConfig {
     pub channels: Option<u16>,
     pub sample_rate: u32,
     pub format: String,
+    /// Period size in frames (`None`: 1024, clamped to what the device allows).
+    pub buffer_frames: Option<u32>,
 }
 
 fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
@@ -314,6 +316,14 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
             channels,
             sample_rate,
             format,
+            buffer_frames: match cap.buffer_frames {
+                Some(n) if !(16..=65_536).contains(&n) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "capture.buffer_frames {n} is outside 16..=65536"
+                    )));
+                }
+                other => other,
+            },
         },
         outbox_max_events,
         log_level: raw.log.level,

@@ -68,6 +68,7 @@ pub(super) struct RawCapture {
     pub(super) channels: Option<u16>,
     pub(super) sample_rate: Option<u32>,
     pub(super) format: Option<String>,
+    pub(super) buffer_frames: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

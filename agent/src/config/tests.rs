@@ -31,6 +31,8 @@ device = "hw:CARD=XUSB,DEV=0"
 channels = 32
 sample_rate = 48000
 format = "s32"
+buffer_frames = 1024
+
 
 [outbox]
 max_events = 10000

@@ -4,7 +4,7 @@
 //! never writes anything and works without config, trust, audio or network.
 
 pub mod audio;
-mod select;
+pub mod select;
 mod system;
 mod table;
 

@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::exit::Failure;
 use crate::{control, inventory, trust, util};
 
+pub mod record;
+
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
 pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {
     let inv = inventory::build(config, false);
