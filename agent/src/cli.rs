@@ -70,9 +70,12 @@ pub enum Command {
         /// Channels to capture; default: capture.channels, else all the device offers.
         #[arg(long)]
         channels: Option<u16>,
-        /// File format.
-        #[arg(long, value_enum, default_value_t = FileFormat::Flac)]
-        format: FileFormat,
+        /// File format; default: capture.format (flac).
+        #[arg(long, value_enum)]
+        format: Option<FileFormat>,
+        /// Longest segment (e.g. 30m); default: capture.segment_seconds (1 h).
+        #[arg(long, value_parser = parse_duration)]
+        segment: Option<std::time::Duration>,
         /// Take id (default: take-<UTC date and time>).
         #[arg(long)]
         take_id: Option<String>,
@@ -84,6 +87,10 @@ pub enum Command {
 pub enum FileFormat {
     /// One mono 24-bit FLAC file per channel.
     Flac,
+    /// One mono 24-bit Broadcast WAV file per channel.
+    Wav,
+    /// One interleaved 24-bit Wave64 file with every channel.
+    W64,
 }
 
 /// Parses `30s`, `2m`, `1h`, `1500ms` or a bare number of seconds.

@@ -111,17 +111,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             device,
             channels,
             format,
+            segment,
             take_id,
-        } => ops::record::run(
-            &config,
-            ops::record::Args {
+        } => {
+            let args = ops::record::Args {
                 duration,
                 output,
                 device,
                 channels,
                 format,
+                segment,
                 take_id,
-            },
-        ),
+            };
+            ops::record::run(&config, args)
+        }
     }
 }

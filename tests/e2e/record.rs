@@ -1,16 +1,20 @@
 //! `record` from the ALSA `file`-plugin device: 32 channels at 48 kHz,
-//! 24-bit content in S32, a known signal per channel; what the agent wrote,
-//! decoded independently, must equal the input bit for bit.
+//! 24-bit content in S32, a known signal per channel. What the agent wrote,
+//! decoded independently and segments concatenated, must equal the input
+//! bit for bit, for every format.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use rakkr_e2e::agent::run_agent;
 use rakkr_e2e::alsa::{write_x32_signal, x32_config_for, x32_sample};
 use rakkr_e2e::init_logging;
 use sha2::{Digest, Sha256};
 
-#[test]
-fn record_flac_is_bit_exact_on_every_channel_and_the_manifest_matches_the_files() {
+const FRAMES: u64 = 48_000;
+
+/// Records 1 s in `format` with 0.3 s segments; checks manifest and audio.
+fn record_and_check(format: &str) {
     init_logging();
     let tmp = tempfile::tempdir().unwrap();
     let infile = tmp.path().join("x32.raw");
@@ -27,18 +31,21 @@ fn record_flac_is_bit_exact_on_every_channel_and_the_manifest_matches_the_files(
         ),
     ]);
     let out_dir = tmp.path().join("takes");
+    let args = [
+        "record",
+        "--duration",
+        "1s",
+        "--segment",
+        "300ms",
+        "--format",
+        format,
+        "--device",
+        "x32file",
+        "--take-id",
+        "t1",
+    ];
     let out = run_agent(
-        &[
-            "record",
-            "--duration",
-            "1s",
-            "--device",
-            "x32file",
-            "--take-id",
-            "t1",
-            "--output",
-            out_dir.to_str().unwrap(),
-        ],
+        &[&args[..], &["--output", out_dir.to_str().unwrap()]].concat(),
         &env,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -58,17 +65,16 @@ fn record_flac_is_bit_exact_on_every_channel_and_the_manifest_matches_the_files(
 
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(take.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["frames"], 48_000);
+    assert_eq!(manifest["frames"], FRAMES);
     assert_eq!(manifest["channels"], 32);
-    assert_eq!(manifest["sampleRate"], 48_000);
+    assert_eq!(manifest["format"], format);
+    assert_eq!(manifest["segments"], 4, "1 s in 0.3 s segments");
     assert_eq!(manifest["gaps"], serde_json::json!([]));
-    let files = manifest["files"].as_array().unwrap();
-    assert_eq!(files.len(), 32);
-    for (c, f) in files.iter().enumerate() {
+    // Per channel, the concatenation of its segments, checked against the input.
+    let mut per_channel: Vec<Vec<i32>> = vec![Vec::new(); 32];
+    let mut expected_first = HashMap::<u64, u64>::new();
+    for f in manifest["files"].as_array().unwrap() {
         let path = take.join(f["file"].as_str().unwrap());
-        assert_eq!(f["channel"], c + 1);
-        assert_eq!(f["samples"], 48_000);
-        assert_eq!(f["firstSample"], 0);
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(
             f["sha256"].as_str().unwrap(),
@@ -76,18 +82,86 @@ fn record_flac_is_bit_exact_on_every_channel_and_the_manifest_matches_the_files(
             "{}",
             path.display()
         );
-        let decoded = rakkr_e2e::decode::mono_i32(&path);
-        assert_eq!(decoded.len(), 48_000, "{}", path.display());
-        for (n, s) in decoded.iter().enumerate() {
+        let channels: Vec<usize> = f["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap() as usize)
+            .collect();
+        let (ch, samples) = rakkr_e2e::decode::interleaved_i32(&path);
+        assert_eq!(usize::from(ch), channels.len(), "{}", path.display());
+        assert_eq!(
+            samples.len() as u64,
+            f["samples"].as_u64().unwrap() * u64::from(ch),
+            "{}",
+            path.display()
+        );
+        let first = f["firstSample"].as_u64().unwrap();
+        let seg = f["segment"].as_u64().unwrap();
+        assert_eq!(
+            *expected_first.entry(seg).or_insert(first),
+            first,
+            "one start per segment"
+        );
+        for (i, s) in samples.iter().enumerate() {
+            let c = channels[i % channels.len()] - 1;
             assert_eq!(
-                *s,
-                x32_sample(c, n as u64),
-                "channel {} frame {n} in {}",
-                c + 1,
-                path.display()
+                per_channel[c].len() as u64,
+                first + (i / channels.len()) as u64,
+                "segments are in order and continuous"
             );
+            per_channel[c].push(*s);
         }
     }
+    for (c, got) in per_channel.iter().enumerate() {
+        assert_eq!(got.len() as u64, FRAMES, "channel {}", c + 1);
+        if let Some(n) = (0..FRAMES).find(|&n| got[n as usize] != x32_sample(c, n)) {
+            panic!("channel {} differs from the input at frame {n}", c + 1);
+        }
+    }
+    if format == "wav" {
+        assert_bext(&take, &manifest);
+    }
+}
+
+/// Each WAV segment's bext time reference is its first sample's time of day.
+fn assert_bext(take: &Path, manifest: &serde_json::Value) {
+    let mut refs = HashMap::new();
+    for f in manifest["files"].as_array().unwrap() {
+        let bytes = std::fs::read(take.join(f["file"].as_str().unwrap())).unwrap();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"bext")
+            .expect("bext chunk");
+        let tr = u64::from_le_bytes(bytes[at + 8 + 338..at + 8 + 346].try_into().unwrap());
+        refs.insert(
+            f["segment"].as_u64().unwrap(),
+            (tr, f["firstSample"].as_u64().unwrap()),
+        );
+    }
+    let (t1, _) = refs[&1];
+    for (tr, first) in refs.values() {
+        let expected = t1 + first;
+        assert!(
+            tr.abs_diff(expected) <= 48,
+            "segment time reference {tr} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn record_flac_with_segments_is_bit_exact() {
+    record_and_check("flac");
+}
+
+#[test]
+fn record_bwf_wav_with_segments_is_bit_exact() {
+    record_and_check("wav");
+}
+
+#[test]
+fn record_w64_interleaved_with_segments_is_bit_exact() {
+    record_and_check("w64");
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("capture", "sample_rate", Kind::Int),
     ("capture", "format", Kind::Str),
     ("capture", "buffer_frames", Kind::Int),
+    ("capture", "segment_seconds", Kind::Int),
     ("outbox", "max_events", Kind::Int),
     ("log", "level", Kind::Str),
 ];

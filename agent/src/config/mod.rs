@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use raw::RawConfig;
 
+pub use crate::record::encoder::Container;
+
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/rakkr/recorder-agent.toml";
 /// Default state directory.
@@ -121,9 +123,36 @@ pub struct CaptureConfig {
     /// `None`: all the device offers.
     pub channels: Option<u16>,
     pub sample_rate: u32,
-    pub format: String,
+    /// Recording file format.
+    pub format: Container,
+    /// An ALSA sample format given as `capture.format` (today's agent's
+    /// meaning); ours is negotiated with the device, so it is only reported.
+    pub legacy_sample_format: Option<String>,
+    /// Longest segment of a take.
+    pub segment: Duration,
     /// Period size in frames (`None`: 1024, clamped to what the device allows).
     pub buffer_frames: Option<u32>,
+}
+
+/// `flac`, `wav` or `w64`; an ALSA sample format name (`S16_LE`, …, as
+/// today's agent used `RAKKR_CAPTURE_FORMAT`) means the default, FLAC.
+fn parse_format(v: Option<&str>) -> Result<(Container, Option<String>), ConfigError> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok((Container::Flac, None));
+    };
+    Ok(match v.to_ascii_lowercase().as_str() {
+        "flac" => (Container::Flac, None),
+        "wav" | "bwf" => (Container::Wav, None),
+        "w64" => (Container::W64, None),
+        "s16_le" | "s24_le" | "s24_3le" | "s32_le" | "float_le" | "auto" => {
+            (Container::Flac, Some(v.to_owned()))
+        }
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "capture.format {v:?} (RAKKR_CAPTURE_FORMAT) is not one of flac, wav, w64"
+            )));
+        }
+    })
 }
 
 fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
@@ -255,16 +284,12 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
         }
         Some(n) => Some(n),
     };
-    let format = cap
-        .format
-        .unwrap_or_else(|| "auto".into())
-        .to_ascii_lowercase();
-    if !matches!(
-        format.as_str(),
-        "auto" | "s32" | "s32_le" | "s16" | "s16_le" | "f32" | "f32_le"
-    ) {
+    let (format, legacy_sample_format) = parse_format(cap.format.as_deref())?;
+    let segment = Duration::from_secs(cap.segment_seconds.unwrap_or(3600));
+    if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&segment) {
         return Err(ConfigError::Invalid(format!(
-            "capture.format {format:?} is not one of auto, s32, s16, f32"
+            "capture.segment_seconds {} is outside 1..=86400",
+            segment.as_secs()
         )));
     }
     let outbox_max_events = raw.outbox.max_events.unwrap_or(10_000);
@@ -316,6 +341,8 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
             channels,
             sample_rate,
             format,
+            legacy_sample_format,
+            segment,
             buffer_frames: match cap.buffer_frames {
                 Some(n) if !(16..=65_536).contains(&n) => {
                     return Err(ConfigError::Invalid(format!(

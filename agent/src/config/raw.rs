@@ -69,6 +69,7 @@ pub(super) struct RawCapture {
     pub(super) sample_rate: Option<u32>,
     pub(super) format: Option<String>,
     pub(super) buffer_frames: Option<u32>,
+    pub(super) segment_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

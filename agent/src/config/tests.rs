@@ -30,8 +30,9 @@ recordings_path = "/srv/recordings"
 device = "hw:CARD=XUSB,DEV=0"
 channels = 32
 sample_rate = 48000
-format = "s32"
+format = "wav"
 buffer_frames = 1024
+segment_seconds = 1800
 
 
 [outbox]
@@ -148,4 +149,29 @@ fn syntax_error_names_the_file() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("/etc/rakkr/recorder-agent.toml"), "{err}");
+}
+
+#[test]
+fn capture_format_is_the_file_format_and_legacy_sample_formats_still_parse() {
+    let env = |k: &str| (k == "RAKKR_CAPTURE_FORMAT").then(|| "S16_LE".to_owned());
+    let c = parse("", "none", &env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.format, Container::Flac);
+    assert_eq!(c.capture.legacy_sample_format.as_deref(), Some("S16_LE"));
+    let c = parse(
+        "[capture]\nformat = \"w64\"\n",
+        "f",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap();
+    assert_eq!(c.capture.format, Container::W64);
+    assert!(
+        parse(
+            "[capture]\nformat = \"mp3\"\n",
+            "f",
+            &no_env,
+            Path::new("/s")
+        )
+        .is_err()
+    );
 }

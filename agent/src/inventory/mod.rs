@@ -231,7 +231,7 @@ pub fn build(config: &Config, online: bool) -> Inventory {
             },
             channels: config.capture.channels,
             sample_rate: config.capture.sample_rate,
-            format: config.capture.format.clone(),
+            format: config.capture.format.extension().to_owned(),
         },
         storage,
         trust,

@@ -11,6 +11,7 @@ use crate::cli::FileFormat;
 use crate::config::{Config, DeviceSelector};
 use crate::exit::Failure;
 use crate::inventory::{audio, select};
+use crate::record::encoder::Container;
 use crate::record::take::{self, TakeSpec};
 
 #[derive(Debug)]
@@ -19,7 +20,8 @@ pub struct Args {
     pub output: PathBuf,
     pub device: Option<String>,
     pub channels: Option<u16>,
-    pub format: FileFormat,
+    pub format: Option<FileFormat>,
+    pub segment: Option<Duration>,
     pub take_id: Option<String>,
 }
 
@@ -48,7 +50,15 @@ fn selector(arg: Option<&str>, config: &Config) -> DeviceSelector {
 }
 
 pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
-    let FileFormat::Flac = args.format;
+    let container = match args.format {
+        Some(FileFormat::Flac) => Container::Flac,
+        Some(FileFormat::Wav) => Container::Wav,
+        Some(FileFormat::W64) => Container::W64,
+        None => config.capture.format,
+    };
+    if let Some(legacy) = &config.capture.legacy_sample_format {
+        tracing::info!(capture_format = %legacy, "sample format is negotiated with the device; recording {container:?}");
+    }
     let device = resolve(&selector(args.device.as_deref(), config)).context(Failure::Capture)?;
     let spec = CaptureSpec {
         device: device.clone(),
@@ -73,7 +83,12 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     let spec = TakeSpec {
         take_id,
         output: args.output,
+        container,
         frames: Some(frames),
+        segment_frames: (args.segment.unwrap_or(config.capture.segment).as_secs_f64()
+            * f64::from(cap.sample_rate))
+        .round()
+        .max(1.0) as u64,
         channel_names: (1..=cap.channels).map(|i| format!("Input {i}")).collect(),
         device,
     };
@@ -91,10 +106,12 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     println!("take {}: {}", manifest.take_id, dir.display());
     println!("manifest: {}", dir.join("manifest.json").display());
     println!(
-        "{} frames x {} channels at {} Hz ({} files), {} gap(s), {} xrun(s)",
+        "{} frames x {} channels at {} Hz, {:?}, {} segment(s), {} files, {} gap(s), {} xrun(s)",
         manifest.frames,
         manifest.channels,
         manifest.sample_rate,
+        manifest.format,
+        manifest.segments,
         manifest.files.len(),
         manifest.gaps.len(),
         manifest.xruns

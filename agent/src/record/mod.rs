@@ -1,7 +1,7 @@
 //! Recording: ring buffer → de-interleave → one encoder per channel → files,
 //! plus the take's manifest.
 
-pub mod flac;
+pub mod encoder;
 pub mod take;
 
 /// fsyncs a directory so that new files in it are durable.

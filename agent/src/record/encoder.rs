@@ -1,0 +1,413 @@
+//! One output file written with ffmpeg-next: 24-bit FLAC (mono), BWF WAV
+//! (mono, `bext` chunk) or W64 (all channels interleaved, no 4 GiB limit).
+//!
+//! Input is interleaved left-justified `i32` (see `capture`). The FLAC
+//! encoder is told the content is 24-bit; the PCM encoder for 24-bit
+//! little-endian stores the top 24 bits of each S32 sample. On `finish`
+//! the muxers rewrite their headers (FLAC STREAMINFO with the sample count
+//! and MD5, WAV/W64 sizes) and the file is fsynced.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use ffmpeg_next::{ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame};
+use serde::Serialize;
+
+/// Frames per encoder call for codecs without a fixed frame size (PCM).
+const PCM_CHUNK_FRAMES: usize = 4096;
+
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    });
+}
+
+/// Recording file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    /// One mono 24-bit FLAC file per channel.
+    Flac,
+    /// One mono 24-bit Broadcast WAV file per channel.
+    Wav,
+    /// One interleaved multichannel 24-bit Sony Wave64 file.
+    W64,
+}
+
+impl Container {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Container::Flac => "flac",
+            Container::Wav => "wav",
+            Container::W64 => "w64",
+        }
+    }
+
+    /// Whether each channel gets a file of its own.
+    pub fn per_channel(self) -> bool {
+        !matches!(self, Container::W64)
+    }
+
+    /// Bytes one frame of `channels` takes in the file (24-bit PCM).
+    pub fn frame_bytes(self, channels: u16) -> u64 {
+        3 * u64::from(channels)
+    }
+}
+
+/// Broadcast WAV `bext` facts (EBU Tech 3285).
+#[derive(Debug, Clone)]
+pub struct Bext {
+    pub description: String,
+    /// When the first sample was captured (UTC).
+    pub origination: time::OffsetDateTime,
+    /// First sample's position, in samples since midnight.
+    pub time_reference: u64,
+}
+
+pub struct TrackWriter {
+    path: PathBuf,
+    octx: format::context::Output,
+    enc: encoder::Audio,
+    channels: u16,
+    pending: Vec<i32>,
+    /// Frames per encoder call (0: any).
+    frame_size: usize,
+    rate: u32,
+    pts: i64,
+    frames: u64,
+}
+
+impl std::fmt::Debug for TrackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackWriter")
+            .field("path", &self.path)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_bits_per_raw_sample(enc: &mut encoder::audio::Audio, bits: i32) {
+    // SAFETY: the pointer is the encoder context ffmpeg-next owns; this
+    // plain int field is read by avcodec_open2, which has not run yet.
+    unsafe { (*enc.as_mut_ptr()).bits_per_raw_sample = bits };
+}
+
+fn layout(channels: u16) -> ChannelLayout {
+    if channels == 1 {
+        ChannelLayout::MONO
+    } else {
+        ChannelLayout::empty()
+    }
+}
+
+#[allow(unsafe_code)]
+fn new_frame(channels: u16, samples: usize, rate: u32) -> frame::Audio {
+    let mut f = frame::Audio::empty();
+    f.set_format(format::Sample::I32(format::sample::Type::Packed));
+    f.set_samples(samples);
+    f.set_channel_layout(layout(channels));
+    // 32 channels have no named layout: the channel count stands alone.
+    f.set_channels(channels);
+    f.set_rate(rate);
+    // SAFETY: format, sample count and channel count are set, which is all
+    // av_frame_get_buffer reads; the frame owns the buffers it allocates.
+    let ret = unsafe { ffmpeg_next::ffi::av_frame_get_buffer(f.as_mut_ptr(), 0) };
+    assert!(
+        ret >= 0,
+        "av_frame_get_buffer failed ({ret}): out of memory"
+    );
+    f
+}
+
+impl TrackWriter {
+    /// Creates `path` with `channels` interleaved channels at `rate` Hz.
+    pub fn create(
+        path: &Path,
+        container: Container,
+        channels: u16,
+        rate: u32,
+        title: &str,
+        bext: Option<&Bext>,
+    ) -> anyhow::Result<Self> {
+        init();
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        let mut octx =
+            format::output_as(path, container.extension()).with_context(|| ctx("creating"))?;
+        let id = if container == Container::Flac {
+            codec::Id::FLAC
+        } else {
+            codec::Id::PCM_S24LE
+        };
+        let codec =
+            encoder::find(id).ok_or_else(|| anyhow!("this FFmpeg has no {id:?} encoder"))?;
+        let mut enc = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .audio()
+            .with_context(|| ctx("preparing the encoder for"))?;
+        enc.set_rate(rate as i32);
+        enc.set_channel_layout(layout(channels));
+        enc.set_channels(i32::from(channels));
+        enc.set_format(format::Sample::I32(format::sample::Type::Packed));
+        enc.set_time_base(Rational::new(1, rate as i32));
+        set_bits_per_raw_sample(&mut enc, 24);
+        let enc = enc
+            .open_as(codec)
+            .with_context(|| ctx("opening the encoder for"))?;
+        {
+            let mut ost = octx
+                .add_stream(codec)
+                .with_context(|| ctx("adding a stream to"))?;
+            ost.set_parameters(&enc);
+            ost.set_time_base(Rational::new(1, rate as i32));
+        }
+        let mut meta = Dictionary::new();
+        meta.set("title", title);
+        meta.set(
+            "encoder",
+            &format!("rakkr-recorder-agent {}", crate::build_info::VERSION),
+        );
+        let mut options = Dictionary::new();
+        if let Some(b) = bext {
+            // FFmpeg's wav muxer fills the bext chunk from these keys.
+            meta.set("description", &b.description);
+            meta.set("originator", "Rakkr");
+            meta.set(
+                "origination_date",
+                &format!(
+                    "{:04}-{:02}-{:02}",
+                    b.origination.year(),
+                    u8::from(b.origination.month()),
+                    b.origination.day()
+                ),
+            );
+            meta.set(
+                "origination_time",
+                &format!(
+                    "{:02}:{:02}:{:02}",
+                    b.origination.hour(),
+                    b.origination.minute(),
+                    b.origination.second()
+                ),
+            );
+            meta.set("time_reference", &b.time_reference.to_string());
+            options.set("write_bext", "1");
+        }
+        if container == Container::Wav {
+            // NOTE: segments roll over before 4 GiB; a WAV never needs RF64.
+            options.set("rf64", "never");
+        }
+        octx.set_metadata(meta);
+        octx.write_header_with(options)
+            .with_context(|| ctx("writing the header of"))?;
+        let frame_size = enc.frame_size() as usize;
+        Ok(Self {
+            path: path.to_owned(),
+            octx,
+            enc,
+            channels,
+            pending: Vec::with_capacity(
+                frame_size.max(PCM_CHUNK_FRAMES) * usize::from(channels) * 2,
+            ),
+            frame_size,
+            rate,
+            pts: 0,
+            frames: 0,
+        })
+    }
+
+    /// Appends interleaved samples (a whole number of frames).
+    pub fn write(&mut self, interleaved: &[i32]) -> anyhow::Result<()> {
+        let ch = usize::from(self.channels);
+        debug_assert_eq!(interleaved.len() % ch, 0);
+        self.pending.extend_from_slice(interleaved);
+        self.frames += (interleaved.len() / ch) as u64;
+        let step = if self.frame_size == 0 {
+            PCM_CHUNK_FRAMES
+        } else {
+            self.frame_size
+        };
+        while self.pending.len() >= step * ch {
+            self.encode(step)?;
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, frames: usize) -> anyhow::Result<()> {
+        let n = frames * usize::from(self.channels);
+        let mut f = new_frame(self.channels, frames, self.rate);
+        f.plane_mut::<i32>(0)[..n].copy_from_slice(&self.pending[..n]);
+        f.set_pts(Some(self.pts));
+        self.pts += frames as i64;
+        self.pending.drain(..n);
+        self.enc
+            .send_frame(&f)
+            .with_context(|| format!("encoding {}", self.path.display()))?;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> anyhow::Result<()> {
+        let enc_tb = self.enc.time_base();
+        let st_tb = self.octx.stream(0).map_or(enc_tb, |s| s.time_base());
+        let mut pkt = Packet::empty();
+        while self.enc.receive_packet(&mut pkt).is_ok() {
+            pkt.set_stream(0);
+            pkt.rescale_ts(enc_tb, st_tb);
+            pkt.write_interleaved(&mut self.octx)
+                .with_context(|| format!("writing {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, writes the trailer (final headers), syncs the file.
+    /// Returns the path and the number of frames written.
+    pub fn finish(mut self) -> anyhow::Result<(PathBuf, u64)> {
+        let left = self.pending.len() / usize::from(self.channels);
+        if left > 0 {
+            self.encode(left)?;
+        }
+        self.enc
+            .send_eof()
+            .with_context(|| format!("flushing {}", self.path.display()))?;
+        self.drain()?;
+        self.octx
+            .write_trailer()
+            .with_context(|| format!("closing {}", self.path.display()))?;
+        drop(self.octx);
+        std::fs::File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", self.path.display()))?;
+        Ok((self.path, self.frames))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes a file back to interleaved left-justified i32 samples.
+    fn decode(path: &Path) -> (u16, Vec<i32>) {
+        init();
+        let mut ictx = format::input(path).unwrap();
+        let stream = ictx
+            .streams()
+            .best(ffmpeg_next::media::Type::Audio)
+            .unwrap();
+        let idx = stream.index();
+        let mut dec = codec::context::Context::from_parameters(stream.parameters())
+            .unwrap()
+            .decoder()
+            .audio()
+            .unwrap();
+        dec.set_packet_time_base(stream.time_base());
+        let mut out = Vec::new();
+        let mut f = frame::Audio::empty();
+        let mut ch = 0;
+        for (s, pkt) in ictx.packets() {
+            if s.index() == idx {
+                dec.send_packet(&pkt).unwrap();
+                while dec.receive_frame(&mut f).is_ok() {
+                    ch = f.channels();
+                    let n = f.samples() * usize::from(ch);
+                    if f.is_planar() {
+                        for i in 0..f.samples() {
+                            for c in 0..usize::from(ch) {
+                                out.push(f.plane::<i32>(c)[i]);
+                            }
+                        }
+                    } else {
+                        out.extend_from_slice(&f.plane::<i32>(0)[..n]);
+                    }
+                }
+            }
+        }
+        (ch, out)
+    }
+
+    fn signal(channels: usize, frames: usize) -> Vec<i32> {
+        (0..frames)
+            .flat_map(|n| {
+                (0..channels).map(move |c| {
+                    ((((n * 7919 + c * 104_729) % 16_777_216) as i32) - 8_388_608) << 8
+                })
+            })
+            .collect()
+    }
+
+    fn round_trip(container: Container, channels: u16) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("t.{}", container.extension()));
+        let bext = Bext {
+            description: "test".into(),
+            origination: time::OffsetDateTime::now_utc(),
+            time_reference: 12_345,
+        };
+        let mut w = TrackWriter::create(
+            &path,
+            container,
+            channels,
+            48_000,
+            "Kick",
+            Some(&bext).filter(|_| container == Container::Wav),
+        )
+        .unwrap();
+        let mut input = signal(usize::from(channels), 10_007);
+        input.extend(
+            std::iter::repeat_n([i32::MIN, 0x7fff_ff00], usize::from(channels))
+                .flatten()
+                .take(usize::from(channels)),
+        );
+        for chunk in input.chunks(333 * usize::from(channels)) {
+            w.write(chunk).unwrap();
+        }
+        let (p, n) = w.finish().unwrap();
+        assert_eq!(n as usize, input.len() / usize::from(channels));
+        let (ch, decoded) = decode(&p);
+        assert_eq!(ch, channels);
+        assert_eq!(decoded, input, "{container:?} round trip");
+    }
+
+    #[test]
+    fn flac_mono_round_trip_is_bit_exact() {
+        round_trip(Container::Flac, 1);
+    }
+
+    #[test]
+    fn wav_mono_round_trip_is_bit_exact() {
+        round_trip(Container::Wav, 1);
+    }
+
+    #[test]
+    fn w64_with_32_interleaved_channels_round_trips_bit_exact() {
+        round_trip(Container::W64, 32);
+    }
+
+    #[test]
+    fn wav_carries_a_bext_chunk_with_the_time_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.wav");
+        let origination = time::macros::datetime!(2026-11-23 19:30:05 UTC);
+        let bext = Bext {
+            description: "Hall A, take 7".into(),
+            origination,
+            time_reference: 3_369_600_000,
+        };
+        let mut w =
+            TrackWriter::create(&path, Container::Wav, 1, 48_000, "Vox", Some(&bext)).unwrap();
+        w.write(&[0, 256, 512]).unwrap();
+        w.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"bext")
+            .expect("a bext chunk");
+        let body = &bytes[at + 8..];
+        assert!(body.starts_with(b"Hall A, take 7"));
+        assert_eq!(&body[256 + 32 + 32..256 + 32 + 32 + 10], b"2026-11-23");
+        assert_eq!(&body[256 + 32 + 32 + 10..256 + 32 + 32 + 18], b"19:30:05");
+        let tr = u64::from_le_bytes(body[338..346].try_into().unwrap());
+        assert_eq!(tr, 3_369_600_000);
+    }
+}
