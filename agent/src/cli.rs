@@ -58,12 +58,12 @@ pub enum Command {
     },
     /// Record a take without any controller; prints where the take and its manifest are.
     Record {
-        /// How long: 30s, 2m, 1h, 1500ms (a bare number is seconds).
+        /// How long: 30s, 2m, 1h, 1500ms (a bare number is seconds); default: until Ctrl-C / SIGTERM.
         #[arg(long, value_parser = parse_duration)]
-        duration: std::time::Duration,
-        /// Directory to create the take directory in.
+        duration: Option<std::time::Duration>,
+        /// Directory to create the take directory in; default: storage.recordings_path.
         #[arg(long)]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// Capture device (exact ALSA name, glob, or auto); default: capture.device.
         #[arg(long)]
         device: Option<String>,
@@ -79,6 +79,11 @@ pub enum Command {
         /// Take id (default: take-<UTC date and time>).
         #[arg(long)]
         take_id: Option<String>,
+    },
+    /// Repair takes a crash or power cut interrupted (the daemon and `record` also do this at start).
+    Recover {
+        /// A take directory, or a directory of takes; default: storage.recordings_path.
+        dir: Option<PathBuf>,
     },
 }
 

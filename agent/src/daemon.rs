@@ -51,7 +51,55 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let outbox =
         Outbox::open(&state.join("outbox"), config.outbox_max_events).context(Failure::State)?;
     let commands = CommandLog::open(state.join("commands.json")).context(Failure::State)?;
+    // Takes a crash or power cut interrupted are repaired before anything
+    // else can record into the same place.
+    let recordings = config.recordings_path.clone();
+    let recovered =
+        tokio::task::spawn_blocking(move || crate::record::recover::recover_all(&recordings))
+            .await
+            .context("recovering interrupted takes")?
+            .unwrap_or_else(|e| {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "could not look for interrupted takes"
+                );
+                Vec::new()
+            });
+    let engine_cfg = crate::recorder::EngineConfig::from_config(&config);
     let node = Node::new(config, outbox, commands);
+    for r in &recovered {
+        node.emit(crate::recorder::events::recovered(&r.manifest))
+            .await
+            .context(Failure::State)?;
+    }
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (recorder, engine_thread) =
+        crate::recorder::Engine::spawn(engine_cfg, Box::new(move |o| drop(out_tx.send(o))))
+            .context("starting the recorder")?;
+    let _ = node.recorder.set(recorder.clone());
+    // Engine outputs → events (durable) and meter frames (latest wins).
+    let forwarder = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            use crate::recorder::events::{Outgoing, outgoing};
+            while let Some(o) = out_rx.recv().await {
+                match outgoing(o) {
+                    None => {}
+                    Some(Outgoing::Meter(m)) => {
+                        node.meter.send_replace(Some(m));
+                    }
+                    Some(Outgoing::Event(body)) => {
+                        if let Err(e) = node.emit(body).await {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                "could not queue a recorder event"
+                            );
+                        }
+                    }
+                }
+            }
+        })
+    };
     node.emit(EventBody::AgentStarted {
         version: crate::build_info::VERSION.into(),
     })
@@ -88,6 +136,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = why, "stopping");
+    // A recording take is closed cleanly first, so its last events go out.
+    recorder.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
     node.status.send_replace(LinkStatus::Stopping);
     if let Err(e) = node
         .emit(EventBody::AgentStopping { reason: why.into() })

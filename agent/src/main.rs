@@ -16,6 +16,7 @@ mod node;
 mod ops;
 mod outbox;
 mod record;
+mod recorder;
 mod state;
 mod trust;
 mod util;
@@ -125,5 +126,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             ops::record::run(&config, args)
         }
+        Command::Recover { dir } => ops::record::recover(&config, dir),
     }
 }

@@ -51,6 +51,8 @@ pub struct Node {
     pub status: watch::Sender<LinkStatus>,
     /// Latest meter frame (best effort, latest wins). Fed by capture.
     pub meter: watch::Sender<Option<MeterFrame>>,
+    /// The recorder engine (set once the daemon has started it).
+    pub recorder: std::sync::OnceLock<crate::recorder::Handle>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +68,7 @@ impl Node {
             new_events: Notify::new(),
             status: watch::channel(LinkStatus::Starting).0,
             meter: watch::channel(None).0,
+            recorder: std::sync::OnceLock::new(),
         })
     }
 
@@ -157,6 +160,76 @@ impl Node {
                     Err(e) => failed(&cmd.id, FailureCode::Internal, format!("{e:#}")),
                 }
             }
+            CommandBody::StartTake(_)
+            | CommandBody::StopTake { .. }
+            | CommandBody::Mark { .. }
+            | CommandBody::TakeStatus => match self.recorder.get() {
+                None => failed(
+                    &cmd.id,
+                    FailureCode::Busy,
+                    "the recorder is not running yet",
+                ),
+                Some(rec) => match take_command(rec, &cmd.body).await {
+                    Ok(reply) => {
+                        tracing::info!(id = %cmd.id, "take command done");
+                        done(reply)
+                    }
+                    Err(r) => {
+                        tracing::warn!(id = %cmd.id, error = %r, "take command refused");
+                        failed(&cmd.id, r.code, r.message)
+                    }
+                },
+            },
         }
     }
+}
+
+/// Runs a take command on the recorder.
+async fn take_command(
+    rec: &crate::recorder::Handle,
+    body: &CommandBody,
+) -> Result<Reply, crate::recorder::Refusal> {
+    use std::time::Duration;
+    Ok(match body {
+        CommandBody::StartTake(st) => {
+            let (take, already_running) = rec
+                .start(crate::recorder::StartRequest {
+                    take_id: st.take_id.clone(),
+                    channels: (st.channels > 0).then_some(st.channels),
+                    container: st.format.map(crate::recorder::container),
+                    segment: (st.segment_seconds > 0)
+                        .then(|| Duration::from_secs(u64::from(st.segment_seconds))),
+                    pre_roll: Duration::from_millis(u64::from(st.pre_roll_ms)),
+                    frames: None,
+                    output: None,
+                })
+                .await?;
+            Reply::Take {
+                take,
+                already_running,
+            }
+        }
+        CommandBody::StopTake { take_id } => {
+            let (take, manifest) = rec.stop(take_id.clone()).await?;
+            Reply::TakeStopped {
+                take,
+                manifest_json: crate::recorder::events::manifest_json(&manifest),
+            }
+        }
+        CommandBody::Mark { label } => Reply::Marked {
+            at_sample: rec.mark(label.clone()).await?,
+        },
+        _ => {
+            let st = rec.status().await?;
+            Reply::TakeStatus {
+                take: st.take,
+                device: if st.device.is_empty() {
+                    st.error.unwrap_or_default()
+                } else {
+                    st.device
+                },
+                device_ok: st.device_ok,
+            }
+        }
+    })
 }

@@ -77,7 +77,8 @@ pub struct Event {
 }
 
 /// Event kinds. Variant indices: AgentStarted 0, Annotated 1, OutboxOverflow 2,
-/// AgentStopping 3.
+/// AgentStopping 3, TakeStarted 4, SegmentClosed 5, TakeStopped 6, Xrun 7,
+/// DiskLow 8, DeviceLost 9, DeviceBack 10, TakeRecovered 11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The agent process started (one per process start).
@@ -88,6 +89,103 @@ pub enum EventBody {
     OutboxOverflow { dropped: u64 },
     /// The agent is shutting down on a signal.
     AgentStopping { reason: String },
+    /// A take started recording.
+    TakeStarted(TakeInfo),
+    /// A segment's files were closed, fsynced and hashed.
+    SegmentClosed {
+        take_id: String,
+        segment: u32,
+        files: Vec<TakeFile>,
+    },
+    /// A take ended. `status`: "complete" (as asked) or "stopped" (ended
+    /// early by the agent, `reason` says why; every file is still valid).
+    /// `manifest_json` is the take's final `manifest.json`.
+    TakeStopped {
+        take_id: String,
+        status: String,
+        reason: String,
+        frames: u64,
+        manifest_json: String,
+    },
+    /// Audio was lost at take position `at_sample` (frames; `take_id`
+    /// empty when no take was recording).
+    Xrun {
+        take_id: String,
+        at_sample: u64,
+        frames_lost: u64,
+    },
+    /// Free space on the recordings filesystem fell below the warning
+    /// threshold.
+    DiskLow {
+        take_id: String,
+        free_bytes: u64,
+        path: String,
+    },
+    /// The capture device went away (or stopped delivering audio).
+    DeviceLost {
+        device: String,
+        take_id: String,
+        at_sample: u64,
+        reason: String,
+    },
+    /// The capture device is back; a recording take continues in a new
+    /// segment after a gap of `gap_frames`.
+    DeviceBack {
+        device: String,
+        take_id: String,
+        gap_frames: u64,
+    },
+    /// A take interrupted by a crash or power cut was repaired at start.
+    TakeRecovered {
+        take_id: String,
+        frames: u64,
+        frames_saved: u64,
+        manifest_json: String,
+    },
+}
+
+/// Recording file formats. Variant indices: Flac 0, Wav 1, W64 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TakeFormat {
+    /// One mono 24-bit FLAC file per channel.
+    Flac,
+    /// One mono 24-bit Broadcast WAV file per channel.
+    Wav,
+    /// One interleaved 24-bit Wave64 file with every channel.
+    W64,
+}
+
+/// A take as reported in replies and events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeInfo {
+    pub take_id: String,
+    /// The take directory on the node.
+    pub dir: String,
+    pub device: String,
+    pub channels: u16,
+    pub sample_rate: u32,
+    pub format: TakeFormat,
+    /// Frames written so far.
+    pub frames: u64,
+    /// Current (or last) segment number, from 1.
+    pub segments: u32,
+    pub started_at_ms: u64,
+    /// Frames of audio from before the start command (pre-roll).
+    pub pre_roll_frames: u64,
+}
+
+/// A closed file of a take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeFile {
+    /// File name inside the take directory.
+    pub file: String,
+    /// 1-based channel indices the file holds.
+    pub channels: Vec<u16>,
+    /// Take position (frames) of its first sample.
+    pub first_sample: u64,
+    pub samples: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
 }
 
 /// Who asked for something. Variant indices: Controller 0, Local 1.
@@ -113,13 +211,33 @@ pub enum Outcome {
     Failed(Failure),
 }
 
-/// Successful replies. Variant indices: Inventory 0, Annotated 1.
+/// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
+/// TakeStatus 3, TakeStopped 4, Marked 5.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
     Inventory { json: String },
     /// The note became the event with this sequence number.
     Annotated { seq: u64 },
+    /// StartTake: the take now recording; `already_running` when the
+    /// command named the take that was already recording (nothing changed).
+    Take {
+        take: TakeInfo,
+        already_running: bool,
+    },
+    /// TakeStatus: the recording take, if any, and the capture device state.
+    TakeStatus {
+        take: Option<TakeInfo>,
+        device: String,
+        device_ok: bool,
+    },
+    /// StopTake: the take ended; its final manifest.
+    TakeStopped {
+        take: TakeInfo,
+        manifest_json: String,
+    },
+    /// Mark: the label was placed at this take position (frames).
+    Marked { at_sample: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,13 +348,38 @@ pub struct Command {
     pub body: CommandBody,
 }
 
-/// Variant indices: Inventory 0, Annotate 1.
+/// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
+/// Mark 4, TakeStatus 5.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
     Inventory,
     /// Record an operator note as an event.
     Annotate { text: String },
+    /// Start recording a take. Starting the take that is already
+    /// recording returns it unchanged; another take while one records is
+    /// refused (`Busy`).
+    StartTake(StartTake),
+    /// Stop the recording take (`take_id` empty: whichever records).
+    StopTake { take_id: String },
+    /// Put a label at the current position of the recording take.
+    Mark { label: String },
+    /// Report the recording take and the device.
+    TakeStatus,
+}
+
+/// What to record. Zero / `None` fields take the node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartTake {
+    pub take_id: String,
+    /// Channels to record (the first N of the device); 0: configured/all.
+    pub channels: u16,
+    pub format: Option<TakeFormat>,
+    /// Longest segment in seconds; 0: configured.
+    pub segment_seconds: u32,
+    /// Audio from before the command to include, in ms (at most the
+    /// node's pre-roll buffer).
+    pub pre_roll_ms: u32,
 }
 
 /// Cumulative acknowledgement: the controller durably holds every event with

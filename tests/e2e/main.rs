@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod durability;
 mod events;
 mod frames;
 mod handshake;

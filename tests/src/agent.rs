@@ -65,8 +65,13 @@ impl AgentProcess {
     /// Spawns `rakkr-recorder-agent run` (config file explicitly absent:
     /// everything comes from `env`).
     pub fn spawn(env: &HashMap<String, String>) -> Self {
+        Self::spawn_args(&["run"], env)
+    }
+
+    /// Spawns the agent with `args` (stdout discarded, stderr collected).
+    pub fn spawn_args(args: &[&str], env: &HashMap<String, String>) -> Self {
         let mut cmd = base_command(env);
-        cmd.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning the agent");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");

@@ -55,3 +55,130 @@ pub fn write_x32_signal(path: &Path, channels: usize, frames: u64) {
     }
     std::fs::write(path, bytes).expect("writing the test signal");
 }
+
+/// Feeds the known signal into a FIFO at real-time pace, so that the
+/// `x32file` device (with the FIFO as its `infile`) behaves like a console:
+/// 48 000 frames per second, no faster.
+///
+/// NOTE: alsa-lib's `file` plugin fills whatever a `read` of its infile
+/// does not return with silence, and cpal reads one period at a time. So
+/// the feeder writes exactly one capture period per `write`, only when the
+/// pipe has room for all of it (a write that fits is copied whole before a
+/// reader wakes): every read then returns a whole period. The agent under
+/// test must use the same period (`RAKKR_CAPTURE_BUFFER_FRAMES`). The FIFO
+/// is opened `O_RDWR` so that opening and closing the device during
+/// enumeration neither blocks nor breaks the pipe. Like a console the
+/// feeder never waits: frames nobody read in time are gone and the signal
+/// carries on at the current position, so gaps show in the content.
+/// See: ../shared/notes/alsa-test-device.md
+#[derive(Debug)]
+pub struct PacedFeeder {
+    fed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Bytes the feeder's pipe holds.
+const PIPE_BYTES: usize = 1 << 20;
+/// Periods of audio the "device" buffers for a reader that is late.
+const MAX_QUEUED_PERIODS: usize = 8;
+
+nix::ioctl_read_bad!(fionread, nix::libc::FIONREAD, nix::libc::c_int);
+
+/// Bytes waiting in the pipe.
+#[allow(unsafe_code)]
+fn queued(pipe: &std::fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points
+    // at a live local; the descriptor is open for the call.
+    let _ = unsafe { fionread(pipe.as_raw_fd(), &mut n) };
+    usize::try_from(n).unwrap_or(0)
+}
+
+impl PacedFeeder {
+    /// Creates the FIFO at `fifo` and starts feeding `channels` channels of
+    /// `x32_sample` at `rate`, `period` frames per write, for at most
+    /// `limit` (a bound for tests).
+    pub fn start(
+        fifo: &Path,
+        channels: usize,
+        rate: u32,
+        period: u64,
+        limit: std::time::Duration,
+    ) -> Self {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::Ordering;
+        nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("creating the FIFO");
+        let mut pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(fifo)
+            .expect("opening the FIFO");
+        let size = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32))
+            .expect("growing the pipe") as usize;
+        let fed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, s) = (fed.clone(), stop.clone());
+        let chunk_bytes = period as usize * channels * 4;
+        assert!(chunk_bytes <= size, "a period must fit in the pipe");
+        let thread = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let mut chunk = Vec::with_capacity(chunk_bytes);
+            let mut n = 0u64;
+            while !s.load(Ordering::Relaxed) && start.elapsed() < limit {
+                let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+                while n + period <= due {
+                    if queued(&pipe) + chunk_bytes > MAX_QUEUED_PERIODS * chunk_bytes {
+                        // Nobody is reading (the agent is not running or
+                        // stalled): like a console's hardware buffer, the
+                        // oldest audio is lost. Empty the pipe so that a
+                        // reader starting now gets current, continuous audio.
+                        let mut sink = vec![0u8; size];
+                        while matches!(std::io::Read::read(&mut pipe, &mut sink), Ok(k) if k > 0) {}
+                        n = due / period * period;
+                        break;
+                    }
+                    chunk.clear();
+                    for k in n..n + period {
+                        for c in 0..channels {
+                            chunk.extend_from_slice(&x32_sample(c, k).to_le_bytes());
+                        }
+                    }
+                    let w = pipe.write(&chunk).expect("feeding the FIFO");
+                    assert_eq!(w, chunk.len(), "a write that fits goes in whole");
+                    n += period;
+                }
+                f.store(n, Ordering::Release);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        Self {
+            fed,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The device position: the next frame it will deliver. Frames before
+    /// it were written into the FIFO or skipped because nobody read them;
+    /// the pipe may hold up to `MAX_QUEUED_PERIODS` periods not yet read.
+    pub fn fed(&self) -> u64 {
+        self.fed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Most periods waiting in the pipe.
+pub const MAX_QUEUED: u64 = MAX_QUEUED_PERIODS as u64;
+
+impl Drop for PacedFeeder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

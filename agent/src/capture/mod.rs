@@ -43,6 +43,9 @@ pub struct Stats {
     /// Device position (frames delivered, kept or not) of the first lost
     /// frame; `u64::MAX` while nothing was lost.
     pub first_drop_at: AtomicU64,
+    /// Position in the ring's stream (frames pushed before it) where the
+    /// most recent loss happened: the consumer's coordinate of the gap.
+    pub last_drop_at: AtomicU64,
     /// Stream errors reported as xruns.
     pub xruns: AtomicU64,
     /// The device went away; the stream is dead.
@@ -103,12 +106,15 @@ fn push<T: ToI32>(data: &[T], channels: usize, producer: &mut rtrb::Producer<i32
     {
         chunk.fill_from_iter(data[..fit * channels].iter().map(|s| s.to_i32()));
     }
-    let before = stats.frames.fetch_add(fit as u64, Ordering::Release)
-        + stats.dropped.load(Ordering::Relaxed);
+    let pushed_before = stats.frames.fetch_add(fit as u64, Ordering::Release);
+    let before = pushed_before + stats.dropped.load(Ordering::Relaxed);
     if fit < frames {
         stats
             .dropped
             .fetch_add((frames - fit) as u64, Ordering::Relaxed);
+        stats
+            .last_drop_at
+            .store(pushed_before + fit as u64, Ordering::Relaxed);
         let _ = stats.first_drop_at.compare_exchange(
             u64::MAX,
             before + fit as u64,

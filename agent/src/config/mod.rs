@@ -53,6 +53,7 @@ pub struct Config {
     pub controller: ControllerConfig,
     pub trust: TrustPaths,
     pub recordings_path: PathBuf,
+    pub disk: DiskGuard,
     pub capture: CaptureConfig,
     pub outbox_max_events: usize,
     pub log_level: Option<String>,
@@ -118,6 +119,16 @@ pub enum DeviceSelector {
 }
 
 #[derive(Debug, Clone)]
+pub struct DiskGuard {
+    /// A take does not start with less free space than this.
+    pub min_free_bytes: u64,
+    /// Below this a recording take warns (event + log), once per crossing.
+    pub warn_free_bytes: u64,
+    /// Below this a recording take closes every file and stops.
+    pub stop_free_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
 pub struct CaptureConfig {
     pub device: DeviceSelector,
     /// `None`: all the device offers.
@@ -132,6 +143,12 @@ pub struct CaptureConfig {
     pub segment: Duration,
     /// Period size in frames (`None`: 1024, clamped to what the device allows).
     pub buffer_frames: Option<u32>,
+    /// Names for channels 1, 2, … (file names and metadata); channels
+    /// beyond the list are "Input N".
+    pub channel_names: Vec<String>,
+    /// Audio kept while idle so a take can start in the past (0: none).
+    /// Costs 6 MB per second for 32 channels at 48 kHz.
+    pub pre_roll: Duration,
 }
 
 /// `flac`, `wav` or `w64`; an ALSA sample format name (`S16_LE`, …, as
@@ -292,6 +309,14 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
             segment.as_secs()
         )));
     }
+    let names = cap.channel_names.unwrap_or_default();
+    if let Some(i) = names.iter().position(|n| n.trim().is_empty()) {
+        return Err(ConfigError::Invalid(format!(
+            "capture.channel_names has an empty name at position {}",
+            i + 1
+        )));
+    }
+    let disk = disk_guard(&raw.storage)?;
     let outbox_max_events = raw.outbox.max_events.unwrap_or(10_000);
     if outbox_max_events < 16 {
         return Err(ConfigError::Invalid(
@@ -336,6 +361,7 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
             .storage
             .recordings_path
             .unwrap_or_else(|| state_dir.join("recordings")),
+        disk,
         capture: CaptureConfig {
             device,
             channels,
@@ -351,9 +377,40 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
                 }
                 other => other,
             },
+            channel_names: names,
+            pre_roll: match cap.pre_roll_seconds.unwrap_or(0) {
+                n @ 0..=30 => Duration::from_secs(n),
+                n => {
+                    return Err(ConfigError::Invalid(format!(
+                        "capture.pre_roll_seconds {n} is above 30"
+                    )));
+                }
+            },
         },
         outbox_max_events,
         log_level: raw.log.level,
+    })
+}
+
+fn disk_guard(s: &raw::RawStorage) -> Result<DiskGuard, ConfigError> {
+    const MIB: u64 = 1 << 20;
+    let stop = s.stop_free_mb.unwrap_or(256);
+    let min = s.min_free_mb.unwrap_or(1024);
+    let warn = s.warn_free_mb.unwrap_or(4096);
+    if stop == 0 {
+        return Err(ConfigError::Invalid(
+            "storage.stop_free_mb must be at least 1: a disk that fills completely leaves files that cannot be closed".into(),
+        ));
+    }
+    if min < stop || warn < stop {
+        return Err(ConfigError::Invalid(format!(
+            "storage.min_free_mb ({min}) and storage.warn_free_mb ({warn}) must not be below storage.stop_free_mb ({stop})"
+        )));
+    }
+    Ok(DiskGuard {
+        min_free_bytes: min * MIB,
+        warn_free_bytes: warn * MIB,
+        stop_free_bytes: stop * MIB,
     })
 }
 

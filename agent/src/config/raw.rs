@@ -59,6 +59,9 @@ pub(super) struct RawTrust {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) recordings_path: Option<PathBuf>,
+    pub(super) min_free_mb: Option<u64>,
+    pub(super) warn_free_mb: Option<u64>,
+    pub(super) stop_free_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +73,8 @@ pub(super) struct RawCapture {
     pub(super) format: Option<String>,
     pub(super) buffer_frames: Option<u32>,
     pub(super) segment_seconds: Option<u64>,
+    pub(super) channel_names: Option<Vec<String>>,
+    pub(super) pre_roll_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

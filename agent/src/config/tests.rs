@@ -25,6 +25,9 @@ key_path = "/x/node.key"
 
 [storage]
 recordings_path = "/srv/recordings"
+min_free_mb = 2048
+warn_free_mb = 8192
+stop_free_mb = 512
 
 [capture]
 device = "hw:CARD=XUSB,DEV=0"
@@ -33,7 +36,8 @@ sample_rate = 48000
 format = "wav"
 buffer_frames = 1024
 segment_seconds = 1800
-
+channel_names = ["Kick", "Snare"]
+pre_roll_seconds = 5
 
 [outbox]
 max_events = 10000
@@ -169,6 +173,57 @@ fn capture_format_is_the_file_format_and_legacy_sample_formats_still_parse() {
         parse(
             "[capture]\nformat = \"mp3\"\n",
             "f",
+            &no_env,
+            Path::new("/s")
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn disk_thresholds_must_keep_the_stop_reserve_lowest() {
+    let err = parse(
+        "[storage]\nstop_free_mb = 100\nmin_free_mb = 50\n",
+        "t",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("storage.stop_free_mb"), "{err}");
+    let err = parse(
+        "[storage]\nstop_free_mb = 0\n",
+        "t",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at least 1"), "{err}");
+}
+
+#[test]
+fn channel_names_and_pre_roll_parse_and_validate() {
+    let c = parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.channel_names, ["Kick", "Snare"]);
+    assert_eq!(c.capture.pre_roll, Duration::from_secs(5));
+    assert_eq!(c.disk.stop_free_bytes, 512 << 20);
+    let env = |k: &str| (k == "RAKKR_CAPTURE_CHANNEL_NAMES").then(|| "Vox, Gtr".to_owned());
+    let c = parse("", "t", &env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.channel_names, ["Vox", "Gtr"]);
+    assert!(
+        parse(
+            "[capture]\npre_roll_seconds = 31\n",
+            "t",
+            &no_env,
+            Path::new("/s")
+        )
+        .is_err()
+    );
+    assert!(
+        parse(
+            "[capture]\nchannel_names = [\"a\", \" \"]\n",
+            "t",
             &no_env,
             Path::new("/s")
         )

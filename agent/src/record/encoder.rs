@@ -25,7 +25,7 @@ pub fn init() {
 }
 
 /// Recording file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Container {
     /// One mono 24-bit FLAC file per channel.
@@ -68,6 +68,9 @@ pub struct Bext {
 
 pub struct TrackWriter {
     path: PathBuf,
+    /// A second handle on the file: fsync works on the inode, so syncing it
+    /// makes what libavformat wrote durable.
+    sync_handle: std::fs::File,
     octx: format::context::Output,
     enc: encoder::Audio,
     channels: u16,
@@ -93,6 +96,18 @@ fn set_bits_per_raw_sample(enc: &mut encoder::audio::Audio, bits: i32) {
     // SAFETY: the pointer is the encoder context ffmpeg-next owns; this
     // plain int field is read by avcodec_open2, which has not run yet.
     unsafe { (*enc.as_mut_ptr()).bits_per_raw_sample = bits };
+}
+
+#[allow(unsafe_code)]
+fn avio_flush(octx: &mut format::context::Output) {
+    // SAFETY: `pb` is the open AVIOContext of this output context (set by
+    // avio_open in format::output_as), valid until the context is dropped.
+    unsafe {
+        let pb = (*octx.as_mut_ptr()).pb;
+        if !pb.is_null() {
+            ffmpeg_next::ffi::avio_flush(pb);
+        }
+    }
 }
 
 fn layout(channels: u16) -> ChannelLayout {
@@ -203,7 +218,9 @@ impl TrackWriter {
         octx.write_header_with(options)
             .with_context(|| ctx("writing the header of"))?;
         let frame_size = enc.frame_size() as usize;
+        let sync_handle = std::fs::File::open(path).with_context(|| ctx("opening for sync"))?;
         Ok(Self {
+            sync_handle,
             path: path.to_owned(),
             octx,
             enc,
@@ -261,6 +278,15 @@ impl TrackWriter {
         Ok(())
     }
 
+    /// Makes everything written so far durable: pushes libavformat's buffer
+    /// to the file, then fsyncs its data.
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        avio_flush(&mut self.octx);
+        self.sync_handle
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))
+    }
+
     /// Flushes, writes the trailer (final headers), syncs the file.
     /// Returns the path and the number of frames written.
     pub fn finish(mut self) -> anyhow::Result<(PathBuf, u64)> {
@@ -284,11 +310,11 @@ impl TrackWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Decodes a file back to interleaved left-justified i32 samples.
-    fn decode(path: &Path) -> (u16, Vec<i32>) {
+    pub(crate) fn decode(path: &Path) -> (u16, Vec<i32>) {
         init();
         let mut ictx = format::input(path).unwrap();
         let stream = ictx
@@ -326,7 +352,7 @@ mod tests {
         (ch, out)
     }
 
-    fn signal(channels: usize, frames: usize) -> Vec<i32> {
+    pub(crate) fn signal(channels: usize, frames: usize) -> Vec<i32> {
         (0..frames)
             .flat_map(|n| {
                 (0..channels).map(move |c| {

@@ -1,7 +1,14 @@
 //! Recording: ring buffer → de-interleave → one encoder per channel → files,
-//! plus the take's manifest.
+//! plus the take's manifest; `recover` repairs takes a crash interrupted.
 
+pub mod disk;
 pub mod encoder;
+pub mod flacscan;
+pub mod lock;
+pub mod manifest;
+pub mod recover;
+pub mod riffscan;
+pub mod segment;
 pub mod take;
 
 /// fsyncs a directory so that new files in it are durable.

@@ -28,6 +28,43 @@ fn ctl(name: &str, m: ControllerMsg) -> Vector {
     )
 }
 
+fn ev(seq: u64, body: EventBody) -> AgentMsg {
+    AgentMsg::Event(Event {
+        seq,
+        at_ms: 1_795_000_000_000 + seq,
+        body,
+    })
+}
+
+fn done(id: &str, reply: Reply) -> AgentMsg {
+    AgentMsg::Result(CommandResult {
+        id: id.into(),
+        outcome: Outcome::Done(reply),
+    })
+}
+
+fn cmd(id: &str, body: CommandBody) -> ControllerMsg {
+    ControllerMsg::Command(Command {
+        id: id.into(),
+        body,
+    })
+}
+
+fn take_info() -> TakeInfo {
+    TakeInfo {
+        take_id: "show-1".into(),
+        dir: "/srv/rec/show-1".into(),
+        device: "hw:CARD=XUSB,DEV=0".into(),
+        channels: 32,
+        sample_rate: 48_000,
+        format: TakeFormat::Flac,
+        frames: 96_000,
+        segments: 1,
+        started_at_ms: 1_795_000_000_000,
+        pre_roll_frames: 0,
+    }
+}
+
 type Vector = (String, Vec<u8>, Box<dyn Fn(&[u8]) -> bool>);
 
 fn vectors() -> Vec<Vector> {
@@ -160,6 +197,132 @@ fn vectors() -> Vec<Vector> {
                 message: "agent stopping".into(),
             }),
         ),
+        agent(
+            "event.take_started",
+            ev(10, EventBody::TakeStarted(take_info())),
+        ),
+        agent(
+            "event.segment_closed",
+            ev(
+                11,
+                EventBody::SegmentClosed {
+                    take_id: "show-1".into(),
+                    segment: 1,
+                    files: vec![TakeFile {
+                        file: "01-Kick-s001.flac".into(),
+                        channels: vec![1],
+                        first_sample: 0,
+                        samples: 172_800_000,
+                        sha256: "ab".repeat(32),
+                    }],
+                },
+            ),
+        ),
+        agent(
+            "event.take_stopped",
+            ev(
+                12,
+                EventBody::TakeStopped {
+                    take_id: "show-1".into(),
+                    status: "stopped".into(),
+                    reason: "disk almost full".into(),
+                    frames: 480_000,
+                    manifest_json: "{}".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.xrun",
+            ev(
+                13,
+                EventBody::Xrun {
+                    take_id: "show-1".into(),
+                    at_sample: 96_000,
+                    frames_lost: 256,
+                },
+            ),
+        ),
+        agent(
+            "event.disk_low",
+            ev(
+                14,
+                EventBody::DiskLow {
+                    take_id: "show-1".into(),
+                    free_bytes: 1 << 32,
+                    path: "/srv/rec".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.device_lost",
+            ev(
+                15,
+                EventBody::DeviceLost {
+                    device: "hw:CARD=XUSB,DEV=0".into(),
+                    take_id: "show-1".into(),
+                    at_sample: 100,
+                    reason: "the device went away".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.device_back",
+            ev(
+                16,
+                EventBody::DeviceBack {
+                    device: "hw:CARD=XUSB,DEV=0".into(),
+                    take_id: String::new(),
+                    gap_frames: 48_000,
+                },
+            ),
+        ),
+        agent(
+            "event.take_recovered",
+            ev(
+                17,
+                EventBody::TakeRecovered {
+                    take_id: "show-0".into(),
+                    frames: 1000,
+                    frames_saved: 10,
+                    manifest_json: "{}".into(),
+                },
+            ),
+        ),
+        agent(
+            "result.take",
+            done(
+                "c4",
+                Reply::Take {
+                    take: take_info(),
+                    already_running: true,
+                },
+            ),
+        ),
+        agent(
+            "result.take_status",
+            done(
+                "c5",
+                Reply::TakeStatus {
+                    take: None,
+                    device: "x32".into(),
+                    device_ok: false,
+                },
+            ),
+        ),
+        agent(
+            "result.take_stopped",
+            done(
+                "c6",
+                Reply::TakeStopped {
+                    take: take_info(),
+                    manifest_json: "{}".into(),
+                },
+            ),
+        ),
+        agent(
+            "result.marked",
+            done("c7", Reply::Marked { at_sample: 4800 }),
+        ),
         ctl(
             "welcome",
             ControllerMsg::Welcome(Welcome {
@@ -213,6 +376,51 @@ fn vectors() -> Vec<Vector> {
                 },
             }),
         ),
+        ctl(
+            "command.start_take",
+            cmd(
+                "c4",
+                CommandBody::StartTake(StartTake {
+                    take_id: "show-1".into(),
+                    channels: 32,
+                    format: Some(TakeFormat::W64),
+                    segment_seconds: 3600,
+                    pre_roll_ms: 2000,
+                }),
+            ),
+        ),
+        ctl(
+            "command.start_take.defaults",
+            cmd(
+                "c8",
+                CommandBody::StartTake(StartTake {
+                    take_id: "t".into(),
+                    channels: 0,
+                    format: None,
+                    segment_seconds: 0,
+                    pre_roll_ms: 0,
+                }),
+            ),
+        ),
+        ctl(
+            "command.stop_take",
+            cmd(
+                "c6",
+                CommandBody::StopTake {
+                    take_id: "show-1".into(),
+                },
+            ),
+        ),
+        ctl(
+            "command.mark",
+            cmd(
+                "c7",
+                CommandBody::Mark {
+                    label: "encore".into(),
+                },
+            ),
+        ),
+        ctl("command.take_status", cmd("c5", CommandBody::TakeStatus)),
         ctl("ack", ControllerMsg::Ack(Ack { up_to: 129 })),
         ctl(
             "goodbye.protocol_error",

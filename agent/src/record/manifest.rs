@@ -1,0 +1,124 @@
+//! The take manifest (`manifest.json` in the take directory).
+//!
+//! It is written when the take starts (`status: "recording"`), rewritten
+//! whole (atomically) at every segment close, and a last time when the take
+//! ends. A manifest still saying `recording` with no process holding the
+//! take's lock is what `recover` repairs after a crash or power cut.
+
+use std::path::Path;
+
+use anyhow::Context;
+use rakkr_protocol::fsutil::atomic_write;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::Container;
+
+pub const FILE_NAME: &str = "manifest.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeStatus {
+    /// Being recorded (or the recorder died: see `recover`).
+    Recording,
+    /// Ended as asked (duration reached or stopped).
+    Complete,
+    /// Ended early by the recorder itself (disk full, device gone); every
+    /// file is closed and valid. `stopReason` says why.
+    Stopped,
+    /// The recorder died during the take; the open segment was repaired.
+    Recovered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    /// File name inside the take directory.
+    pub file: String,
+    /// 1-based segment number.
+    pub segment: u32,
+    /// 1-based channel indices held by the file, in order.
+    pub channels: Vec<u16>,
+    pub name: String,
+    /// Take position (frames) of the file's first sample.
+    pub first_sample: u64,
+    pub samples: u64,
+    /// SHA-256 of the closed file (empty while it is open).
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    /// Position in the take (frames) where audio is missing.
+    pub at_sample: u64,
+    pub frames_lost: u64,
+    pub cause: String,
+}
+
+/// A label set at a sample position (the controller's `mark`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Marker {
+    pub at_sample: u64,
+    pub label: String,
+}
+
+/// What `recover` did to the open segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    pub recovered_at: String,
+    pub segment: u32,
+    /// Frames of the open segment that were saved.
+    pub frames_saved: u64,
+    /// What was done to each file (sizes fixed, torn frame dropped, …).
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub take_id: String,
+    pub status: TakeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    pub agent_version: String,
+    pub started_at: String,
+    /// Empty while recording.
+    pub finished_at: String,
+    pub device: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub capture_format: String,
+    pub format: Container,
+    pub bits_per_sample: u8,
+    /// Frames in closed files (the whole take once it has ended).
+    pub frames: u64,
+    pub segments: u32,
+    pub files: Vec<FileEntry>,
+    /// Files of the segment being written (`sha256` empty); empty once the
+    /// take has ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_files: Vec<FileEntry>,
+    pub gaps: Vec<Gap>,
+    #[serde(default)]
+    pub markers: Vec<Marker>,
+    pub xruns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(FILE_NAME);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Replaces `manifest.json` in `dir` atomically.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(FILE_NAME);
+        let bytes = serde_json::to_vec_pretty(self).context("serialising the manifest")?;
+        atomic_write(&path, &bytes, 0o644).with_context(|| format!("writing {}", path.display()))
+    }
+}

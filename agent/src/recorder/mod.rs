@@ -1,0 +1,183 @@
+//! The recorder: one engine thread that owns the capture stream and the
+//! recording take, and the handle the rest of the agent talks to it with.
+//!
+//! Threads: cpal's realtime callback fills the ring (see `capture`); the
+//! engine thread (here) drains it — meters, pre-roll, take files — and
+//! answers requests; the daemon's async side sends requests and turns the
+//! engine's outputs into events and meter frames. Nothing here waits on
+//! the network: with the controller gone, takes go on and events queue.
+
+pub mod engine;
+pub mod events;
+pub mod meter;
+mod preroll;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rakkr_protocol::{FailureCode, MeterFrame, TakeFormat, TakeInfo};
+use tokio::sync::oneshot;
+
+use crate::record::encoder::Container;
+use crate::record::manifest::Manifest;
+use crate::record::take::TakeEvent;
+
+pub use engine::{Engine, EngineConfig};
+
+/// A refused or failed request: the code for the controller, and a
+/// message that says what to do.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub take_id: String,
+    /// Record the first N channels (`None`: all captured).
+    pub channels: Option<u16>,
+    pub container: Option<Container>,
+    pub segment: Option<Duration>,
+    /// Audio from before the request (capped by the pre-roll buffer).
+    pub pre_roll: Duration,
+    /// Stop by itself after this many frames (the `record` CLI).
+    pub frames: Option<u64>,
+    /// Directory for the take directory (`None`: the recordings path).
+    pub output: Option<PathBuf>,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub take: Option<TakeInfo>,
+    /// The device in use (empty before one was opened).
+    pub device: String,
+    pub device_ok: bool,
+    /// Why no device could be opened (the last attempt's error).
+    pub error: Option<String>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
+
+#[derive(Debug)]
+pub enum Request {
+    Start(StartRequest, Reply<(TakeInfo, bool)>),
+    Stop(String, Reply<(TakeInfo, Manifest)>),
+    Mark(String, Reply<u64>),
+    Status(oneshot::Sender<Status>),
+    /// Ends a recording take cleanly and stops the engine.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the engine reports as it runs.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Started(TakeInfo),
+    Take {
+        take_id: String,
+        event: TakeEvent,
+    },
+    Stopped {
+        info: TakeInfo,
+        manifest: Box<Manifest>,
+    },
+    Xrun {
+        take_id: String,
+        at_sample: u64,
+        frames_lost: u64,
+    },
+    DeviceLost {
+        device: String,
+        take_id: String,
+        at_sample: u64,
+        reason: String,
+    },
+    DeviceBack {
+        device: String,
+        take_id: String,
+        gap_frames: u64,
+    },
+    Meter(MeterFrame),
+    /// An `autostart` take could not start.
+    StartFailed {
+        refusal: Refusal,
+    },
+}
+
+pub fn take_format(c: Container) -> TakeFormat {
+    match c {
+        Container::Flac => TakeFormat::Flac,
+        Container::Wav => TakeFormat::Wav,
+        Container::W64 => TakeFormat::W64,
+    }
+}
+
+pub fn container(f: TakeFormat) -> Container {
+    match f {
+        TakeFormat::Flac => Container::Flac,
+        TakeFormat::Wav => Container::Wav,
+        TakeFormat::W64 => Container::W64,
+    }
+}
+
+/// The sending side of the engine's request channel.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: std::sync::mpsc::Sender<Request>,
+}
+
+fn gone() -> Refusal {
+    Refusal::new(FailureCode::Internal, "the recorder engine is not running")
+}
+
+impl Handle {
+    pub async fn start(&self, req: StartRequest) -> Result<(TakeInfo, bool), Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Start(req, tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn stop(&self, take_id: String) -> Result<(TakeInfo, Manifest), Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Stop(take_id, tx))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn mark(&self, label: String) -> Result<u64, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Mark(label, tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn status(&self) -> Result<Status, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Status(tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Stops a recording take cleanly and ends the engine thread.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
