@@ -9,63 +9,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use rakkr_e2e::agent::{AgentProcess, run_agent};
-use rakkr_e2e::alsa::{MAX_QUEUED, PacedFeeder, x32_config_for, x32_sample};
+use rakkr_e2e::alsa::{MAX_QUEUED, PacedFeeder, x32_config_for};
 use rakkr_e2e::init_logging;
-use sha2::{Digest, Sha256};
 
 fn manifest(take: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(take.join("manifest.json")).unwrap()).unwrap()
-}
-
-/// Decodes every file of the manifest and checks each channel continues
-/// the known signal from `first` (the frame the device delivered first).
-fn check_content(take: &Path, m: &serde_json::Value) -> u64 {
-    let mut first = None;
-    let mut total = HashMap::<u64, u64>::new();
-    for f in m["files"].as_array().unwrap() {
-        let path = take.join(f["file"].as_str().unwrap());
-        assert_eq!(
-            f["sha256"].as_str().unwrap(),
-            hex::encode(Sha256::digest(std::fs::read(&path).unwrap())),
-            "{}",
-            path.display()
-        );
-        let chans: Vec<usize> = f["channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_u64().unwrap() as usize - 1)
-            .collect();
-        let (ch, samples) = rakkr_e2e::decode::interleaved_i32(&path);
-        assert_eq!(usize::from(ch), chans.len());
-        let at = f["firstSample"].as_u64().unwrap();
-        assert_eq!(
-            samples.len() as u64,
-            f["samples"].as_u64().unwrap() * u64::from(ch),
-            "{}",
-            path.display()
-        );
-        // The FIFO may have been read from before the take: the first
-        // sample names the frame the take started at.
-        let base = *first.get_or_insert_with(|| ((samples[0] >> 8) & 0x3ffff) as u64);
-        for (i, s) in samples.iter().enumerate() {
-            let (c, n) = (chans[i % chans.len()], at + (i / chans.len()) as u64);
-            if *s != x32_sample(c, base + n) {
-                panic!(
-                    "{}: channel {} differs at take frame {n}",
-                    path.display(),
-                    c + 1
-                );
-            }
-        }
-        *total.entry(chans[0] as u64).or_default() += f["samples"].as_u64().unwrap();
-    }
-    let frames = total.values().copied().min().unwrap_or(0);
-    assert!(
-        total.values().all(|t| *t == frames),
-        "every channel holds the same frames: {total:?}"
-    );
-    frames
 }
 
 fn kill_mid_take_then_recover(format: &str) {
@@ -136,7 +84,7 @@ fn kill_mid_take_then_recover(format: &str) {
     let saved = m["recovery"]["framesSaved"].as_u64().unwrap();
     assert_eq!(m["recovery"]["segment"], 2);
     assert!(saved > 0, "part of the open segment was saved");
-    let frames = check_content(&take, &m);
+    let frames = rakkr_e2e::takecheck::check_content(&take, &m);
     assert_eq!(m["frames"].as_u64().unwrap(), frames);
     assert_eq!(
         frames,

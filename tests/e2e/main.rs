@@ -12,6 +12,7 @@ mod handshake;
 mod inventory;
 mod record;
 mod refusals;
+mod takes;
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ pub mod alsa;
 pub mod decode;
 pub mod pki;
 pub mod shape;
+pub mod takecheck;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

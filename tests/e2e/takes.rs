@@ -1,0 +1,225 @@
+//! Takes driven by the reference controller: the real agent daemon records
+//! from the paced 32-channel FIFO device; start, repeat, refuse, mark,
+//! status and stop over the authenticated link; the controller crashes and
+//! comes back in the middle of the take, which goes on regardless, and
+//! every take event reaches it exactly once, in order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rakkr_e2e::agent::{AgentProcess, agent_env};
+use rakkr_e2e::alsa::{PacedFeeder, x32_config_for};
+use rakkr_e2e::pki::TestPki;
+use rakkr_e2e::{init_logging, start_controller, wait_for};
+use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent};
+use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, StartTake, TakeFormat};
+
+use crate::T;
+
+const NODE: &str = "node-take";
+
+fn start(take_id: &str) -> CommandBody {
+    CommandBody::StartTake(StartTake {
+        take_id: take_id.into(),
+        channels: 0,
+        format: Some(TakeFormat::Flac),
+        segment_seconds: 1,
+        pre_roll_ms: 0,
+    })
+}
+
+async fn run(h: &rakkr_protocol::controller::ControllerHandle, body: CommandBody) -> Outcome {
+    h.command(NODE, body, T)
+        .await
+        .expect("command answered")
+        .outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_drives_a_take_that_survives_a_controller_crash() {
+    init_logging();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("x32.fifo");
+    let _feeder = PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(90));
+    let pki = TestPki::new();
+    let store = tmp.path().join("store");
+    let ctl = start_controller(pki.server_config(), |c| {
+        c.store = Some(store.clone());
+        c.heartbeat = Duration::from_millis(500);
+    })
+    .await;
+    let addr = ctl.local_addr();
+    let mut events = ctl.handle().subscribe();
+    let state = tmp.path().join("state");
+    pki.node_trust(&state, NODE, rakkr_protocol::devcerts::Validity::days(30));
+    let mut env: HashMap<String, String> = agent_env(&state, addr);
+    env.extend([
+        (
+            "ALSA_CONFIG_PATH".to_owned(),
+            x32_config_for(tmp.path(), &fifo),
+        ),
+        ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
+        ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
+        ("RAKKR_STORAGE_MIN_FREE_MB".to_owned(), "16".to_owned()),
+        ("RAKKR_STORAGE_STOP_FREE_MB".to_owned(), "8".to_owned()),
+    ]);
+    let mut agent = AgentProcess::spawn(&env);
+    wait_for(&mut events, T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    let h = ctl.handle();
+    // The engine opens the device in the background.
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Outcome::Done(Reply::TakeStatus {
+            device_ok: true,
+            take: None,
+            ..
+        }) = run(&h, CommandBody::TakeStatus).await
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "the capture device opened; log:\n{}",
+        agent.log().join("\n")
+    );
+
+    let Outcome::Done(Reply::Take {
+        take,
+        already_running: false,
+    }) = run(&h, start("show-1")).await
+    else {
+        panic!("take did not start");
+    };
+    assert_eq!((take.channels, take.sample_rate), (32, 48_000));
+    // Starting the same take again is a no-op returning it; another take is refused.
+    assert!(matches!(
+        run(&h, start("show-1")).await,
+        Outcome::Done(Reply::Take {
+            already_running: true,
+            ..
+        })
+    ));
+    match run(&h, start("show-2")).await {
+        Outcome::Failed(f) => {
+            assert_eq!(f.code, FailureCode::Busy);
+            assert!(f.message.contains("show-1"), "{}", f.message);
+        }
+        other => panic!("a second take was not refused: {other:?}"),
+    }
+    let Outcome::Done(Reply::Marked { at_sample }) = run(
+        &h,
+        CommandBody::Mark {
+            label: "doors".into(),
+        },
+    )
+    .await
+    else {
+        panic!("mark failed");
+    };
+
+    // The controller crashes for 2.5 s; the take does not notice.
+    ctl.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut cfg = ControllerConfig::new(addr, pki.server_config());
+    cfg.store = Some(store.clone());
+    cfg.heartbeat = Duration::from_millis(500);
+    let ctl = Controller::start(cfg)
+        .await
+        .expect("controller restarts on the same port");
+    let mut events = ctl.handle().subscribe();
+    wait_for(&mut events, T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    let h = ctl.handle();
+    let Outcome::Done(Reply::TakeStatus {
+        take: Some(running),
+        ..
+    }) = run(&h, CommandBody::TakeStatus).await
+    else {
+        panic!("the take is not running after the controller came back");
+    };
+    assert!(running.frames > at_sample, "{} frames", running.frames);
+    let Outcome::Done(Reply::TakeStopped {
+        take,
+        manifest_json,
+    }) = run(
+        &h,
+        CommandBody::StopTake {
+            take_id: "show-1".into(),
+        },
+    )
+    .await
+    else {
+        panic!("stop failed");
+    };
+    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["markers"][0]["label"], "doors");
+    assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");
+    let frames = rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m);
+    assert_eq!(frames, m["frames"].as_u64().unwrap());
+    assert!(
+        frames >= 120_000,
+        "the take ran through the 2.5 s outage: {frames}"
+    );
+    let segments = m["segments"].as_u64().unwrap();
+
+    // Every take event once, in order: started, one per segment, stopped.
+    let deadline = tokio::time::Instant::now() + T;
+    let takes = loop {
+        let log = h.event_log(NODE).unwrap();
+        let takes: Vec<EventBody> = log
+            .into_iter()
+            .map(|e| e.event.body)
+            .filter(|b| {
+                matches!(
+                    b,
+                    EventBody::TakeStarted(_)
+                        | EventBody::SegmentClosed { .. }
+                        | EventBody::TakeStopped { .. }
+                )
+            })
+            .collect();
+        if takes
+            .iter()
+            .any(|b| matches!(b, EventBody::TakeStopped { .. }))
+            || tokio::time::Instant::now() > deadline
+        {
+            break takes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(matches!(&takes[0], EventBody::TakeStarted(t) if t.take_id == "show-1"));
+    let closed: Vec<u32> = takes
+        .iter()
+        .filter_map(|b| match b {
+            EventBody::SegmentClosed { segment, files, .. } => {
+                assert_eq!(files.len(), 32);
+                Some(*segment)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closed,
+        (1..=segments as u32).collect::<Vec<_>>(),
+        "each segment once, in order"
+    );
+    assert!(
+        matches!(takes.last(), Some(EventBody::TakeStopped { status, frames: f, .. }) if status == "complete" && *f == frames)
+    );
+    assert_eq!(takes.len(), segments as usize + 2);
+    assert!(
+        agent
+            .terminate(Duration::from_secs(6))
+            .is_some_and(|s| s.success())
+    );
+    ctl.shutdown().await;
+}
