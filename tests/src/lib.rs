@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod alsa;
 pub mod decode;
+pub mod demo;
 pub mod pki;
 pub mod shape;
 pub mod takecheck;

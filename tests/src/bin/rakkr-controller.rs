@@ -299,6 +299,11 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     let tmp = tempfile::tempdir()?;
+    // The ALSA test device: 32 channels at 48 kHz fed in real time.
+    let fifo = tmp.path().join("x32.fifo");
+    let _feeder =
+        rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(120));
+    let alsa_config = rakkr_e2e::alsa::x32_config_for(tmp.path(), &fifo);
     let pki = tmp.path().join("pki");
     rakkr_protocol::devcerts::write_dev_pki(&pki, &["demo-node"])?;
     println!("1. development PKI written to {}", pki.display());
@@ -321,7 +326,7 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[node]\nalias = \"Demo recorder\"\nsite = \"Demo site\"\nroom = \"Demo room\"\n\n[controller]\nurl = \"rakkr://{addr}\"\n"
+            "[node]\nalias = \"Demo recorder\"\nsite = \"Demo site\"\nroom = \"Demo room\"\n\n[controller]\nurl = \"rakkr://{addr}\"\n\n[storage]\nmin_free_mb = 64\nstop_free_mb = 32\n\n[capture]\ndevice = \"x32file\"\nbuffer_frames = 512\n"
         ),
     )?;
     let mut child = tokio::process::Command::new(&agent)
@@ -331,6 +336,7 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
         .arg(&state)
         .arg("run")
         .env("RAKKR_LOG", "info")
+        .env("ALSA_CONFIG_PATH", &alsa_config)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", agent.display()))?;
@@ -392,6 +398,8 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     })
     .await
     .context("the note's event did not arrive")?;
+    println!("7. the controller records a 4 s take from the ALSA test device:");
+    rakkr_e2e::demo::record_take(&handle, &hello.node_id, "demo-take", 4).await?;
     if let Some(pid) = child.id() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -401,9 +409,9 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .context("agent did not stop")??;
-    println!("7. agent stopped on SIGTERM: {status}");
+    println!("8. agent stopped on SIGTERM: {status}");
     controller.shutdown().await;
-    println!("8. controller stopped");
+    println!("9. controller stopped");
     if !status.success() {
         bail!("agent exited with {status}");
     }
