@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod diskfull;
 mod durability;
 mod events;
 mod frames;

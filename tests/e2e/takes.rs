@@ -16,9 +16,9 @@ use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, StartT
 
 use crate::T;
 
-const NODE: &str = "node-take";
+pub(crate) const NODE: &str = "node-take";
 
-fn start(take_id: &str) -> CommandBody {
+pub(crate) fn start(take_id: &str) -> CommandBody {
     CommandBody::StartTake(StartTake {
         take_id: take_id.into(),
         channels: 0,
@@ -28,42 +28,54 @@ fn start(take_id: &str) -> CommandBody {
     })
 }
 
-async fn run(h: &rakkr_protocol::controller::ControllerHandle, body: CommandBody) -> Outcome {
+pub(crate) async fn run(
+    h: &rakkr_protocol::controller::ControllerHandle,
+    body: CommandBody,
+) -> Outcome {
     h.command(NODE, body, T)
         .await
         .expect("command answered")
         .outcome
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn controller_drives_a_take_that_survives_a_controller_crash() {
+/// A controller and the real agent daemon recording from the paced
+/// 32-channel FIFO device, connected and with its device open.
+pub(crate) struct Rig {
+    pub _feeder: PacedFeeder,
+    pub pki: TestPki,
+    pub store: std::path::PathBuf,
+    pub ctl: Controller,
+    pub agent: AgentProcess,
+}
+
+pub(crate) async fn recording_node(tmp: &std::path::Path, extra: &[(&str, &str)]) -> Rig {
     init_logging();
-    let tmp = tempfile::tempdir().unwrap();
-    let fifo = tmp.path().join("x32.fifo");
-    let _feeder = PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(90));
+    let fifo = tmp.join("x32.fifo");
+    let feeder = PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(90));
     let pki = TestPki::new();
-    let store = tmp.path().join("store");
+    let store = tmp.join("store");
     let ctl = start_controller(pki.server_config(), |c| {
         c.store = Some(store.clone());
         c.heartbeat = Duration::from_millis(500);
     })
     .await;
-    let addr = ctl.local_addr();
     let mut events = ctl.handle().subscribe();
-    let state = tmp.path().join("state");
+    let state = tmp.join("state");
     pki.node_trust(&state, NODE, rakkr_protocol::devcerts::Validity::days(30));
-    let mut env: HashMap<String, String> = agent_env(&state, addr);
+    let mut env: HashMap<String, String> = agent_env(&state, ctl.local_addr());
     env.extend([
-        (
-            "ALSA_CONFIG_PATH".to_owned(),
-            x32_config_for(tmp.path(), &fifo),
-        ),
+        ("ALSA_CONFIG_PATH".to_owned(), x32_config_for(tmp, &fifo)),
         ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
         ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
         ("RAKKR_STORAGE_MIN_FREE_MB".to_owned(), "16".to_owned()),
         ("RAKKR_STORAGE_STOP_FREE_MB".to_owned(), "8".to_owned()),
     ]);
-    let mut agent = AgentProcess::spawn(&env);
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let agent = AgentProcess::spawn(&env);
     wait_for(&mut events, T, "Connected", |e| {
         matches!(e, ControllerEvent::Connected { .. }).then_some(())
     })
@@ -88,7 +100,27 @@ async fn controller_drives_a_take_that_survives_a_controller_crash() {
         "the capture device opened; log:\n{}",
         agent.log().join("\n")
     );
+    Rig {
+        _feeder: feeder,
+        pki,
+        store,
+        ctl,
+        agent,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_drives_a_take_that_survives_a_controller_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Rig {
+        _feeder,
+        pki,
+        store,
+        ctl,
+        mut agent,
+    } = recording_node(tmp.path(), &[]).await;
+    let addr = ctl.local_addr();
+    let h = ctl.handle();
     let Outcome::Done(Reply::Take {
         take,
         already_running: false,

@@ -34,7 +34,7 @@ use crate::config::DiskGuard;
 /// Largest WAV data size we let a segment reach (4 GiB less 1 MiB for headers).
 const WAV_MAX_DATA: u64 = (4 << 30) - (1 << 20);
 /// How often free space is checked.
-const DISK_CHECK_EVERY: Duration = Duration::from_millis(500);
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct TakeSpec {

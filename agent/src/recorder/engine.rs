@@ -539,7 +539,7 @@ impl Engine {
             started_at_ms: (take.started_at().unix_timestamp_nanos() / 1_000_000) as u64,
             pre_roll_frames: (pre.len() / usize::from(have)) as u64,
         };
-        tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, "take started");
+        tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, backlog_frames = live.cap.consumer.slots() / usize::from(have), "take started");
         self.take = Some(Active {
             take,
             info: info.clone(),
