@@ -80,6 +80,26 @@ pub enum Command {
         #[arg(long)]
         take_id: Option<String>,
     },
+    /// Encode a raw capture (interleaved S32_LE, e.g. an `arecord -t raw` dump) into a take.
+    Encode {
+        /// The raw file.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        channels: u16,
+        #[arg(long, default_value_t = 48_000)]
+        rate: u32,
+        #[arg(long, value_enum, default_value = "flac")]
+        format: FileFormat,
+        /// Directory to create the take directory in.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        take_id: String,
+        /// Longest segment (e.g. 30m); default: capture.segment_seconds.
+        #[arg(long, value_parser = parse_duration)]
+        segment: Option<std::time::Duration>,
+    },
     /// Repair takes a crash or power cut interrupted (the daemon and `record` also do this at start).
     Recover {
         /// A take directory, or a directory of takes; default: storage.recordings_path.

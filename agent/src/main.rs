@@ -127,5 +127,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ops::record::run(&config, args)
         }
         Command::Recover { dir } => ops::record::recover(&config, dir),
+        Command::Encode {
+            input,
+            channels,
+            rate,
+            format,
+            output,
+            take_id,
+            segment,
+        } => ops::encode::run(
+            &config,
+            ops::encode::Args {
+                input,
+                channels,
+                rate,
+                container: ops::record::container_of(format),
+                output,
+                take_id,
+                segment: segment.unwrap_or(config.capture.segment),
+            },
+        ),
     }
 }

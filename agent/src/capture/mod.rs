@@ -16,7 +16,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, SizedSample};
 
 /// Ring capacity in seconds of audio (the design asks for at least 2 s).
-pub const RING_SECONDS: u32 = 4;
+pub const RING_SECONDS: u32 = 2;
 
 /// Period size when none is configured: 1024 frames (21 ms at 48 kHz).
 pub const DEFAULT_PERIOD_FRAMES: u32 = 1024;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::exit::Failure;
 use crate::{control, inventory, trust, util};
 
+pub mod encode;
 pub mod record;
 
 /// `--print-inventory` / `inventory [--json]`: never writes anything.

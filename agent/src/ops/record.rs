@@ -52,13 +52,16 @@ fn default_take_id() -> String {
     )
 }
 
+pub fn container_of(f: FileFormat) -> Container {
+    match f {
+        FileFormat::Flac => Container::Flac,
+        FileFormat::Wav => Container::Wav,
+        FileFormat::W64 => Container::W64,
+    }
+}
+
 pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
-    let container = match args.format {
-        Some(FileFormat::Flac) => Container::Flac,
-        Some(FileFormat::Wav) => Container::Wav,
-        Some(FileFormat::W64) => Container::W64,
-        None => config.capture.format,
-    };
+    let container = args.format.map_or(config.capture.format, container_of);
     if let Some(legacy) = &config.capture.legacy_sample_format {
         tracing::info!(capture_format = %legacy, "sample format is negotiated with the device; recording {container:?}");
     }

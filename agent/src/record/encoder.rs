@@ -99,6 +99,14 @@ fn set_bits_per_raw_sample(enc: &mut encoder::audio::Audio, bits: i32) {
 }
 
 #[allow(unsafe_code)]
+fn release_untouched_state(enc: &mut encoder::audio::Encoder) {
+    // SAFETY: priv_data is the encoder's own heap block, allocated by
+    // avcodec_open2 and used only by this thread, which is here.
+    let released = unsafe { super::reclaim::zero_pages((*enc.as_mut_ptr()).priv_data.cast()) };
+    tracing::trace!(released, "encoder state pages released");
+}
+
+#[allow(unsafe_code)]
 fn avio_flush(octx: &mut format::context::Output) {
     // SAFETY: `pb` is the open AVIOContext of this output context (set by
     // avio_open in format::output_as), valid until the context is dropped.
@@ -168,9 +176,10 @@ impl TrackWriter {
         enc.set_format(format::Sample::I32(format::sample::Type::Packed));
         enc.set_time_base(Rational::new(1, rate as i32));
         set_bits_per_raw_sample(&mut enc, 24);
-        let enc = enc
+        let mut enc = enc
             .open_as(codec)
             .with_context(|| ctx("opening the encoder for"))?;
+        release_untouched_state(&mut enc);
         {
             let mut ost = octx
                 .add_stream(codec)

@@ -39,6 +39,50 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Fewest files per encoder thread: below this one thread does it all.
+const MIN_TRACKS_PER_THREAD: usize = 4;
+
+/// Encodes each channel's samples into its file, spreading the files over
+/// the available cores when there are enough of them (32 FLAC encoders
+/// are more than one small core keeps up with in real time).
+///
+/// NOTE: scoped threads per block keep ownership simple (every writer is
+/// borrowed by exactly one thread for one block); a block is 10–85 ms of
+/// audio, so the spawn cost (tens of µs) is noise.
+fn encode_spread(
+    tracks: &mut [(TrackWriter, FileEntry)],
+    scratch: &[Vec<i32>],
+) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(tracks.len() / MIN_TRACKS_PER_THREAD).max(1);
+    if threads == 1 {
+        for ((w, _), buf) in tracks.iter_mut().zip(scratch) {
+            w.write(buf)?;
+        }
+        return Ok(());
+    }
+    let per = tracks.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = tracks
+            .chunks_mut(per)
+            .zip(scratch.chunks(per))
+            .map(|(group, bufs)| {
+                s.spawn(move || -> anyhow::Result<()> {
+                    for ((w, _), buf) in group.iter_mut().zip(bufs) {
+                        w.write(buf)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("an encoder thread panicked"))??;
+        }
+        Ok(())
+    })
+}
+
 /// The open files of one segment.
 pub struct Segment {
     pub number: u32,
@@ -68,12 +112,13 @@ impl Segment {
             for buf in scratch.iter_mut() {
                 buf.clear();
             }
-            for (i, s) in block.iter().enumerate() {
-                scratch[i % channels].push(*s);
+            // NOTE: one strided pass per channel; indexing by `i % channels`
+            // costs a division per sample, which was most of the writer's
+            // own CPU time.
+            for (c, buf) in scratch.iter_mut().enumerate().take(channels) {
+                buf.extend(block.iter().skip(c).step_by(channels));
             }
-            for ((w, _), buf) in self.tracks.iter_mut().zip(scratch.iter()) {
-                w.write(buf)?;
-            }
+            encode_spread(&mut self.tracks, scratch)?;
         } else if let Some((w, _)) = self.tracks.first_mut() {
             w.write(block)?;
         }

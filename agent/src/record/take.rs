@@ -33,6 +33,8 @@ use crate::config::DiskGuard;
 
 /// Largest WAV data size we let a segment reach (4 GiB less 1 MiB for headers).
 const WAV_MAX_DATA: u64 = (4 << 30) - (1 << 20);
+/// Fewest wall time between two syncs.
+const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// How often free space is checked.
 const DISK_CHECK_EVERY: Duration = Duration::from_millis(100);
 
@@ -73,6 +75,7 @@ pub struct Take {
     done: u64,
     synced: u64,
     sync_frames: u64,
+    last_sync: std::time::Instant,
     scratch: Vec<Vec<i32>>,
     guard: disk::Watch,
     _lock: TakeLock,
@@ -149,6 +152,7 @@ impl Take {
             seg: None,
             done: 0,
             synced: 0,
+            last_sync: std::time::Instant::now(),
             _lock: lock,
         };
         take.open_segment()?;
@@ -224,11 +228,16 @@ impl Take {
                 self.synced = self.done;
             }
         }
+        // NOTE: 0.5 s of audio, but not more often than every 100 ms of
+        // wall time: a take catching up on a backlog (or `encode`) would
+        // otherwise fsync hundreds of times a second for nothing.
         if self.done - self.synced >= self.sync_frames
+            && self.last_sync.elapsed() >= MIN_SYNC_INTERVAL
             && let Some(seg) = self.seg.as_mut()
         {
             seg.sync()?;
             self.synced = self.done;
+            self.last_sync = std::time::Instant::now();
         }
         Ok(None)
     }

@@ -1,0 +1,109 @@
+//! `encode`: turns a raw capture (interleaved S32_LE, e.g. an emergency
+//! `arecord -t raw` dump) into a take — same writer, segments and manifest
+//! as a live take. Also what the writer benchmark measures.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::exit::Failure;
+use crate::record::encoder::Container;
+use crate::record::take::{Take, TakeSpec};
+
+#[derive(Debug)]
+pub struct Args {
+    pub input: PathBuf,
+    pub channels: u16,
+    pub rate: u32,
+    pub container: Container,
+    pub output: PathBuf,
+    pub take_id: String,
+    pub segment: std::time::Duration,
+}
+
+pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
+    if a.channels == 0 {
+        bail!("--channels must be at least 1");
+    }
+    let mut input = std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input.display()))?,
+    );
+    let ch = usize::from(a.channels);
+    let spec = TakeSpec {
+        take_id: a.take_id.clone(),
+        output: a.output.clone(),
+        container: a.container,
+        segment_frames: ((a.segment.as_secs_f64() * f64::from(a.rate)) as u64).max(1),
+        channel_names: (1..=a.channels)
+            .map(|n| {
+                config
+                    .capture
+                    .channel_names
+                    .get(usize::from(n) - 1)
+                    .cloned()
+                    .unwrap_or_else(|| format!("Input {n}"))
+            })
+            .collect(),
+        device: format!("file:{}", a.input.display()),
+        disk: config.disk.clone(),
+        sample_rate: a.rate,
+        capture_format: "i32".into(),
+    };
+    let mut take = Take::start(spec).context(Failure::Capture)?;
+    let mut bytes = vec![0u8; 4096 * ch * 4];
+    let mut block = Vec::with_capacity(4096 * ch);
+    let mut events = Vec::new();
+    loop {
+        let n = read_full(&mut input, &mut bytes)
+            .with_context(|| format!("reading {}", a.input.display()))?;
+        let whole = n / (ch * 4) * ch * 4;
+        if whole == 0 {
+            break;
+        }
+        block.clear();
+        block.extend(
+            bytes[..whole]
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        if let Some(stop) = take.write(&block, &mut events)? {
+            let m = take.finish(Some(stop.0.clone()), &mut events)?;
+            bail!(
+                "{} (take {} kept with {} frames)",
+                stop.0,
+                m.take_id,
+                m.frames
+            );
+        }
+        events.clear();
+        if n < bytes.len() {
+            break;
+        }
+    }
+    let m = take.finish(None, &mut events)?;
+    println!(
+        "take {}: {} frames x {} channels, {} segment(s), {} files in {}",
+        m.take_id,
+        m.frames,
+        m.channels,
+        m.segments,
+        m.files.len(),
+        a.output.join(&m.take_id).display()
+    );
+    Ok(())
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
