@@ -80,6 +80,15 @@ pub enum Command {
         #[arg(long)]
         take_id: Option<String>,
     },
+    /// Live per-channel level bars from the running agent (peak and RMS dBFS, clipping).
+    Meter {
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+        /// JSON lines instead of bars.
+        #[arg(long)]
+        json: bool,
+    },
     /// Encode a raw capture (interleaved S32_LE, e.g. an `arecord -t raw` dump) into a take.
     Encode {
         /// The raw file.

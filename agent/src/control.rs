@@ -19,7 +19,11 @@ use crate::node::{LinkStatus, MAX_NOTE_LEN, Node};
 #[serde(tag = "cmd", rename_all = "camelCase")]
 pub enum Request {
     Status,
-    Annotate { text: String },
+    Annotate {
+        text: String,
+    },
+    /// Streams every new meter frame (10 Hz) until the client hangs up.
+    Meter,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +41,7 @@ pub struct StatusReply {
 pub enum Reply {
     Status(StatusReply),
     Annotated { seq: u64 },
+    Meter(rakkr_protocol::MeterFrame),
     Error { message: String },
 }
 
@@ -100,6 +105,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
     let mut lines = BufReader::new(r.take(64 * 1024)).lines();
     while let Some(line) = lines.next_line().await? {
         let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Meter) => return stream_meters(&mut w, &node).await,
             Err(e) => Reply::Error {
                 message: format!("bad request: {e}"),
             },
@@ -138,6 +144,48 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
         w.write_all(&out).await?;
     }
     Ok(())
+}
+
+/// Writes each new meter frame as a reply line until the client goes away.
+async fn stream_meters(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    node: &Node,
+) -> anyhow::Result<()> {
+    let mut rx = node.meter.subscribe();
+    loop {
+        let frame = rx.borrow_and_update().clone();
+        if let Some(f) = frame {
+            let mut out = serde_json::to_vec(&Reply::Meter(f))?;
+            out.push(b'\n');
+            w.write_all(&out).await?;
+        }
+        if rx.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens a stream of replies for `req` (CLI side, e.g. `Meter`).
+pub fn stream(
+    state_dir: &Path,
+    req: &Request,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Reply>>> {
+    use std::io::{BufRead, Write};
+    let path = socket_path(state_dir);
+    let mut s = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "no running agent answers on {} (is the service running with this state directory?)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    Ok(std::io::BufReader::new(s).lines().map(|l| {
+        let l = l.context("reading from the agent")?;
+        serde_json::from_str(&l).context("parsing the agent's reply")
+    }))
 }
 
 /// Sends one request to the running daemon (CLI side).

@@ -87,7 +87,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.print_inventory
         || matches!(
             cli.command,
-            Some(Command::Inventory { .. } | Command::Status { .. })
+            Some(Command::Inventory { .. } | Command::Status { .. } | Command::Meter { .. })
         );
     let filter = cli
         .log_level
@@ -126,6 +126,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             ops::record::run(&config, args)
         }
+        Command::Meter { once, json } => ops::meter::run(&config, once, json),
         Command::Recover { dir } => ops::record::recover(&config, dir),
         Command::Encode {
             input,

@@ -255,3 +255,81 @@ async fn controller_drives_a_take_that_survives_a_controller_crash() {
     );
     ctl.shutdown().await;
 }
+
+/// Checks a meter frame of the known signal: channel c peaks near
+/// (c << 18 | 0x3ffff) << 8, so levels rise with the channel number, the
+/// first sits near -30 dBFS and the last near full scale.
+fn check_levels(levels: &[(u16, f32, bool)]) {
+    assert_eq!(levels.len(), 32);
+    assert!(levels.iter().enumerate().all(|(i, l)| l.0 == i as u16 + 1));
+    assert!(levels[0].1 < -29.0, "channel 1 peak {}", levels[0].1);
+    assert!(levels[31].1 > -0.5, "channel 32 {:?}", levels[31]);
+    assert!(
+        levels.windows(2).skip(1).all(|w| w[1].1 > w[0].1),
+        "{levels:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Rig {
+        _feeder,
+        ctl,
+        mut agent,
+        ..
+    } = recording_node(tmp.path(), &[]).await;
+    // The controller gets meter frames although no take records.
+    let mut events = ctl.handle().subscribe();
+    let frame = wait_for(&mut events, T, "Meter", |e| match e {
+        ControllerEvent::Meter { frame, .. } => Some(frame.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(frame.interface_id, "x32file");
+    check_levels(
+        &frame
+            .levels
+            .iter()
+            .map(|l| (l.channel_index, l.peak_dbfs, l.clipping))
+            .collect::<Vec<_>>(),
+    );
+    // The engineer at the node: `meter --once --json`, and the bars.
+    let env = HashMap::from([(
+        "RAKKR_STATE_DIR".to_owned(),
+        tmp.path().join("state").display().to_string(),
+    )]);
+    let out = rakkr_e2e::agent::run_agent(&["meter", "--once", "--json"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let levels: Vec<(u16, f32, bool)> = v["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["channel_index"].as_u64().unwrap() as u16,
+                l["peak_dbfs"].as_f64().unwrap() as f32,
+                l["clipping"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    check_levels(&levels);
+    let out = rakkr_e2e::agent::run_agent(&["meter", "--once"], &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 32, "{text}");
+    assert!(
+        text.lines().next().unwrap().starts_with(" 1 Input 1"),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().unwrap().starts_with("32 Input 32"),
+        "{text}"
+    );
+    assert!(agent.terminate(T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}

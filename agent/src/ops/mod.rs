@@ -8,6 +8,7 @@ use crate::exit::Failure;
 use crate::{control, inventory, trust, util};
 
 pub mod encode;
+pub mod meter;
 pub mod record;
 
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
