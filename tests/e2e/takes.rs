@@ -41,7 +41,8 @@ pub(crate) async fn run(
 /// A controller and the real agent daemon recording from the paced
 /// 32-channel FIFO device, connected and with its device open.
 pub(crate) struct Rig {
-    pub _feeder: PacedFeeder,
+    pub _feeder: Option<PacedFeeder>,
+    pub jack: Option<rakkr_e2e::jack::JackDevice>,
     pub pki: TestPki,
     pub store: std::path::PathBuf,
     pub ctl: Controller,
@@ -49,9 +50,43 @@ pub(crate) struct Rig {
 }
 
 pub(crate) async fn recording_node(tmp: &std::path::Path, extra: &[(&str, &str)]) -> Rig {
+    recording_node_on(tmp, extra, false).await
+}
+
+/// The same with the JACK device (`x32jack`, real time, can xrun) when
+/// `jack` is set.
+pub(crate) async fn recording_node_on(
+    tmp: &std::path::Path,
+    extra: &[(&str, &str)],
+    jack: bool,
+) -> Rig {
     init_logging();
     let fifo = tmp.join("x32.fifo");
-    let feeder = PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(90));
+    let (feeder, jack_dev) = if jack {
+        let server = format!(
+            "rakkr-{}-{}",
+            std::process::id(),
+            tmp.file_name().unwrap().to_string_lossy()
+        );
+        (
+            None,
+            Some(rakkr_e2e::jack::JackDevice::start(
+                &server,
+                std::path::Path::new(env!("CARGO_BIN_EXE_rakkr-jack-feeder")),
+            )),
+        )
+    } else {
+        (
+            Some(PacedFeeder::start(
+                &fifo,
+                32,
+                48_000,
+                512,
+                Duration::from_secs(90),
+            )),
+            None,
+        )
+    };
     let pki = TestPki::new();
     let store = tmp.join("store");
     let ctl = start_controller(pki.server_config(), |c| {
@@ -63,10 +98,18 @@ pub(crate) async fn recording_node(tmp: &std::path::Path, extra: &[(&str, &str)]
     let state = tmp.join("state");
     pki.node_trust(&state, NODE, rakkr_protocol::devcerts::Validity::days(30));
     let mut env: HashMap<String, String> = agent_env(&state, ctl.local_addr());
+    match &jack_dev {
+        Some(j) => env.extend(j.env(tmp).into_iter().chain([
+            ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32jack".to_owned()),
+            ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "256".to_owned()),
+        ])),
+        None => env.extend([
+            ("ALSA_CONFIG_PATH".to_owned(), x32_config_for(tmp, &fifo)),
+            ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
+            ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
+        ]),
+    }
     env.extend([
-        ("ALSA_CONFIG_PATH".to_owned(), x32_config_for(tmp, &fifo)),
-        ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
-        ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
         ("RAKKR_STORAGE_MIN_FREE_MB".to_owned(), "16".to_owned()),
         ("RAKKR_STORAGE_STOP_FREE_MB".to_owned(), "8".to_owned()),
     ]);
@@ -102,6 +145,7 @@ pub(crate) async fn recording_node(tmp: &std::path::Path, extra: &[(&str, &str)]
     );
     Rig {
         _feeder: feeder,
+        jack: jack_dev,
         pki,
         store,
         ctl,
@@ -118,6 +162,7 @@ async fn controller_drives_a_take_that_survives_a_controller_crash() {
         store,
         ctl,
         mut agent,
+        ..
     } = recording_node(tmp.path(), &[]).await;
     let addr = ctl.local_addr();
     let h = ctl.handle();

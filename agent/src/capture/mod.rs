@@ -48,6 +48,11 @@ pub struct Stats {
     pub last_drop_at: AtomicU64,
     /// Stream errors reported as xruns.
     pub xruns: AtomicU64,
+    /// Set by the error callback on an xrun (counted there); cleared when
+    /// the loss is measured, so it is not counted twice.
+    pub xrun_pending: AtomicBool,
+    /// Frames the device skipped in xruns (measured from capture timestamps).
+    pub xrun_lost: AtomicU64,
     /// The device went away; the stream is dead.
     pub device_lost: AtomicBool,
 }
@@ -96,10 +101,84 @@ impl ToI32 for f32 {
     }
 }
 
+/// Finds audio the device skipped, from capture timestamps: a stream that
+/// delivered fewer frames than the time that passed. Lives in the callback
+/// closure; no allocation.
+///
+/// NOTE: a late callback alone proves nothing (plugins and schedulers
+/// deliver in bursts that catch up); only lateness that persists over
+/// `LATE_CALLBACKS` callbacks is a loss, and its size is the smallest
+/// lateness seen over them. ALSA plugins (JACK's among them) can drop audio
+/// on overrun without reporting an xrun; this finds those too.
+#[derive(Debug, Default)]
+struct Clock {
+    /// Capture time of the stream's first frame.
+    origin: Option<Duration>,
+    /// Frames the stream accounts for (delivered plus found missing).
+    frames: u64,
+    /// Consecutive late callbacks, the smallest lateness among them, and
+    /// the ring position where the lateness began.
+    late: u32,
+    min_late: Duration,
+    late_at: u64,
+}
+
+const LATE_CALLBACKS: u32 = 8;
+
+impl Clock {
+    /// Feeds a callback of `frames` frames captured at `at`, when `pushed`
+    /// frames were already in the ring stream. Returns (position, frames)
+    /// of a loss once it is certain.
+    fn gap(&mut self, at: Duration, frames: usize, rate: u32, pushed: u64) -> Option<(u64, u64)> {
+        let per_frame = 1.0 / f64::from(rate);
+        let origin = *self.origin.get_or_insert(at);
+        let expected = origin + Duration::from_secs_f64(self.frames as f64 * per_frame);
+        self.frames += frames as u64;
+        let threshold = Duration::from_secs_f64((2.0 * frames as f64 * per_frame).max(0.02));
+        let late = at.saturating_sub(expected);
+        if late <= threshold {
+            self.late = 0;
+            return None;
+        }
+        if self.late == 0 {
+            self.min_late = late;
+            self.late_at = pushed;
+        }
+        self.min_late = self.min_late.min(late);
+        self.late += 1;
+        if self.late < LATE_CALLBACKS {
+            return None;
+        }
+        self.late = 0;
+        let lost = (self.min_late.as_secs_f64() * f64::from(rate)).round() as u64;
+        self.frames += lost;
+        Some((self.late_at, lost))
+    }
+}
+
 /// The realtime callback. realtime-safe: no allocation, lock, log or I/O —
 /// it converts into the preallocated ring and bumps atomic counters.
-fn push<T: ToI32>(data: &[T], channels: usize, producer: &mut rtrb::Producer<i32>, stats: &Stats) {
+/// `at`: capture time of the first frame since the stream's first callback.
+fn push<T: ToI32>(
+    data: &[T],
+    channels: usize,
+    producer: &mut rtrb::Producer<i32>,
+    stats: &Stats,
+    clock: &mut Clock,
+    at: Duration,
+    rate: u32,
+) {
     let frames = data.len() / channels;
+    let pushed = stats.frames.load(Ordering::Relaxed);
+    if let Some((pos, lost)) = clock.gap(at, frames, rate, pushed) {
+        // An xrun cpal reported is already counted; one the plugin kept
+        // quiet about is counted here.
+        if !stats.xrun_pending.swap(false, Ordering::Relaxed) {
+            stats.xruns.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.last_drop_at.store(pos, Ordering::Relaxed);
+        stats.xrun_lost.fetch_add(lost, Ordering::Relaxed);
+    }
     let fit = (producer.slots() / channels).min(frames);
     if fit > 0
         && let Ok(chunk) = producer.write_chunk_uninit(fit * channels)
@@ -128,6 +207,7 @@ fn on_error(stats: &Stats, err: &cpal::Error) {
     match err.kind() {
         cpal::ErrorKind::Xrun => {
             stats.xruns.fetch_add(1, Ordering::Relaxed);
+            stats.xrun_pending.store(true, Ordering::Relaxed);
         }
         cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::StreamInvalidated => {
             stats.device_lost.store(true, Ordering::Release);
@@ -238,10 +318,25 @@ fn build<T: ToI32>(
     stats: Arc<Stats>,
 ) -> Result<cpal::Stream, cpal::Error> {
     let channels = usize::from(config.channels);
+    let rate = config.sample_rate;
     let cb_stats = stats.clone();
+    let mut clock = Clock::default();
+    let mut first: Option<cpal::StreamInstant> = None;
     device.build_input_stream::<T, _, _>(
         config,
-        move |data: &[T], _| push(data, channels, &mut producer, &cb_stats),
+        move |data: &[T], info: &cpal::InputCallbackInfo| {
+            let captured = info.timestamp().capture;
+            let at = captured.duration_since(*first.get_or_insert(captured));
+            push(
+                data,
+                channels,
+                &mut producer,
+                &cb_stats,
+                &mut clock,
+                at,
+                rate,
+            );
+        },
         move |err| on_error(&stats, &err),
         Some(Duration::from_secs(5)),
     )
@@ -250,6 +345,39 @@ fn build<T: ToI32>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burst_that_catches_up_is_not_a_loss() {
+        let mut c = Clock::default();
+        let ms = |x: f64| Duration::from_secs_f64(x / 1000.0);
+        // 10 ms callbacks, then the device stalls 60 ms and delivers the
+        // backlog in a burst: late, then early again.
+        let mut t = 0.0;
+        for i in 0..20u64 {
+            assert_eq!(c.gap(ms(t), 480, 48_000, i * 480), None);
+            t += 10.0;
+        }
+        t += 60.0;
+        for i in 20..40u64 {
+            assert_eq!(c.gap(ms(t), 480, 48_000, i * 480), None, "callback {i}");
+            t = (t - 9.0).max(10.0 * (i + 1) as f64);
+        }
+    }
+
+    #[test]
+    fn audio_that_never_came_is_found_with_its_position_and_size() {
+        let mut c = Clock::default();
+        let ms = |x: f64| Duration::from_secs_f64(x / 1000.0);
+        let mut found = None;
+        for i in 0..40u64 {
+            // 300 ms of audio (14 400 frames) vanish after callback 10.
+            let t = 10.0 * i as f64 + if i >= 10 { 300.0 } else { 0.0 };
+            if let Some(g) = c.gap(ms(t), 480, 48_000, i * 480) {
+                found.get_or_insert(g);
+            }
+        }
+        assert_eq!(found, Some((4800, 14_400)));
+    }
 
     #[test]
     fn conversions_keep_the_significant_bits() {
@@ -268,8 +396,26 @@ mod tests {
             first_drop_at: AtomicU64::new(u64::MAX),
             ..Stats::default()
         };
-        push(&[1i32, 2, 3, 4, 5, 6], 2, &mut p, &stats);
-        push(&[7i32, 8, 9, 10], 2, &mut p, &stats);
+        let mut clock = Clock::default();
+        let ms = Duration::from_millis;
+        push(
+            &[1i32, 2, 3, 4, 5, 6],
+            2,
+            &mut p,
+            &stats,
+            &mut clock,
+            ms(0),
+            1000,
+        );
+        push(
+            &[7i32, 8, 9, 10],
+            2,
+            &mut p,
+            &stats,
+            &mut clock,
+            ms(3),
+            1000,
+        );
         assert_eq!(stats.frames.load(Ordering::Relaxed), 4);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(

@@ -83,7 +83,9 @@ struct Live {
     meter: Meter,
     preroll: PreRoll,
     xruns: u64,
+    /// Frames lost so far (overflow and xruns) and to overflow alone.
     dropped: u64,
+    overflow: u64,
     /// Frames read from the ring since the stream opened.
     consumed: u64,
     /// Losses not yet reported (reports are at most one per second).
@@ -208,6 +210,7 @@ impl Engine {
             cap,
             xruns: 0,
             dropped: 0,
+            overflow: 0,
             consumed: 0,
             unreported: None,
         })
@@ -316,15 +319,19 @@ impl Engine {
             return;
         };
         let xruns = live.cap.stats.xruns.load(Ordering::Relaxed);
-        let dropped = live.cap.stats.dropped.load(Ordering::Relaxed);
+        let overflow = live.cap.stats.dropped.load(Ordering::Relaxed);
+        let dropped = overflow + live.cap.stats.xrun_lost.load(Ordering::Relaxed);
         if xruns != live.xruns || dropped != live.dropped {
             let lost = dropped - live.dropped;
             let at = live.cap.stats.last_drop_at.load(Ordering::Relaxed);
-            let cause = if lost > 0 {
+            // NOTE: `live.dropped` counts both kinds; an overflow moves
+            // `overflow` past what was accounted before.
+            let cause = if overflow > live.overflow {
                 "ring overflow (the writer fell behind)"
             } else {
                 "device xrun"
             };
+            live.overflow = overflow;
             live.xruns = xruns;
             live.dropped = dropped;
             if let Some(a) = self.take.as_mut() {
@@ -360,7 +367,7 @@ impl Engine {
             return;
         };
         let gone = live.cap.stats.device_lost.load(Ordering::Acquire);
-        if !gone && (self.lost.is_some() || self.last_audio.elapsed() < STALL) {
+        if !gone && self.last_audio.elapsed() < STALL {
             return;
         }
         let reason = if gone {
@@ -369,13 +376,20 @@ impl Engine {
             format!("no audio for {STALL:?}")
         };
         let device = live.device.clone();
-        if gone {
-            // NOTE: cpal ends a stream for good on device loss; a new one
-            // is built when the device is back.
-            self.live = None;
-            self.next_open = Instant::now() + RETRY;
+        // NOTE: cpal ends a stream for good on device loss, and a stream
+        // whose server died (JACK) never delivers again: drop it and build
+        // a new one when the device is back. Dropping joins cpal's worker,
+        // which a stalled plugin may block, so it happens off this thread.
+        if let Some(dead) = self.live.take() {
+            let _ = std::thread::Builder::new()
+                .name("rakkr-drop-stream".into())
+                .spawn(move || drop(dead));
         }
-        self.lost.get_or_insert(self.last_audio);
+        self.next_open = Instant::now() + RETRY;
+        if self.lost.is_some() {
+            return; // Reported already; this was a reopen that stayed silent.
+        }
+        self.lost = Some(self.last_audio);
         tracing::warn!(device = %device, reason = %reason, "capture device lost");
         let mut events = Vec::new();
         let (take_id, at) = match self.take.as_mut() {
