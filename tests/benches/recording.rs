@@ -10,6 +10,10 @@
 //!    RSS (goal ≤ 48 MiB) and CPU % vs `arecord` capturing the same device
 //!    to WAV for the same time; xruns and gaps in the take (goal: none).
 //!
+//! 3. A real-time take from the JACK test device (dummy backend, 256-frame
+//!    periods, `BENCH_RT_SECS`, default 60; 600 for the 10-minute check):
+//!    xruns and gaps (goal: none), agent CPU %.
+//!
 //! `BENCH_SECS` (default 60) sets the input length and the live take length.
 //! Installs the `ffmpeg` CLI with apt-get if it is missing.
 
@@ -314,6 +318,51 @@ fn main() {
         m["xruns"],
         m["gaps"].as_array().map_or(0, Vec::len)
     );
+    let rt: u64 = std::env::var("BENCH_RT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    realtime(&agent, tmp.path(), &env, rt);
+}
+
+/// Section 3: a long take from the JACK device.
+fn realtime(agent: &Path, tmp: &Path, env: &HashMap<String, String>, secs: u64) {
+    let dir = tmp.join("rt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let jack = rakkr_e2e::jack::JackDevice::start(
+        &format!("rakkr-bench-{}", std::process::id()),
+        Path::new(env!("CARGO_BIN_EXE_rakkr-jack-feeder")),
+    );
+    let mut c = Command::new(agent);
+    c.env_clear()
+        .envs(env)
+        .envs(jack.env(&dir))
+        .env("RAKKR_CAPTURE_BUFFER_FRAMES", "256")
+        .args([
+            "record",
+            "--device",
+            "x32jack",
+            "--format",
+            "flac",
+            "--take-id",
+            "rt",
+            "--duration",
+            &format!("{secs}s"),
+            "--output",
+        ])
+        .arg(&dir);
+    let (cpu, wall, rss) = measure(c);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("rt/manifest.json")).unwrap()).unwrap();
+    println!(
+        "\n3. real time: {secs} s take from the JACK device: {} frames, {} xruns, {} gaps (goal: 0 and 0); agent CPU {:.1} %, peak RSS {:.1} MiB",
+        m["frames"],
+        m["xruns"],
+        m["gaps"].as_array().map_or(0, Vec::len),
+        100.0 * cpu / wall,
+        rss as f64 / 1024.0
+    );
+    drop(jack);
 }
 
 fn walk(d: &Path) -> u64 {

@@ -378,3 +378,58 @@ async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
     assert!(agent.terminate(T).is_some_and(|s| s.success()));
     ctl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Rig {
+        _feeder,
+        ctl,
+        mut agent,
+        ..
+    } = recording_node(tmp.path(), &[("RAKKR_CAPTURE_PRE_ROLL_SECONDS", "2")]).await;
+    // Let the pre-roll buffer fill.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let h = ctl.handle();
+    let Outcome::Done(Reply::Take { take, .. }) = run(
+        &h,
+        CommandBody::StartTake(StartTake {
+            take_id: "early".into(),
+            channels: 4,
+            format: Some(TakeFormat::Flac),
+            segment_seconds: 0,
+            pre_roll_ms: 1000,
+        }),
+    )
+    .await
+    else {
+        panic!("take did not start");
+    };
+    assert_eq!(
+        take.pre_roll_frames, 48_000,
+        "one second from before the command"
+    );
+    assert_eq!(take.channels, 4);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = run(
+        &h,
+        CommandBody::StopTake {
+            take_id: "early".into(),
+        },
+    )
+    .await
+    else {
+        panic!("stop failed");
+    };
+    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    assert_eq!(
+        m["files"].as_array().unwrap().len(),
+        4,
+        "the first 4 channels"
+    );
+    // Pre-roll and live audio join without a seam: the signal is continuous.
+    let frames = rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m);
+    assert!(frames > 48_000 + 24_000, "{frames}");
+    assert!(agent.terminate(T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}
