@@ -7,10 +7,12 @@
 //! engine's outputs into events and meter frames. Nothing here waits on
 //! the network: with the controller gone, takes go on and events queue.
 
+mod device;
 pub mod engine;
 pub mod events;
 pub mod meter;
 mod preroll;
+mod requests;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,196 @@
+//! The engine's request side: start, stop, mark and status of takes, on
+//! the engine thread between blocks.
+
+use rakkr_protocol::{FailureCode, TakeInfo};
+
+use super::engine::{Active, Engine};
+use super::{Output, Refusal, Request, StartRequest, Status, take_format};
+use crate::record::manifest::Manifest;
+use crate::record::take::{Take, TakeSpec};
+
+impl Engine {
+    pub(super) fn handle(&mut self, req: Request) {
+        match req {
+            Request::Start(r, reply) => {
+                let _ = reply.send(self.start(r));
+            }
+            Request::Stop(id, reply) => {
+                let res = match &self.take {
+                    None => Err(Refusal::new(
+                        FailureCode::InvalidArgument,
+                        "no take is recording",
+                    )),
+                    Some(a) if !id.is_empty() && a.info.take_id != id => Err(Refusal::new(
+                        FailureCode::InvalidArgument,
+                        format!("take {id} is not recording (take {} is)", a.info.take_id),
+                    )),
+                    Some(_) => self.end_take(None).ok_or_else(|| {
+                        Refusal::new(
+                            FailureCode::Internal,
+                            "the take could not be closed; see the agent log",
+                        )
+                    }),
+                };
+                let _ = reply.send(res);
+            }
+            Request::Mark(label, reply) => {
+                let res = match self.take.as_mut() {
+                    None => Err(Refusal::new(
+                        FailureCode::InvalidArgument,
+                        "no take is recording",
+                    )),
+                    Some(a) => {
+                        // The live position: written frames plus what waits in the ring.
+                        let queued = self.live.as_ref().map_or(0, |l| {
+                            (l.cap.consumer.slots() / usize::from(l.cap.channels)) as u64
+                        });
+                        let at = a.take.position() + queued;
+                        a.take.mark(at, &label);
+                        Ok(at)
+                    }
+                };
+                let _ = reply.send(res);
+            }
+            Request::Status(reply) => {
+                let _ = reply.send(Status {
+                    take: self.take.as_ref().map(|a| self.info_now(a)),
+                    device: self.device.clone(),
+                    device_ok: self.live.is_some() && self.lost.is_none(),
+                    error: self.device_error.clone(),
+                });
+            }
+            Request::Shutdown(_) => {}
+        }
+    }
+
+    pub(super) fn info_now(&self, a: &Active) -> TakeInfo {
+        TakeInfo {
+            frames: a.take.position(),
+            segments: a.take.segments(),
+            ..a.info.clone()
+        }
+    }
+
+    pub(super) fn start(&mut self, r: StartRequest) -> Result<(TakeInfo, bool), Refusal> {
+        if let Some(a) = &self.take {
+            if a.info.take_id == r.take_id {
+                return Ok((self.info_now(a), true));
+            }
+            return Err(Refusal::new(
+                FailureCode::Busy,
+                format!("take {} is recording; stop it first", a.info.take_id),
+            ));
+        }
+        validate_take_id(&r.take_id)?;
+        let Some(live) = self.live.as_mut() else {
+            return Err(Refusal::new(
+                FailureCode::Busy,
+                format!(
+                    "no capture device: {}",
+                    self.device_error.as_deref().unwrap_or("still opening")
+                ),
+            ));
+        };
+        let have = live.cap.channels;
+        let channels = r.channels.unwrap_or(have);
+        if channels == 0 || channels > have {
+            return Err(Refusal::new(
+                FailureCode::InvalidArgument,
+                format!("{channels} channels asked; the device delivers {have}"),
+            ));
+        }
+        let rate = live.cap.sample_rate;
+        let container = r.container.unwrap_or(self.cfg.container);
+        let segment = r.segment.unwrap_or(self.cfg.segment);
+        let spec = TakeSpec {
+            take_id: r.take_id.clone(),
+            output: r
+                .output
+                .clone()
+                .unwrap_or_else(|| self.cfg.recordings.clone()),
+            container,
+            segment_frames: ((segment.as_secs_f64() * f64::from(rate)).round() as u64).max(1),
+            channel_names: (1..=channels).map(|n| self.cfg.channel_name(n)).collect(),
+            device: live.device.clone(),
+            disk: self.cfg.disk.clone(),
+            sample_rate: rate,
+            capture_format: live.cap.format.to_string(),
+        };
+        let take = Take::start(spec)
+            .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
+        let pre_frames = (r.pre_roll.as_secs_f64() * f64::from(rate)) as usize;
+        let pre = live.preroll.take_last(pre_frames * usize::from(have));
+        let origin = live.consumed - (pre.len() / usize::from(have)) as u64;
+        let info = TakeInfo {
+            take_id: r.take_id.clone(),
+            dir: take.dir().display().to_string(),
+            device: live.device.clone(),
+            channels,
+            sample_rate: rate,
+            format: take_format(container),
+            frames: 0,
+            segments: 1,
+            started_at_ms: (take.started_at().unix_timestamp_nanos() / 1_000_000) as u64,
+            pre_roll_frames: (pre.len() / usize::from(have)) as u64,
+        };
+        tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, backlog_frames = live.cap.consumer.slots() / usize::from(have), "take started");
+        self.take = Some(Active {
+            take,
+            info: info.clone(),
+            channels: usize::from(channels),
+            limit: r.frames,
+            origin,
+        });
+        (self.out)(Output::Started(info.clone()));
+        if !pre.is_empty() {
+            self.write_take(&pre);
+        }
+        Ok((info, false))
+    }
+
+    /// Ends the recording take (if any): closes its files, reports it.
+    pub(super) fn end_take(&mut self, stopped: Option<String>) -> Option<(TakeInfo, Manifest)> {
+        let a = self.take.take()?;
+        let info = self.info_now(&a);
+        let mut events = Vec::new();
+        let res = a.take.finish(stopped, &mut events);
+        for event in events {
+            (self.out)(Output::Take {
+                take_id: info.take_id.clone(),
+                event,
+            });
+        }
+        match res {
+            Ok(manifest) => {
+                tracing::info!(take = %info.take_id, frames = manifest.frames, status = ?manifest.status, "take ended");
+                (self.out)(Output::Stopped {
+                    info: info.clone(),
+                    manifest: Box::new(manifest.clone()),
+                });
+                Some((info, manifest))
+            }
+            Err(e) => {
+                tracing::error!(take = %info.take_id, error = format!("{e:#}"), "could not finish the take; `recover` will repair it");
+                None
+            }
+        }
+    }
+}
+
+/// A take id becomes a directory name: keep it to a safe alphabet.
+pub fn validate_take_id(id: &str) -> Result<(), Refusal> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            FailureCode::InvalidArgument,
+            format!("take id {id:?} must be 1-128 of A-Z a-z 0-9 - _ . and not start with a dot"),
+        ))
+    }
+}
