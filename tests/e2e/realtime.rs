@@ -135,3 +135,115 @@ async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
     drop(jack);
     ctl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    // NOTE: bind every part of the rig: a field left to `..` is dropped
+    // (and the agent killed) at once.
+    let Rig {
+        ctl,
+        jack,
+        agent: _agent,
+        ..
+    } = recording_node_on(tmp.path(), &[], true).await;
+    let mut jack = jack.expect("the JACK device");
+    let h = ctl.handle();
+    let Outcome::Done(Reply::Take { take, .. }) = run(
+        &h,
+        CommandBody::StartTake(StartTake {
+            take_id: "lost".into(),
+            channels: 0,
+            format: Some(TakeFormat::W64),
+            segment_seconds: 600,
+            pre_roll_ms: 0,
+        }),
+    )
+    .await
+    else {
+        panic!("take did not start");
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    jack.crash_server();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    jack.restart_server();
+    // The agent notices it lost the device, then that it is back.
+    let deadline = tokio::time::Instant::now() + T;
+    let (lost_at, gap) = loop {
+        let log: Vec<EventBody> = h
+            .event_log(NODE)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.body)
+            .collect();
+        let lost = log.iter().find_map(|b| match b {
+            EventBody::DeviceLost {
+                take_id, at_sample, ..
+            } if take_id == "lost" => Some(*at_sample),
+            _ => None,
+        });
+        let back = log.iter().find_map(|b| match b {
+            EventBody::DeviceBack {
+                take_id,
+                gap_frames,
+                ..
+            } if take_id == "lost" => Some(*gap_frames),
+            _ => None,
+        });
+        if let (Some(l), Some(b)) = (lost, back) {
+            break (l, b);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no DeviceLost/DeviceBack pair"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = run(
+        &h,
+        CommandBody::StopTake {
+            take_id: "lost".into(),
+        },
+    )
+    .await
+    else {
+        panic!("stop failed");
+    };
+    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    assert_eq!(m["status"], "complete");
+    let files = m["files"].as_array().unwrap();
+    assert_eq!(
+        m["segments"], 2,
+        "a new segment after the device came back: {m}"
+    );
+    assert_eq!(
+        files[1]["firstSample"].as_u64().unwrap(),
+        lost_at,
+        "the new segment starts where audio stopped"
+    );
+    let gaps = m["gaps"].as_array().unwrap();
+    let g = gaps
+        .iter()
+        .find(|g| g["cause"] == "device lost")
+        .expect("the gap is in the manifest");
+    assert_eq!(g["atSample"].as_u64().unwrap(), lost_at);
+    assert_eq!(g["framesLost"].as_u64().unwrap(), gap);
+    assert!(
+        gap >= 3 * 48_000,
+        "the outage lasted over 3 s: {gap} frames"
+    );
+    // Each segment holds the signal without holes (the feeder restarted its
+    // counter with the server, so segments are checked one by one).
+    for f in files {
+        let path = std::path::Path::new(&take.dir).join(f["file"].as_str().unwrap());
+        let holes: Vec<_> = discontinuity(&path)
+            .into_iter()
+            .filter(|h| h.1 >= 1024 && h.1 < 1 << 17)
+            .collect();
+        assert!(holes.is_empty(), "{}: {holes:?}", path.display());
+        assert!(f["samples"].as_u64().unwrap() > 24_000);
+    }
+    drop(jack);
+    ctl.shutdown().await;
+}

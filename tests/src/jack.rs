@@ -118,6 +118,17 @@ impl JackDevice {
         }
     }
 
+    /// Kills the server and the feeder at once (SIGKILL), like a USB
+    /// interface pulled out: the device's streams die.
+    pub fn crash_server(&mut self) {
+        for mut c in [self.jackd.take(), self.feeder.take()]
+            .into_iter()
+            .flatten()
+        {
+            stop(&mut c, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
     /// Starts the server and the feeder again: the device is back.
     pub fn restart_server(&mut self) {
         self.stop_server();
