@@ -190,21 +190,7 @@ pub fn stream(
 
 /// Sends one request to the running daemon (CLI side).
 pub fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Reply> {
-    use std::io::{BufRead, Write};
-    let path = socket_path(state_dir);
-    let mut s = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
-        format!(
-            "no running agent answers on {} (is the service running with this state directory?)",
-            path.display()
-        )
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = serde_json::to_vec(req)?;
-    line.push(b'\n');
-    s.write_all(&line)?;
-    let mut reply = String::new();
-    std::io::BufReader::new(s)
-        .read_line(&mut reply)
-        .context("reading the agent's reply")?;
-    serde_json::from_str(&reply).context("parsing the agent's reply")
+    stream(state_dir, req)?
+        .next()
+        .context("the agent closed the connection without a reply")?
 }

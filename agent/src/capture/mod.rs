@@ -40,9 +40,6 @@ pub struct Stats {
     pub frames: AtomicU64,
     /// Frames that did not fit in the ring (lost).
     pub dropped: AtomicU64,
-    /// Device position (frames delivered, kept or not) of the first lost
-    /// frame; `u64::MAX` while nothing was lost.
-    pub first_drop_at: AtomicU64,
     /// Position in the ring's stream (frames pushed before it) where the
     /// most recent loss happened: the consumer's coordinate of the gap.
     pub last_drop_at: AtomicU64,
@@ -186,7 +183,6 @@ fn push<T: ToI32>(
         chunk.fill_from_iter(data[..fit * channels].iter().map(|s| s.to_i32()));
     }
     let pushed_before = stats.frames.fetch_add(fit as u64, Ordering::Release);
-    let before = pushed_before + stats.dropped.load(Ordering::Relaxed);
     if fit < frames {
         stats
             .dropped
@@ -194,12 +190,6 @@ fn push<T: ToI32>(
         stats
             .last_drop_at
             .store(pushed_before + fit as u64, Ordering::Relaxed);
-        let _ = stats.first_drop_at.compare_exchange(
-            u64::MAX,
-            before + fit as u64,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
     }
 }
 
@@ -283,10 +273,7 @@ pub fn open(spec: &CaptureSpec) -> anyhow::Result<Capture> {
     };
     let capacity = rate as usize * usize::from(channels) * RING_SECONDS as usize;
     let (producer, consumer) = rtrb::RingBuffer::new(capacity);
-    let stats = Arc::new(Stats {
-        first_drop_at: AtomicU64::new(u64::MAX),
-        ..Stats::default()
-    });
+    let stats = Arc::new(Stats::default());
     let stream = match format {
         SampleFormat::I32 => build::<i32>(&device, config, producer, stats.clone()),
         SampleFormat::I16 => build::<i16>(&device, config, producer, stats.clone()),
@@ -392,10 +379,7 @@ mod tests {
     #[test]
     fn push_counts_what_does_not_fit() {
         let (mut p, mut c) = rtrb::RingBuffer::new(8);
-        let stats = Stats {
-            first_drop_at: AtomicU64::new(u64::MAX),
-            ..Stats::default()
-        };
+        let stats = Stats::default();
         let mut clock = Clock::default();
         let ms = Duration::from_millis;
         push(
@@ -419,7 +403,7 @@ mod tests {
         assert_eq!(stats.frames.load(Ordering::Relaxed), 4);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(
-            stats.first_drop_at.load(Ordering::Relaxed),
+            stats.last_drop_at.load(Ordering::Relaxed),
             4,
             "frame 4 (0-based) was the first lost"
         );

@@ -128,6 +128,16 @@ pub struct DiskGuard {
     pub stop_free_bytes: u64,
 }
 
+impl CaptureConfig {
+    /// The name of 1-based channel `n` (file names, metadata, meters).
+    pub fn channel_name(&self, n: u16) -> String {
+        self.channel_names
+            .get(usize::from(n).wrapping_sub(1))
+            .cloned()
+            .unwrap_or_else(|| format!("Input {n}"))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     pub device: DeviceSelector,

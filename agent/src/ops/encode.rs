@@ -38,14 +38,7 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         container: a.container,
         segment_frames: ((a.segment.as_secs_f64() * f64::from(a.rate)) as u64).max(1),
         channel_names: (1..=a.channels)
-            .map(|n| {
-                config
-                    .capture
-                    .channel_names
-                    .get(usize::from(n) - 1)
-                    .cloned()
-                    .unwrap_or_else(|| format!("Input {n}"))
-            })
+            .map(|n| config.capture.channel_name(n))
             .collect(),
         device: format!("file:{}", a.input.display()),
         disk: config.disk.clone(),

@@ -37,12 +37,7 @@ fn bar(peak: f32, rms: f32) -> String {
 pub fn render(frame: &MeterFrame, config: &Config) -> String {
     let mut out = String::new();
     for l in &frame.levels {
-        let name = config
-            .capture
-            .channel_names
-            .get(usize::from(l.channel_index) - 1)
-            .cloned()
-            .unwrap_or_else(|| format!("Input {}", l.channel_index));
+        let name = config.capture.channel_name(l.channel_index);
         out.push_str(&format!(
             "{:>2} {:<12.12} [{}] {:>6.1} pk {:>6.1} rms{}\n",
             l.channel_index,

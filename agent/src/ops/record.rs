@@ -78,10 +78,10 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     let take_id = args.take_id.clone().unwrap_or_else(default_take_id);
     let rate = config.capture.sample_rate;
     let mut cfg = EngineConfig::from_config(config);
-    cfg.device = selector(args.device.as_deref(), config);
-    cfg.channels = args.channels.or(config.capture.channels);
+    cfg.capture.device = selector(args.device.as_deref(), config);
+    cfg.capture.channels = args.channels.or(config.capture.channels);
     cfg.recordings = output;
-    cfg.pre_roll = Duration::ZERO;
+    cfg.capture.pre_roll = Duration::ZERO;
     cfg.autostart = Some(StartRequest {
         take_id: take_id.clone(),
         channels: None,

@@ -43,7 +43,7 @@ impl Engine {
     }
 
     fn open(&self) -> anyhow::Result<Live> {
-        let device = match &self.cfg.device {
+        let device = match &self.cfg.capture.device {
             DeviceSelector::Exact(name) => name.clone(),
             other => match select::choose(other, &audio::discover()) {
                 (Some(d), _) => d.name.clone(),
@@ -52,12 +52,12 @@ impl Engine {
         };
         let cap = capture::open(&CaptureSpec {
             device: device.clone(),
-            channels: self.cfg.channels,
-            sample_rate: self.cfg.sample_rate,
-            buffer_frames: self.cfg.buffer_frames,
+            channels: self.cfg.capture.channels,
+            sample_rate: self.cfg.capture.sample_rate,
+            buffer_frames: self.cfg.capture.buffer_frames,
         })?;
         let ch = usize::from(cap.channels);
-        let pre = (self.cfg.pre_roll.as_secs_f64() * f64::from(cap.sample_rate)) as usize;
+        let pre = (self.cfg.capture.pre_roll.as_secs_f64() * f64::from(cap.sample_rate)) as usize;
         Ok(Live {
             meter: Meter::new(cap.channels, cap.sample_rate, &device),
             preroll: PreRoll::new(pre, ch),

@@ -12,8 +12,7 @@ use super::meter::Meter;
 use super::preroll::PreRoll;
 use super::{Handle, Output, Request, StartRequest};
 use crate::capture::Capture;
-use crate::config::{DeviceSelector, DiskGuard};
-use crate::record::encoder::Container;
+use crate::config::{CaptureConfig, DiskGuard};
 use crate::record::take::{MustStop, Take, TakeEvent};
 
 /// Frames moved from the ring per step.
@@ -25,15 +24,9 @@ pub(super) const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub device: DeviceSelector,
-    pub channels: Option<u16>,
-    pub sample_rate: u32,
-    pub buffer_frames: Option<u32>,
-    pub pre_roll: Duration,
+    /// Device, channels, rate, format, segment length, names, pre-roll.
+    pub capture: CaptureConfig,
     pub recordings: PathBuf,
-    pub container: Container,
-    pub segment: Duration,
-    pub channel_names: Vec<String>,
     pub disk: DiskGuard,
     /// Start this take as soon as the device opens, before any audio is
     /// read (the `record` CLI: the take holds the stream from its first frame).
@@ -43,25 +36,11 @@ pub struct EngineConfig {
 impl EngineConfig {
     pub fn from_config(c: &crate::config::Config) -> Self {
         Self {
-            device: c.capture.device.clone(),
-            channels: c.capture.channels,
-            sample_rate: c.capture.sample_rate,
-            buffer_frames: c.capture.buffer_frames,
-            pre_roll: c.capture.pre_roll,
+            capture: c.capture.clone(),
             recordings: c.recordings_path.clone(),
-            container: c.capture.format,
-            segment: c.capture.segment,
-            channel_names: c.capture.channel_names.clone(),
             disk: c.disk.clone(),
             autostart: None,
         }
-    }
-
-    pub(super) fn channel_name(&self, n: u16) -> String {
-        self.channel_names
-            .get(usize::from(n) - 1)
-            .cloned()
-            .unwrap_or_else(|| format!("Input {n}"))
     }
 }
 
@@ -100,6 +79,8 @@ pub struct Engine {
     pub(super) lost: Option<Instant>,
     pub(super) last_audio: Instant,
     pub(super) sub: Vec<i32>,
+    /// The block being processed (reused).
+    pub(super) block: Vec<i32>,
     pub(super) out: Box<dyn FnMut(Output) + Send>,
 }
 
@@ -120,6 +101,7 @@ impl Engine {
             lost: None,
             last_audio: Instant::now(),
             sub: Vec::new(),
+            block: Vec::new(),
             out,
         };
         let thread = std::thread::Builder::new()
@@ -178,7 +160,9 @@ impl Engine {
             return false;
         };
         let (a, b) = chunk.as_slices();
-        let mut block = Vec::with_capacity(a.len() + b.len());
+        // NOTE: one buffer for the engine's life: no allocation per block.
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
         block.extend_from_slice(a);
         block.extend_from_slice(b);
         chunk.commit_all();
@@ -188,6 +172,7 @@ impl Engine {
         }
         self.last_audio = Instant::now();
         self.process(&block);
+        self.block = block;
         true
     }
 

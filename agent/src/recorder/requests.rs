@@ -100,8 +100,8 @@ impl Engine {
             ));
         }
         let rate = live.cap.sample_rate;
-        let container = r.container.unwrap_or(self.cfg.container);
-        let segment = r.segment.unwrap_or(self.cfg.segment);
+        let container = r.container.unwrap_or(self.cfg.capture.format);
+        let segment = r.segment.unwrap_or(self.cfg.capture.segment);
         let spec = TakeSpec {
             take_id: r.take_id.clone(),
             output: r
@@ -110,7 +110,9 @@ impl Engine {
                 .unwrap_or_else(|| self.cfg.recordings.clone()),
             container,
             segment_frames: ((segment.as_secs_f64() * f64::from(rate)).round() as u64).max(1),
-            channel_names: (1..=channels).map(|n| self.cfg.channel_name(n)).collect(),
+            channel_names: (1..=channels)
+                .map(|n| self.cfg.capture.channel_name(n))
+                .collect(),
             device: live.device.clone(),
             disk: self.cfg.disk.clone(),
             sample_rate: rate,
