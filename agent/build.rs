@@ -43,6 +43,13 @@ fn civil(days: i64) -> (i64, u32, u32) {
 fn main() {
     println!("cargo:rerun-if-env-changed=RAKKR_VERSION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    // Test builds only: RAKKR_BUILD_TEST_FAULTS=1 compiles in the faults the
+    // update tests inject (see build_info::fault). Release builds never set it.
+    println!("cargo:rerun-if-env-changed=RAKKR_BUILD_TEST_FAULTS");
+    println!("cargo::rustc-check-cfg=cfg(rakkr_test_faults)");
+    if std::env::var("RAKKR_BUILD_TEST_FAULTS").is_ok_and(|v| v == "1") {
+        println!("cargo:rustc-cfg=rakkr_test_faults");
+    }
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
         if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {

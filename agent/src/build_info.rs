@@ -86,3 +86,18 @@ pub fn version_text() -> String {
         String::from_utf8_lossy(rakkr_protocol::ALPN),
     )
 }
+
+/// Whether the test fault `name` is on: only in builds made with
+/// `RAKKR_BUILD_TEST_FAULTS=1` (the update tests' "broken release"), and
+/// only when `RAKKR_FAULT` names it. Always false in real builds.
+pub fn fault(name: &str) -> bool {
+    #[cfg(rakkr_test_faults)]
+    {
+        std::env::var("RAKKR_FAULT").is_ok_and(|v| v.split(',').any(|f| f == name))
+    }
+    #[cfg(not(rakkr_test_faults))]
+    {
+        let _ = name;
+        false
+    }
+}

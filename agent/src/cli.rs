@@ -109,10 +109,63 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         segment: Option<std::time::Duration>,
     },
+    /// Install a release (verified first), show what is installed, or roll back.
+    Update {
+        #[command(subcommand)]
+        action: UpdateAction,
+    },
     /// Repair takes a crash or power cut interrupted (the daemon and `record` also do this at start).
     Recover {
         /// A take directory, or a directory of takes; default: storage.recordings_path.
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateAction {
+    /// Verify an artifact (release .tar.gz or bare binary) and install it over
+    /// the installed binary, keeping the previous one.
+    #[command(group(clap::ArgGroup::new("hash").required(true).args(["sha256", "sha256_file"])))]
+    Apply {
+        #[arg(long, value_name = "PATH")]
+        artifact: PathBuf,
+        /// The artifact's SHA-256 (64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// A sha256sum-format file holding the artifact's hash.
+        #[arg(long, value_name = "PATH")]
+        sha256_file: Option<PathBuf>,
+        /// Binary to replace (symlinks followed); default: this binary.
+        #[arg(long, value_name = "PATH")]
+        install_path: Option<PathBuf>,
+        /// The version the binary must report.
+        #[arg(long, value_name = "YYYY.MM.DD-N")]
+        expect_version: Option<String>,
+        /// Install even if it is not newer than the installed version.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Install even while a take records (the take is closed first).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask a running agent to restart into the new binary.
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Installed, previous and running versions and the last update's outcome.
+    Status {
+        #[arg(long, value_name = "PATH")]
+        install_path: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put the previous binary back.
+    Rollback {
+        #[arg(long, value_name = "PATH")]
+        install_path: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        no_restart: bool,
     },
 }
 

@@ -24,6 +24,8 @@ pub enum Request {
     },
     /// Streams every new meter frame (10 Hz) until the client hangs up.
     Meter,
+    /// Stop cleanly and exit to be restarted (after `update apply`/`rollback`).
+    Restart,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +36,9 @@ pub struct StatusReply {
     pub node_id: Option<String>,
     pub link: LinkStatus,
     pub pending_events: usize,
+    /// The take recording now, if any.
+    #[serde(default)]
+    pub recording: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +47,7 @@ pub enum Reply {
     Status(StatusReply),
     Annotated { seq: u64 },
     Meter(rakkr_protocol::MeterFrame),
+    Restarting,
     Error { message: String },
 }
 
@@ -109,13 +115,30 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
             Err(e) => Reply::Error {
                 message: format!("bad request: {e}"),
             },
-            Ok(Request::Status) => Reply::Status(StatusReply {
-                pid: std::process::id(),
-                version: crate::build_info::VERSION.into(),
-                node_id: node.config.node.id.clone(),
-                link: node.status.borrow().clone(),
-                pending_events: node.pending_count(),
-            }),
+            Ok(Request::Status) => {
+                let recording = match node.recorder.get() {
+                    Some(rec) => rec
+                        .status()
+                        .await
+                        .ok()
+                        .and_then(|s| s.take)
+                        .map(|t| t.take_id),
+                    None => None,
+                };
+                Reply::Status(StatusReply {
+                    pid: std::process::id(),
+                    version: crate::build_info::VERSION.into(),
+                    node_id: node.config.node.id.clone(),
+                    link: node.status.borrow().clone(),
+                    pending_events: node.pending_count(),
+                    recording,
+                })
+            }
+            Ok(Request::Restart) => {
+                tracing::info!("restart asked for on the control socket");
+                node.request_restart();
+                Reply::Restarting
+            }
             Ok(Request::Annotate { text })
                 if text.trim().is_empty() || text.len() > MAX_NOTE_LEN =>
             {

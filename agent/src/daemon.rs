@@ -18,11 +18,22 @@ use crate::config::Config;
 use crate::exit::Failure;
 use crate::node::{LinkStatus, Node};
 use crate::outbox::Outbox;
+use crate::update::probation::OnStart;
+use crate::update::state::UpdateState;
 
 /// Upper bound for a clean shutdown after a signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on a signal.
+    Stopped,
+    /// Stopped to be restarted (an update was installed or rolled back).
+    Restart,
+}
+
+pub fn run(config: Config) -> anyhow::Result<Exit> {
     if config.controller.endpoint.is_none() {
         return Err(anyhow::anyhow!(
             "no controller configured: set controller.url in {} or RAKKR_CONTROLLER_URL",
@@ -36,14 +47,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context(Failure::Config));
     }
     crate::state::prepare(&config.state_dir).context(Failure::State)?;
+    crate::update::task::clean_staging(&config.state_dir);
+    let probation = match crate::update::probation::on_start(&config).context(Failure::State)? {
+        OnStart::RolledBack => return Ok(Exit::Restart),
+        OnStart::Probation(st) => Some(st),
+        OnStart::Normal => None,
+    };
+    if crate::build_info::fault("exit-at-start") {
+        anyhow::bail!("test fault: this build exits at start");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, probation))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result<Exit> {
     let state = config.state_dir.clone();
     let listener = crate::control::bind(&state)
         .await
@@ -105,6 +125,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .await
     .context(Failure::State)?;
+    if let Err(e) = crate::update::probation::report(&node).await {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "could not report the last update's outcome"
+        );
+    }
     let endpoint = node
         .config
         .controller
@@ -127,6 +153,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         node.clone(),
         cancel.clone(),
     ));
+    if let Some(st) = probation {
+        tokio::spawn(crate::update::probation::watch(node.clone(), st));
+    }
     tasks.close();
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -134,6 +163,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = node.restart_requested() => RESTART,
     };
     tracing::info!(signal = why, "stopping");
     // A recording take is closed cleanly first, so its last events go out.
@@ -155,5 +185,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("tasks did not finish within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     tracing::info!("stopped");
-    Ok(())
+    Ok(if why == RESTART {
+        Exit::Restart
+    } else {
+        Exit::Stopped
+    })
 }
+
+/// The stop reason of a restart for an update.
+const RESTART: &str = "restart for an update";

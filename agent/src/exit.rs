@@ -39,10 +39,20 @@ impl Failure {
 pub const FAILURE: u8 = 1;
 /// Usage error (clap's own code).
 pub const USAGE: u8 = 2;
+/// The daemon stopped cleanly to be restarted into an updated (or
+/// restored) binary; systemd's `Restart=always` starts it again.
+pub const RESTART: u8 = 75;
 
 pub fn code_of(err: &anyhow::Error) -> ExitCode {
     // NOTE: anyhow finds a context value through downcast_ref (not chain()).
-    let code = err.downcast_ref::<Failure>().map_or(FAILURE, |f| f.code());
+    let code = err
+        .downcast_ref::<Failure>()
+        .map(|f| f.code())
+        .or_else(|| {
+            err.downcast_ref::<crate::update::UpdateError>()
+                .map(|u| u.exit_code())
+        })
+        .unwrap_or(FAILURE);
     ExitCode::from(code)
 }
 

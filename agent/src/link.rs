@@ -61,6 +61,9 @@ async fn session(
         .endpoint
         .as_ref()
         .context("no controller configured")?;
+    if build_info::fault("no-connect") {
+        anyhow::bail!("test fault: this build cannot connect");
+    }
     let trust = crate::trust::load(&cfg.trust).context("loading the node's trust material")?;
     let node_id = cfg.node.id.clone().unwrap_or_else(|| trust.node_id.clone());
     let config = cfg.clone();
@@ -114,6 +117,13 @@ async fn session(
     if let Some(held) = welcome.resume_from.checked_sub(1) {
         node.ack(held).await?;
     }
+    {
+        // Requests queued for the previous connection are stale: the
+        // transfer asks again from its offset when it sees the new session.
+        let mut stale = node.fetch_rx.lock().await;
+        while stale.try_recv().is_ok() {}
+    }
+    node.sessions.send_modify(|n| *n += 1);
     let peer_hb = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10)));
     let mut live = Liveness::new(peer_hb.min(cfg.controller.heartbeat), peer_hb);
     let result = serve(node, cancel, &mut framed, &mut live, &endpoint.address).await;
@@ -177,6 +187,8 @@ async fn serve(
     node.new_events.notify_one();
     let mut meter = node.meter.subscribe();
     meter.mark_unchanged();
+    // NOTE: one session at a time holds the transfer requests.
+    let mut fetches = node.fetch_rx.lock().await;
     loop {
         tokio::select! {
             biased;
@@ -206,6 +218,10 @@ async fn serve(
                         let result = node.execute(cmd).await;
                         send(framed, live, AgentMsg::Result(result), address).await?;
                     }
+                    Some(Ok(ControllerMsg::Chunk(c))) => node.deliver(Ok(c)),
+                    Some(Ok(ControllerMsg::TransferFailed { transfer_id, message })) => {
+                        node.deliver(Err(format!("{transfer_id}: {message}")));
+                    }
                     Some(Ok(ControllerMsg::Goodbye(g))) => {
                         tracing::info!(reason = ?g.reason, message = %g.message, "controller said goodbye");
                         return Err(LinkError::Closed { during: "by the controller's Goodbye" });
@@ -224,6 +240,9 @@ async fn serve(
                         send(framed, live, AgentMsg::Meter(frame), address).await?;
                     }
                 }
+            }
+            Some(f) = fetches.recv() => {
+                send(framed, live, AgentMsg::Fetch(f), address).await?;
             }
             _ = node.new_events.notified() => {
                 if send_pending(node, framed, live, &mut sent, address).await? {

@@ -19,6 +19,7 @@ mod record;
 mod recorder;
 mod state;
 mod trust;
+mod update;
 mod util;
 
 use std::io::IsTerminal;
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, UpdateAction};
 use crate::exit::Failure;
 
 fn init_logging(filter: &str) {
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             exit::code_of(&e)
@@ -71,7 +72,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; returns the exit code of a success.
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let source = config::Source {
         path: cli
             .config
@@ -87,7 +89,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.print_inventory
         || matches!(
             cli.command,
-            Some(Command::Inventory { .. } | Command::Status { .. } | Command::Meter { .. })
+            Some(
+                Command::Inventory { .. }
+                    | Command::Status { .. }
+                    | Command::Meter { .. }
+                    | Command::Update { .. }
+            )
         );
     let filter = cli
         .log_level
@@ -98,10 +105,47 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     init_logging(&filter);
 
     if cli.print_inventory {
-        return ops::print_inventory(&config, true);
+        return ops::print_inventory(&config, true).map(|()| 0);
     }
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => daemon::run(config),
+    let done = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            return daemon::run(config).map(|e| match e {
+                daemon::Exit::Stopped => 0,
+                daemon::Exit::Restart => exit::RESTART,
+            });
+        }
+        Command::Update { action } => match action {
+            UpdateAction::Apply {
+                artifact,
+                sha256,
+                sha256_file,
+                install_path,
+                expect_version,
+                allow_downgrade,
+                force,
+                no_restart,
+            } => ops::update::apply(
+                &config,
+                ops::update::ApplyArgs {
+                    artifact,
+                    sha256,
+                    sha256_file,
+                    install_path,
+                    version: expect_version,
+                    allow_downgrade,
+                    force,
+                    no_restart,
+                },
+            ),
+            UpdateAction::Status { install_path, json } => {
+                ops::update::status(&config, install_path.as_deref(), json)
+            }
+            UpdateAction::Rollback {
+                install_path,
+                force,
+                no_restart,
+            } => ops::update::rollback(&config, install_path.as_deref(), force, no_restart),
+        },
         Command::Inventory { json } => ops::print_inventory(&config, json),
         Command::Check => ops::check(&config),
         Command::Status { json } => ops::status(&config, json),
@@ -148,5 +192,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 segment: segment.unwrap_or(config.capture.segment),
             },
         ),
-    }
+    };
+    done.map(|()| 0)
 }

@@ -8,11 +8,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rakkr_protocol::{
-    Command, CommandBody, CommandResult, Event, EventBody, FailureCode, MeterFrame, Origin,
-    Outcome, Reply,
+    Chunk, Command, CommandBody, CommandResult, Event, EventBody, FailureCode, Fetch, MeterFrame,
+    Origin, Outcome, Reply,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::commands::{CommandLog, failed};
 use crate::config::Config;
@@ -53,6 +53,17 @@ pub struct Node {
     pub meter: watch::Sender<Option<MeterFrame>>,
     /// The recorder engine (set once the daemon has started it).
     pub recorder: std::sync::OnceLock<crate::recorder::Handle>,
+    /// Bumped each time the link is welcomed (a new session).
+    pub sessions: watch::Sender<u64>,
+    /// Update transfer requests for the link to send (see update/transfer.rs).
+    fetch_tx: mpsc::UnboundedSender<Fetch>,
+    pub fetch_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Fetch>>,
+    /// Where the link hands transfer chunks, while a transfer runs.
+    chunks: Mutex<Option<mpsc::UnboundedSender<Result<Chunk, String>>>>,
+    /// The update in progress: (version, sha256).
+    update: Mutex<Option<(String, String)>>,
+    /// Set when the process should exit to be restarted (update, rollback).
+    restart: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,6 +72,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Node {
     pub fn new(config: Config, outbox: Outbox, commands: CommandLog) -> Arc<Self> {
+        let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
         Arc::new(Self {
             config,
             outbox: Mutex::new(outbox),
@@ -69,7 +81,49 @@ impl Node {
             status: watch::channel(LinkStatus::Starting).0,
             meter: watch::channel(None).0,
             recorder: std::sync::OnceLock::new(),
+            sessions: watch::channel(0).0,
+            fetch_tx,
+            fetch_rx: tokio::sync::Mutex::new(fetch_rx),
+            chunks: Mutex::new(None),
+            update: Mutex::new(None),
+            restart: Notify::new(),
         })
+    }
+
+    /// Starts receiving transfer chunks from the link.
+    pub fn open_transfer(&self) -> mpsc::UnboundedReceiver<Result<Chunk, String>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.chunks) = Some(tx);
+        rx
+    }
+
+    pub fn close_transfer(&self) {
+        *lock(&self.chunks) = None;
+    }
+
+    /// Queues a transfer request for the link.
+    pub fn fetch(&self, f: Fetch) {
+        let _ = self.fetch_tx.send(f);
+    }
+
+    /// Called by the link with a Chunk or a TransferFailed message.
+    pub fn deliver(&self, c: Result<Chunk, String>) {
+        if let Some(tx) = lock(&self.chunks).as_ref() {
+            let _ = tx.send(c);
+        }
+    }
+
+    pub fn update_active(&self) -> MutexGuard<'_, Option<(String, String)>> {
+        lock(&self.update)
+    }
+
+    /// Asks the daemon to stop cleanly and exit for a restart.
+    pub fn request_restart(&self) {
+        self.restart.notify_one();
+    }
+
+    pub async fn restart_requested(&self) {
+        self.restart.notified().await;
     }
 
     pub fn resume(&self) -> rakkr_protocol::Resume {
@@ -160,6 +214,16 @@ impl Node {
                     Err(e) => failed(&cmd.id, FailureCode::Internal, format!("{e:#}")),
                 }
             }
+            CommandBody::Update(offer) => match crate::update::task::accept(self, offer).await {
+                Ok(ack) => {
+                    tracing::info!(id = %cmd.id, version = %offer.version, ?ack, "update accepted");
+                    done(Reply::Update(ack))
+                }
+                Err((code, message)) => {
+                    tracing::warn!(id = %cmd.id, version = %offer.version, %message, "update refused");
+                    failed(&cmd.id, code, message)
+                }
+            },
             CommandBody::StartTake(_)
             | CommandBody::StopTake { .. }
             | CommandBody::Mark { .. }

@@ -96,6 +96,8 @@ impl ControllerMsg {
             ControllerMsg::Command(_) => "Command",
             ControllerMsg::Ack(_) => "Ack",
             ControllerMsg::Goodbye(_) => "Goodbye",
+            ControllerMsg::Chunk(_) => "Chunk",
+            ControllerMsg::TransferFailed { .. } => "TransferFailed",
         }
     }
 }
@@ -110,6 +112,7 @@ impl AgentMsg {
             AgentMsg::Result(_) => "Result",
             AgentMsg::Meter(_) => "Meter",
             AgentMsg::Goodbye(_) => "Goodbye",
+            AgentMsg::Fetch(_) => "Fetch",
         }
     }
 }

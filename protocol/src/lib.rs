@@ -10,6 +10,7 @@
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
 
+pub mod calver;
 pub mod client;
 pub mod controller;
 #[cfg(feature = "devcerts")]

@@ -27,7 +27,7 @@ impl std::fmt::Display for VersionRange {
 // Agent -> controller
 
 /// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
-/// Event 2, Result 3, Meter 4, Goodbye 5.
+/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
@@ -36,7 +36,23 @@ pub enum AgentMsg {
     Result(CommandResult),
     Meter(MeterFrame),
     Goodbye(Goodbye),
+    /// Asks for the next piece of an artifact the controller offered
+    /// (update transfers: the agent pulls, so it sets the pace and resumes
+    /// at its own offset after a reconnect).
+    Fetch(Fetch),
 }
+
+/// A request for `len` bytes of transfer `transfer_id` from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetch {
+    pub transfer_id: String,
+    pub offset: u64,
+    /// At most [`MAX_CHUNK_LEN`].
+    pub len: u32,
+}
+
+/// Largest chunk of a transfer in one message (fits a frame with room to spare).
+pub const MAX_CHUNK_LEN: u32 = 512 * 1024;
 
 /// First message on every connection, sent by the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,7 +94,9 @@ pub struct Event {
 
 /// Event kinds. Variant indices: AgentStarted 0, Annotated 1, OutboxOverflow 2,
 /// AgentStopping 3, TakeStarted 4, SegmentClosed 5, TakeStopped 6, Xrun 7,
-/// DiskLow 8, DeviceLost 9, DeviceBack 10, TakeRecovered 11.
+/// DiskLow 8, DeviceLost 9, DeviceBack 10, TakeRecovered 11,
+/// UpdateDeferred 12, UpdateInstalled 13, UpdateCommitted 14,
+/// UpdateRolledBack 15, UpdateFailed 16.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The agent process started (one per process start).
@@ -142,6 +160,41 @@ pub enum EventBody {
         frames_saved: u64,
         manifest_json: String,
     },
+    /// An update waits for the recording take to end.
+    UpdateDeferred { version: String, take_id: String },
+    /// An update was verified and installed; the agent restarts into it
+    /// (on probation). `previous` is the version kept for rollback.
+    UpdateInstalled { version: String, previous: String },
+    /// The new version passed probation (welcomed and stayed up).
+    UpdateCommitted { version: String, previous: String },
+    /// The new version failed probation and `restored` was put back.
+    UpdateRolledBack {
+        version: String,
+        restored: String,
+        reason: String,
+    },
+    /// An update was refused or could not be completed; nothing changed.
+    UpdateFailed {
+        version: String,
+        kind: UpdateFailure,
+        reason: String,
+    },
+}
+
+/// Why an update was refused. Variant indices: Checksum 0, Size 1,
+/// WrongArchitecture 2, NotExecutable 3, Downgrade 4, VersionMismatch 5,
+/// Transfer 6, Io 7, Busy 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateFailure {
+    Checksum,
+    Size,
+    WrongArchitecture,
+    NotExecutable,
+    Downgrade,
+    VersionMismatch,
+    Transfer,
+    Io,
+    Busy,
 }
 
 /// Recording file formats. Variant indices: Flac 0, Wav 1, W64 2.
@@ -212,7 +265,7 @@ pub enum Outcome {
 }
 
 /// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
-/// TakeStatus 3, TakeStopped 4, Marked 5.
+/// TakeStatus 3, TakeStopped 4, Marked 5, Update 6.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
@@ -238,6 +291,20 @@ pub enum Reply {
     },
     /// Mark: the label was placed at this take position (frames).
     Marked { at_sample: u64 },
+    /// Update: accepted; what happens next is reported as events.
+    Update(UpdateAck),
+}
+
+/// Variant indices: Started 0, Deferred 1, AlreadyInstalled 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateAck {
+    /// The transfer and verification started.
+    Started,
+    /// A take is recording: the artifact is fetched and verified now and
+    /// installed when the take ends.
+    Deferred,
+    /// This version is already the installed one; nothing to do.
+    AlreadyInstalled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,7 +361,7 @@ pub struct Quality {
 // Controller -> agent
 
 /// Everything the controller sends. Variant indices: Welcome 0, Reject 1,
-/// Heartbeat 2, Command 3, Ack 4, Goodbye 5.
+/// Heartbeat 2, Command 3, Ack 4, Goodbye 5, Chunk 6, TransferFailed 7.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerMsg {
     Welcome(Welcome),
@@ -303,6 +370,25 @@ pub enum ControllerMsg {
     Command(Command),
     Ack(Ack),
     Goodbye(Goodbye),
+    /// The answer to a [`Fetch`].
+    Chunk(Chunk),
+    /// A [`Fetch`] named an unknown transfer or a range outside it.
+    TransferFailed {
+        transfer_id: String,
+        message: String,
+    },
+}
+
+/// Bytes `offset..offset + data.len()` of a transfer. Shorter than asked
+/// only at the end of the artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub transfer_id: String,
+    pub offset: u64,
+    // NOTE: serde_bytes makes postcard copy the bytes in one go (the wire
+    // is the same as a Vec<u8>: varint length, then the bytes).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 /// Successful handshake.
@@ -349,7 +435,7 @@ pub struct Command {
 }
 
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
-/// Mark 4, TakeStatus 5.
+/// Mark 4, TakeStatus 5, Update 6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -366,6 +452,37 @@ pub enum CommandBody {
     Mark { label: String },
     /// Report the recording take and the device.
     TakeStatus,
+    /// Replace the agent binary (see [`UpdateOffer`]).
+    Update(UpdateOffer),
+}
+
+/// An agent release to install. The hash comes over the authenticated
+/// link, which is what makes the artifact authentic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOffer {
+    /// Calendar version `YYYY.MM.DD-N` the binary must report.
+    pub version: String,
+    /// Rust target triple (must be the node's).
+    pub target: String,
+    /// Artifact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the artifact, hex.
+    pub sha256: String,
+    pub source: UpdateSource,
+    /// Install even while a take records (the take is closed first).
+    pub force: bool,
+    /// Install even if the version is not newer.
+    pub allow_downgrade: bool,
+}
+
+/// Where the artifact (a release `.tar.gz` or a bare binary) comes from.
+/// Variant indices: Stream 0, Url 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateSource {
+    /// Pulled over this link with [`Fetch`]/[`Chunk`].
+    Stream { transfer_id: String },
+    /// Fetched from an HTTPS URL.
+    Url { url: String },
 }
 
 /// What to record. Zero / `None` fields take the node's configuration.

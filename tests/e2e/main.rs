@@ -15,6 +15,7 @@ mod realtime;
 mod record;
 mod refusals;
 mod takes;
+mod update;
 
 use std::time::Duration;
 

@@ -55,11 +55,72 @@ pub(crate) async fn recording_node(tmp: &std::path::Path, extra: &[(&str, &str)]
 
 /// The same with the JACK device (`x32jack`, real time, can xrun) when
 /// `jack` is set.
+/// What a recording node needs before its agent starts: the device, a
+/// controller (with a store) and the agent's environment.
+pub(crate) struct Setup {
+    pub feeder: Option<PacedFeeder>,
+    pub jack: Option<rakkr_e2e::jack::JackDevice>,
+    pub pki: TestPki,
+    pub store: std::path::PathBuf,
+    pub ctl: Controller,
+    pub events: tokio::sync::broadcast::Receiver<ControllerEvent>,
+    pub env: HashMap<String, String>,
+}
+
 pub(crate) async fn recording_node_on(
     tmp: &std::path::Path,
     extra: &[(&str, &str)],
     jack: bool,
 ) -> Rig {
+    let Setup {
+        feeder,
+        jack: jack_dev,
+        pki,
+        store,
+        ctl,
+        mut events,
+        env,
+    } = recording_setup(tmp, extra, jack).await;
+    let agent = AgentProcess::spawn(&env);
+    wait_for(&mut events, T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    wait_device(&ctl.handle(), || agent.log().join("\n")).await;
+    Rig {
+        _feeder: feeder,
+        jack: jack_dev,
+        pki,
+        store,
+        ctl,
+        agent,
+    }
+}
+
+/// Waits until the node's capture device is open (the engine opens it in the background).
+pub(crate) async fn wait_device(
+    h: &rakkr_protocol::controller::ControllerHandle,
+    log: impl Fn() -> String,
+) {
+    for _ in 0..100 {
+        if let Outcome::Done(Reply::TakeStatus {
+            device_ok: true,
+            take: None,
+            ..
+        }) = run(h, CommandBody::TakeStatus).await
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the capture device did not open; log:\n{}", log());
+}
+
+pub(crate) async fn recording_setup(
+    tmp: &std::path::Path,
+    extra: &[(&str, &str)],
+    jack: bool,
+) -> Setup {
     init_logging();
     let fifo = tmp.join("x32.fifo");
     let (feeder, jack_dev) = if jack {
@@ -94,7 +155,6 @@ pub(crate) async fn recording_node_on(
         c.heartbeat = Duration::from_millis(500);
     })
     .await;
-    let mut events = ctl.handle().subscribe();
     let state = tmp.join("state");
     pki.node_trust(&state, NODE, rakkr_protocol::devcerts::Validity::days(30));
     let mut env: HashMap<String, String> = agent_env(&state, ctl.local_addr());
@@ -118,38 +178,15 @@ pub(crate) async fn recording_node_on(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let agent = AgentProcess::spawn(&env);
-    wait_for(&mut events, T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
-    let h = ctl.handle();
-    // The engine opens the device in the background.
-    let mut ok = false;
-    for _ in 0..100 {
-        if let Outcome::Done(Reply::TakeStatus {
-            device_ok: true,
-            take: None,
-            ..
-        }) = run(&h, CommandBody::TakeStatus).await
-        {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        ok,
-        "the capture device opened; log:\n{}",
-        agent.log().join("\n")
-    );
-    Rig {
-        _feeder: feeder,
+    let events = ctl.handle().subscribe();
+    Setup {
+        feeder,
         jack: jack_dev,
         pki,
         store,
         ctl,
-        agent,
+        events,
+        env,
     }
 }
 

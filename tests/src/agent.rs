@@ -52,7 +52,12 @@ fn empty_config() -> &'static std::path::Path {
 }
 
 fn base_command(env: &HashMap<String, String>) -> Command {
-    let mut cmd = Command::new(crate::agent_bin());
+    bin_command(&crate::agent_bin(), env)
+}
+
+/// `bin` with a clean environment plus `env`.
+pub fn bin_command(bin: &Path, env: &HashMap<String, String>) -> Command {
+    let mut cmd = Command::new(bin);
     // NOTE: a clean environment, so a developer's RAKKR_* never leak in.
     cmd.env_clear();
     cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -70,7 +75,12 @@ impl AgentProcess {
 
     /// Spawns the agent with `args` (stdout discarded, stderr collected).
     pub fn spawn_args(args: &[&str], env: &HashMap<String, String>) -> Self {
-        let mut cmd = base_command(env);
+        Self::spawn_bin(&crate::agent_bin(), args, env)
+    }
+
+    /// Spawns `bin` (an agent binary) with `args`.
+    pub fn spawn_bin(bin: &Path, args: &[&str], env: &HashMap<String, String>) -> Self {
+        let mut cmd = bin_command(bin, env);
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning the agent");
         let lines = Arc::new(Mutex::new(Vec::new()));

@@ -11,6 +11,7 @@ pub mod jack;
 pub mod pki;
 pub mod shape;
 pub mod takecheck;
+pub mod update;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

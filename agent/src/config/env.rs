@@ -46,6 +46,9 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("capture", "pre_roll_seconds", Kind::Int),
     ("outbox", "max_events", Kind::Int),
     ("log", "level", Kind::Str),
+    ("update", "probation_seconds", Kind::Int),
+    ("update", "stable_seconds", Kind::Int),
+    ("update", "max_starts", Kind::Int),
 ];
 
 /// Names kept from today's agent where the derived name would differ.

@@ -57,6 +57,20 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub outbox_max_events: usize,
     pub log_level: Option<String>,
+    pub update: UpdateConfig,
+}
+
+/// Probation of a freshly installed binary (see `update/probation.rs`).
+#[derive(Debug, Clone)]
+pub struct UpdateConfig {
+    /// The new binary must be welcomed by the controller within this long
+    /// after its start, else the previous binary is restored.
+    pub probation: Duration,
+    /// ...and then stay up this long before the update is committed.
+    pub stable: Duration,
+    /// Starts without a commit after which the previous binary is restored
+    /// (a binary that crashes at start).
+    pub max_starts: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -399,6 +413,22 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
         },
         outbox_max_events,
         log_level: raw.log.level,
+        update: UpdateConfig {
+            probation: secs(
+                raw.update.probation_seconds,
+                300,
+                "update.probation_seconds",
+            )?,
+            stable: secs(raw.update.stable_seconds, 30, "update.stable_seconds")?,
+            max_starts: match raw.update.max_starts.unwrap_or(3) {
+                n @ 1..=20 => n,
+                n => {
+                    return Err(ConfigError::Invalid(format!(
+                        "update.max_starts {n} is outside 1..=20"
+                    )));
+                }
+            },
+        },
     })
 }
 

@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) outbox: RawOutbox,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) update: RawUpdate,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,4 +89,12 @@ pub(super) struct RawOutbox {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     pub(super) level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdate {
+    pub(super) probation_seconds: Option<u64>,
+    pub(super) stable_seconds: Option<u64>,
+    pub(super) max_starts: Option<u32>,
 }

@@ -44,6 +44,11 @@ max_events = 10000
 
 [log]
 level = "info"
+
+[update]
+probation_seconds = 300
+stable_seconds = 30
+max_starts = 3
 "#;
 
 fn no_env(_: &str) -> Option<String> {

@@ -10,6 +10,7 @@ use crate::{control, inventory, trust, util};
 pub mod encode;
 pub mod meter;
 pub mod record;
+pub mod update;
 
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
 pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {

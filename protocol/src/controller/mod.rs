@@ -101,6 +101,22 @@ pub enum ControllerEvent {
         node: String,
         reason: String,
     },
+    /// A node fetched part of a published artifact.
+    Fetched {
+        node: String,
+        transfer_id: String,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// An artifact the controller serves to agents that [`Fetch`](crate::Fetch) it.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub bytes: Arc<Vec<u8>>,
+    /// Fault injector: the first fetch at or past this offset closes the
+    /// connection instead of being answered (a link cut mid-transfer).
+    pub cut_at: Option<u64>,
 }
 
 /// A connected node as the controller sees it.
@@ -148,6 +164,7 @@ pub(crate) struct Shared {
     pub(crate) nodes: Mutex<HashMap<String, NodeEntry>>,
     pub(crate) pending: Mutex<HashMap<String, Vec<oneshot::Sender<CommandResult>>>>,
     pub(crate) events: broadcast::Sender<ControllerEvent>,
+    pub(crate) artifacts: Mutex<HashMap<String, Artifact>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,6 +215,7 @@ impl Controller {
             nodes: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             events,
+            artifacts: Mutex::new(HashMap::new()),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -340,6 +358,12 @@ impl ControllerHandle {
             .send(Outgoing::Close(GoodbyeReason::Shutdown))
             .await
             .map_err(|_| ControllerError::Closed(node.to_owned()))
+    }
+
+    /// Serves `artifact` under `transfer_id` to any node that fetches it
+    /// (an [`UpdateSource::Stream`](crate::UpdateSource) names it).
+    pub fn publish_artifact(&self, transfer_id: &str, artifact: Artifact) {
+        lock(&self.shared.artifacts).insert(transfer_id.to_owned(), artifact);
     }
 
     /// Every event stored for `node` (persisted stores only).

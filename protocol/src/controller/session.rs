@@ -18,7 +18,8 @@ use super::{ControllerEvent, NodeEntry, NodeInfo, Outgoing, Shared, lock};
 use crate::frame::FrameCodec;
 use crate::liveness::{Due, Liveness};
 use crate::message::{
-    Ack, AgentMsg, ControllerMsg, Goodbye, GoodbyeReason, Hello, Reject, RejectReason, Welcome,
+    Ack, AgentMsg, Chunk, ControllerMsg, Fetch, Goodbye, GoodbyeReason, Hello, MAX_CHUNK_LEN,
+    Reject, RejectReason, Welcome,
 };
 use crate::store::Accepted;
 
@@ -323,7 +324,53 @@ fn handle(
             });
             Ok(None)
         }
+        AgentMsg::Fetch(f) => fetch(shared, node, f),
         AgentMsg::Goodbye(g) => Err(format!("agent said goodbye ({:?}) {}", g.reason, g.message)),
         AgentMsg::Hello(_) => Err("protocol violation: second Hello".into()),
     }
+}
+
+/// Answers a [`Fetch`] from the published artifacts.
+fn fetch(shared: &Shared, node: &str, f: Fetch) -> Result<Option<ControllerMsg>, String> {
+    let failed = |message: String| {
+        Ok(Some(ControllerMsg::TransferFailed {
+            transfer_id: f.transfer_id.clone(),
+            message,
+        }))
+    };
+    let bytes = {
+        let mut artifacts = lock(&shared.artifacts);
+        let Some(a) = artifacts.get_mut(&f.transfer_id) else {
+            return failed(format!(
+                "no transfer {:?} on this controller",
+                f.transfer_id
+            ));
+        };
+        if a.cut_at.is_some_and(|cut| f.offset >= cut) {
+            a.cut_at = None;
+            return Err(format!("link cut at offset {} (fault injector)", f.offset));
+        }
+        a.bytes.clone()
+    };
+    let len = u64::from(f.len.min(MAX_CHUNK_LEN));
+    let size = bytes.len() as u64;
+    if f.offset > size {
+        return failed(format!(
+            "offset {} is past the end ({size} bytes)",
+            f.offset
+        ));
+    }
+    let end = (f.offset + len).min(size);
+    let data = bytes[f.offset as usize..end as usize].to_vec();
+    shared.emit(ControllerEvent::Fetched {
+        node: node.into(),
+        transfer_id: f.transfer_id.clone(),
+        offset: f.offset,
+        len: end - f.offset,
+    });
+    Ok(Some(ControllerMsg::Chunk(Chunk {
+        transfer_id: f.transfer_id,
+        offset: f.offset,
+        data,
+    })))
 }

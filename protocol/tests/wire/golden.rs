@@ -436,6 +436,120 @@ fn vectors() -> Vec<Vector> {
                 message: String::new(),
             }),
         ),
+        // Self-update (appended).
+        agent(
+            "fetch",
+            AgentMsg::Fetch(Fetch {
+                transfer_id: "t1".into(),
+                offset: 524_288,
+                len: 262_144,
+            }),
+        ),
+        agent(
+            "event.update_deferred",
+            ev(
+                18,
+                EventBody::UpdateDeferred {
+                    version: "2026.11.23-2".into(),
+                    take_id: "show-1".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.update_installed",
+            ev(
+                19,
+                EventBody::UpdateInstalled {
+                    version: "2026.11.23-2".into(),
+                    previous: "2026.11.23-1".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.update_committed",
+            ev(
+                20,
+                EventBody::UpdateCommitted {
+                    version: "2026.11.23-2".into(),
+                    previous: "2026.11.23-1".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.update_rolled_back",
+            ev(
+                21,
+                EventBody::UpdateRolledBack {
+                    version: "2026.11.23-2".into(),
+                    restored: "2026.11.23-1".into(),
+                    reason: "no welcome".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.update_failed",
+            ev(
+                22,
+                EventBody::UpdateFailed {
+                    version: "2026.11.23-2".into(),
+                    kind: UpdateFailure::Checksum,
+                    reason: "sha256".into(),
+                },
+            ),
+        ),
+        agent(
+            "result.update",
+            done("c8", Reply::Update(UpdateAck::Deferred)),
+        ),
+        ctl(
+            "command.update.stream",
+            cmd(
+                "c8",
+                CommandBody::Update(UpdateOffer {
+                    version: "2026.11.23-2".into(),
+                    target: "x86_64-unknown-linux-musl".into(),
+                    size: 10_485_760,
+                    sha256: "ab".repeat(32),
+                    source: UpdateSource::Stream {
+                        transfer_id: "t1".into(),
+                    },
+                    force: false,
+                    allow_downgrade: false,
+                }),
+            ),
+        ),
+        ctl(
+            "command.update.url",
+            cmd(
+                "c9",
+                CommandBody::Update(UpdateOffer {
+                    version: "2026.11.23-2".into(),
+                    target: "aarch64-unknown-linux-musl".into(),
+                    size: 1,
+                    sha256: String::new(),
+                    source: UpdateSource::Url {
+                        url: "https://h/a.tar.gz".into(),
+                    },
+                    force: true,
+                    allow_downgrade: true,
+                }),
+            ),
+        ),
+        ctl(
+            "chunk",
+            ControllerMsg::Chunk(Chunk {
+                transfer_id: "t1".into(),
+                offset: 3,
+                data: vec![0x7f, b'E', b'L', b'F'],
+            }),
+        ),
+        ctl(
+            "transfer_failed",
+            ControllerMsg::TransferFailed {
+                transfer_id: "t1".into(),
+                message: "gone".into(),
+            },
+        ),
     ]
 }
 

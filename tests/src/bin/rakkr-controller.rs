@@ -230,11 +230,64 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
                 eprintln!("error: {e}");
             }
         }
+        ("update", Some(node), Some(rest)) => match push_update(handle, node, rest).await {
+            Ok(r) => print_json(&r),
+            Err(e) => eprintln!("error: {e:#}"),
+        },
         _ => eprintln!(
-            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | quit"
+            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | quit"
         ),
     }
     true
+}
+
+/// `update NODE VERSION FILE [force]`: publishes FILE (a release .tar.gz or
+/// a bare binary) and tells the node to stream it; the outcome arrives as
+/// Update* events.
+async fn push_update(
+    handle: &ControllerHandle,
+    node: &str,
+    rest: &str,
+) -> anyhow::Result<rakkr_protocol::CommandResult> {
+    use sha2::Digest;
+    let mut w = rest.split_whitespace();
+    let (Some(version), Some(file)) = (w.next(), w.next()) else {
+        bail!("usage: update NODE VERSION FILE [force]");
+    };
+    let force = w.next() == Some("force");
+    let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+    let target = handle
+        .node(node)
+        .with_context(|| format!("node {node} is not connected"))?
+        .hello
+        .build_target;
+    let transfer_id = format!("update-{version}-{:08x}", fastrand_u32());
+    let offer = rakkr_protocol::UpdateOffer {
+        version: version.into(),
+        target,
+        size: bytes.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        source: rakkr_protocol::UpdateSource::Stream {
+            transfer_id: transfer_id.clone(),
+        },
+        force,
+        allow_downgrade: false,
+    };
+    handle.publish_artifact(
+        &transfer_id,
+        rakkr_protocol::controller::Artifact {
+            bytes: std::sync::Arc::new(bytes),
+            cut_at: None,
+        },
+    );
+    Ok(handle
+        .command(node, CommandBody::Update(offer), Duration::from_secs(30))
+        .await?)
+}
+
+fn fastrand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
 }
 
 fn summarize(json: &str) -> anyhow::Result<()> {

@@ -1,0 +1,105 @@
+//! Self-update: fetch → verify → install beside the running binary →
+//! restart → probation → commit or roll back.
+//!
+//! ```text
+//! artifact.rs   verify a candidate (size, SHA-256, tar.gz or bare ELF,
+//!               architecture, `--version`, version policy)
+//! install.rs    atomic install keeping the previous binary; rollback
+//! state.rs      <state>/update/state.json (probation bookkeeping)
+//! probation.rs  at start: count starts, roll back a crashing binary;
+//!               while running: commit after welcome + stable time
+//! transfer.rs   pull an artifact over the link (resumable) or HTTPS
+//! task.rs       the daemon's handling of a controller Update command
+//! ```
+//!
+//! Files: `<state>/update/staging/` holds one attempt's download and
+//! candidate (removed before each attempt and at daemon start);
+//! `<install dir>/<name>.previous` is the binary kept for rollback.
+//!
+//! NOTE: every refusal happens before `install::install` touches the
+//! installed path; after it, only `install::rollback` does.
+
+pub mod artifact;
+pub mod install;
+pub mod probation;
+pub mod state;
+pub mod task;
+pub mod transfer;
+
+use rakkr_protocol::UpdateFailure;
+
+/// Why an update was refused. Each has its own CLI exit code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    #[error("checksum mismatch: the artifact's SHA-256 is {actual}, expected {expected}")]
+    Checksum { expected: String, actual: String },
+    #[error("size mismatch: the artifact has {actual} bytes, expected {expected}")]
+    Size { expected: u64, actual: u64 },
+    #[error("wrong architecture: the binary is for {found}, this machine needs {expected}")]
+    WrongArchitecture { found: String, expected: String },
+    #[error("not an agent executable: {0}")]
+    NotExecutable(String),
+    #[error(
+        "downgrade refused: {candidate} is not newer than the installed {installed} (pass --allow-downgrade to install it anyway)"
+    )]
+    Downgrade {
+        candidate: String,
+        installed: String,
+    },
+    #[error("version mismatch: the binary reports {found}, the update named {expected}")]
+    VersionMismatch { expected: String, found: String },
+    #[error("a take is recording ({take_id}); the update waits until it ends (or pass --force)")]
+    Busy { take_id: String },
+    #[error("transfer failed: {0}")]
+    Transfer(String),
+    #[error("no previous binary to roll back to at {0}")]
+    NoPrevious(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl UpdateError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| UpdateError::Io { context, source }
+    }
+
+    /// CLI exit code (documented in the README).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            UpdateError::Checksum { .. } | UpdateError::Size { .. } => 10,
+            UpdateError::WrongArchitecture { .. } => 11,
+            UpdateError::Downgrade { .. } => 12,
+            UpdateError::Busy { .. } => 13,
+            UpdateError::Io { .. } | UpdateError::Transfer(_) => 14,
+            UpdateError::NotExecutable(_) | UpdateError::VersionMismatch { .. } => 15,
+            UpdateError::NoPrevious(_) => 16,
+        }
+    }
+
+    /// The wire's name for it.
+    pub fn kind(&self) -> UpdateFailure {
+        match self {
+            UpdateError::Checksum { .. } => UpdateFailure::Checksum,
+            UpdateError::Size { .. } => UpdateFailure::Size,
+            UpdateError::WrongArchitecture { .. } => UpdateFailure::WrongArchitecture,
+            UpdateError::NotExecutable(_) | UpdateError::NoPrevious(_) => {
+                UpdateFailure::NotExecutable
+            }
+            UpdateError::Downgrade { .. } => UpdateFailure::Downgrade,
+            UpdateError::VersionMismatch { .. } => UpdateFailure::VersionMismatch,
+            UpdateError::Busy { .. } => UpdateFailure::Busy,
+            UpdateError::Transfer(_) => UpdateFailure::Transfer,
+            UpdateError::Io { .. } => UpdateFailure::Io,
+        }
+    }
+}
+
+/// The update directory inside the state directory.
+pub fn dir(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("update")
+}

@@ -1,0 +1,259 @@
+//! A controller `Update` command on the running daemon: check the offer,
+//! answer at once (`Started`, `Deferred` or `AlreadyInstalled`), then fetch,
+//! verify, wait for the take to end unless forced, install, and restart.
+//! Outcomes are events: UpdateDeferred, UpdateInstalled, UpdateFailed
+//! (then UpdateCommitted or UpdateRolledBack from probation).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rakkr_protocol::calver::CalVer;
+use rakkr_protocol::{EventBody, FailureCode, UpdateAck, UpdateOffer, UpdateSource};
+
+use super::UpdateError;
+use super::artifact::{self, Expect, Policy};
+use super::install::Paths;
+use super::state::{self, Phase, UpdateState};
+use crate::build_info::{TARGET, VERSION};
+use crate::node::Node;
+
+/// Largest artifact accepted.
+pub const MAX_ARTIFACT: u64 = 512 << 20;
+
+type Refusal = (FailureCode, String);
+
+/// Checks the offer and starts the update in the background.
+pub async fn accept(node: &Arc<Node>, offer: &UpdateOffer) -> Result<UpdateAck, Refusal> {
+    let invalid = |m: String| Err((FailureCode::InvalidArgument, m));
+    if offer.target != TARGET {
+        return invalid(format!(
+            "wrong architecture: the update is for {}, this node runs {TARGET}",
+            offer.target
+        ));
+    }
+    if !(1..=MAX_ARTIFACT).contains(&offer.size) {
+        return invalid(format!("size {} is outside 1..={MAX_ARTIFACT}", offer.size));
+    }
+    let from_url = matches!(offer.source, UpdateSource::Url { .. });
+    if artifact::parse_sha256(&offer.sha256).is_none() && !(from_url && offer.sha256.is_empty()) {
+        return invalid(format!(
+            "{:?} is not a SHA-256 (64 hex digits)",
+            offer.sha256
+        ));
+    }
+    if let UpdateSource::Url { url } = &offer.source
+        && !url.starts_with("https://")
+    {
+        return invalid(format!("{url:?} is not an https:// URL"));
+    }
+    if CalVer::parse(&offer.version).is_none() && !offer.allow_downgrade {
+        return invalid(format!(
+            "{:?} is not a release version YYYY.MM.DD-N (a development build needs allow_downgrade)",
+            offer.version
+        ));
+    }
+    match artifact::policy(&offer.version, Some(VERSION), offer.allow_downgrade) {
+        Ok(Policy::AlreadyInstalled) => return Ok(UpdateAck::AlreadyInstalled),
+        Ok(Policy::Install) => {}
+        Err(e) => return invalid(e.to_string()),
+    }
+    {
+        let mut active = node.update_active();
+        match active.as_ref() {
+            Some((v, h)) if *v == offer.version && *h == offer.sha256 => {}
+            Some((v, _)) => {
+                return Err((
+                    FailureCode::Busy,
+                    format!("an update to {v} is already in progress"),
+                ));
+            }
+            None => *active = Some((offer.version.clone(), offer.sha256.clone())),
+        }
+    }
+    let take = recording_take(node).await;
+    let deferred = take.is_some() && !offer.force;
+    if let Some(take_id) = take.filter(|_| deferred) {
+        let _ = node
+            .emit(EventBody::UpdateDeferred {
+                version: offer.version.clone(),
+                take_id,
+            })
+            .await;
+    }
+    let (node2, offer2) = (node.clone(), offer.clone());
+    tokio::spawn(async move {
+        let result = run(&node2, &offer2, deferred).await;
+        *node2.update_active() = None;
+        match result {
+            Ok(()) => node2.request_restart(),
+            Err(e) => {
+                tracing::error!(version = %offer2.version, error = %e, "update refused");
+                let _ = node2
+                    .emit(EventBody::UpdateFailed {
+                        version: offer2.version.clone(),
+                        kind: e.kind(),
+                        reason: e.to_string(),
+                    })
+                    .await;
+            }
+        }
+    });
+    Ok(if deferred {
+        UpdateAck::Deferred
+    } else {
+        UpdateAck::Started
+    })
+}
+
+async fn recording_take(node: &Arc<Node>) -> Option<String> {
+    let rec = node.recorder.get()?;
+    rec.status().await.ok()?.take.map(|t| t.take_id)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, UpdateError> + Send + 'static,
+) -> Result<T, UpdateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UpdateError::Transfer(format!("worker failed: {e}")))?
+}
+
+async fn run(node: &Arc<Node>, offer: &UpdateOffer, mut deferred: bool) -> Result<(), UpdateError> {
+    let staging = super::dir(&node.config.state_dir).join("staging");
+    {
+        let staging = staging.clone();
+        blocking(move || fresh_dir(&staging)).await?;
+    }
+    let artifact = staging.join("artifact");
+    tracing::info!(version = %offer.version, size = offer.size, "fetching update");
+    let (digest, sha256) = match &offer.source {
+        UpdateSource::Stream { transfer_id } => (
+            pull_stream(node, transfer_id, offer.size, &artifact).await?,
+            offer.sha256.clone(),
+        ),
+        UpdateSource::Url { url } => {
+            let (url, ca, out, given) = (
+                url.clone(),
+                node.config.trust.ca_bundle.clone(),
+                artifact.clone(),
+                offer.sha256.clone(),
+            );
+            blocking(move || {
+                let sha = if given.is_empty() {
+                    // NOTE: a .sha256 from the same place proves integrity
+                    // only; the HTTPS server's identity is the authenticity.
+                    let text = super::transfer::fetch_text(&format!("{url}.sha256"), &ca)?;
+                    artifact::parse_sha256(&text).ok_or_else(|| {
+                        UpdateError::Transfer(format!("{url}.sha256 holds no SHA-256"))
+                    })?
+                } else {
+                    given
+                };
+                Ok((
+                    super::transfer::fetch_url(&url, &ca, MAX_ARTIFACT, &out)?,
+                    sha,
+                ))
+            })
+            .await?
+        }
+    };
+    let expect = Expect {
+        sha256: sha256.to_ascii_lowercase(),
+        size: Some(offer.size),
+        version: Some(offer.version.clone()),
+    };
+    let verified = {
+        let staging = staging.clone();
+        blocking(move || artifact::verify(&artifact, Some(digest), &staging, &expect)).await?
+    };
+    tracing::info!(version = %verified.version, sha256 = %verified.sha256, "update verified");
+    // Never during a take, unless forced.
+    loop {
+        if offer.force {
+            break;
+        }
+        let Some(take_id) = recording_take(node).await else {
+            break;
+        };
+        if !deferred {
+            deferred = true;
+            let _ = node
+                .emit(EventBody::UpdateDeferred {
+                    version: offer.version.clone(),
+                    take_id,
+                })
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let state_dir = node.config.state_dir.clone();
+    let version = verified.version.clone();
+    blocking(move || {
+        let paths = Paths::resolve(None)?;
+        install_with_state(&verified.path, &paths, &state_dir)?;
+        let _ = std::fs::remove_dir_all(&staging);
+        Ok(())
+    })
+    .await?;
+    tracing::info!(%version, previous = VERSION, "update installed; restarting into it");
+    let _ = node
+        .emit(EventBody::UpdateInstalled {
+            version,
+            previous: VERSION.into(),
+        })
+        .await;
+    Ok(())
+}
+
+async fn pull_stream(
+    node: &Arc<Node>,
+    id: &str,
+    size: u64,
+    out: &Path,
+) -> Result<(String, u64), UpdateError> {
+    let r = super::transfer::pull(node, id, size, out).await;
+    node.close_transfer();
+    r
+}
+
+fn fresh_dir(dir: &Path) -> Result<(), UpdateError> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(UpdateError::io(format!("creating {}", dir.display())))
+}
+
+/// Installs a verified candidate and puts it on probation. The installed
+/// version is the one this process runs (the daemon) or `installed_version`.
+pub fn install_with_state(
+    candidate: &Path,
+    paths: &Paths,
+    state_dir: &Path,
+) -> Result<(), UpdateError> {
+    let version = artifact::run_version(candidate)?;
+    let previous_version = if paths.installed.exists() {
+        artifact::run_version(&paths.installed).unwrap_or_else(|_| "unknown".into())
+    } else {
+        String::new()
+    };
+    super::install::install(candidate, paths)?;
+    let st = UpdateState {
+        phase: Phase::Probation,
+        version,
+        previous_version,
+        install_path: paths.installed.display().to_string(),
+        previous_path: paths.previous.display().to_string(),
+        installed_at: crate::util::now_iso8601(),
+        starts: 0,
+        reason: String::new(),
+        reported: false,
+    };
+    state::save(state_dir, &st).map_err(|e| UpdateError::Io {
+        context: "recording the update state".into(),
+        source: std::io::Error::other(format!("{e:#}")),
+    })
+}
+
+/// Removes a leftover staging directory (a crashed attempt must not block the next).
+pub fn clean_staging(state_dir: &Path) {
+    let _ = std::fs::remove_dir_all(super::dir(state_dir).join("staging"));
+}

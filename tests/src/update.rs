@@ -1,0 +1,210 @@
+//! Update tests' parts: agent binaries stamped with a release version (built
+//! with `RAKKR_VERSION`, cargo profile `stamped`), an install directory
+//! like `/opt/rakkr/bin`, and a supervisor that plays systemd's part
+//! (`Restart=always`): it starts the installed binary again whenever it exits.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::AgentProcess;
+
+/// The older release the tests install first.
+pub const OLD: &str = "2026.11.23-1";
+/// The newer release they update to.
+pub const NEW: &str = "2026.11.23-2";
+
+/// An agent binary stamped with `version`; `faults` compiles in the test
+/// faults (`RAKKR_FAULT=exit-at-start|no-connect`). Built once per process.
+pub fn stamped(version: &str, faults: bool) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<(String, bool), PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    // NOTE: held across the build: two variants share one output path.
+    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = built.get(&(version.to_owned(), faults)) {
+        return p.clone();
+    }
+    let target = crate::agent_bin()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "rakkr-recorder-agent",
+            "--bin",
+            "rakkr-recorder-agent",
+        ])
+        .args(["--profile", "stamped"])
+        .env("RAKKR_VERSION", version)
+        .env("RAKKR_BUILD_TEST_FAULTS", if faults { "1" } else { "0" })
+        .status()
+        .expect("running cargo build --profile stamped");
+    assert!(status.success(), "building the {version} agent failed");
+    let dir = target
+        .join("stamped-bins")
+        .join(format!("{version}{}", if faults { "-faults" } else { "" }));
+    std::fs::create_dir_all(&dir).expect("stamped-bins dir");
+    let out = dir.join("rakkr-recorder-agent");
+    let tmp = dir.join(".rakkr-recorder-agent.tmp");
+    std::fs::copy(target.join("stamped").join("rakkr-recorder-agent"), &tmp)
+        .expect("copying the stamped binary");
+    std::fs::rename(&tmp, &out).expect("placing the stamped binary");
+    built.insert((version.to_owned(), faults), out.clone());
+    out
+}
+
+/// `<root>/opt/rakkr/bin/rakkr-recorder-agent`, a copy of `bin`.
+pub fn install_dir(root: &Path, bin: &Path) -> PathBuf {
+    let dir = root.join("opt/rakkr/bin");
+    std::fs::create_dir_all(&dir).expect("install dir");
+    let path = dir.join("rakkr-recorder-agent");
+    std::fs::copy(bin, &path).expect("installing the first binary");
+    path
+}
+
+/// Restarts `bin` whenever it exits, like systemd's `Restart=always`.
+#[derive(Debug)]
+pub struct Supervisor {
+    stop: Arc<AtomicBool>,
+    exits: Arc<Mutex<Vec<ExitStatus>>>,
+    log: Arc<Mutex<Vec<String>>>,
+    current_pid: Arc<Mutex<Option<u32>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Most restarts a supervisor does (a bound for a test gone wrong).
+const MAX_STARTS: usize = 30;
+
+impl Supervisor {
+    pub fn start(bin: &Path, env: HashMap<String, String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let exits = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let current_pid = Arc::new(Mutex::new(None));
+        let (bin, s, e, l, c) = (
+            bin.to_owned(),
+            stop.clone(),
+            exits.clone(),
+            log.clone(),
+            current_pid.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            for start in 0..MAX_STARTS {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mut p = AgentProcess::spawn_bin(&bin, &["run"], &env);
+                *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.pid());
+                let status = loop {
+                    if let Some(st) = p.wait_exit(Duration::from_millis(50)) {
+                        break Some(st);
+                    }
+                    if s.load(Ordering::SeqCst) {
+                        break p.terminate(Duration::from_secs(10));
+                    }
+                };
+                let mut lines = p.log();
+                lines.insert(0, format!("--- start {start} ---"));
+                l.lock().unwrap_or_else(|p| p.into_inner()).extend(lines);
+                if let Some(st) = status {
+                    e.lock().unwrap_or_else(|p| p.into_inner()).push(st);
+                }
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                // systemd's RestartSec.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Self {
+            stop,
+            exits,
+            log,
+            current_pid,
+            thread: Some(thread),
+        }
+    }
+
+    /// Exit statuses so far, oldest first.
+    pub fn exits(&self) -> Vec<ExitStatus> {
+        self.exits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until at least `n` exits happened.
+    pub fn wait_exits(&self, n: usize, timeout: Duration) -> Vec<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let e = self.exits();
+            if e.len() >= n {
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {n} exits; log:\n{}",
+            self.log().join("\n")
+        );
+    }
+
+    /// Stderr of every finished run, each after a `--- start N ---` line.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops restarting and terminates the running agent.
+    pub fn stop(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.log()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        *self.current_pid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        std::fs::read(path).expect("reading for sha256"),
+    ))
+}
+
+/// A release archive `rakkr-recorder-agent-<v>-<target>.tar.gz` of `bin`, built with tar(1).
+pub fn release_tarball(dir: &Path, bin: &Path, version: &str, target: &str) -> PathBuf {
+    let name = format!("rakkr-recorder-agent-{version}-{target}");
+    let stage = dir.join(&name);
+    std::fs::create_dir_all(&stage).expect("stage dir");
+    std::fs::copy(bin, stage.join("rakkr-recorder-agent")).expect("copy into stage");
+    let out = dir.join(format!("{name}.tar.gz"));
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-czf")
+        .arg(&out)
+        .arg(&name)
+        .status()
+        .expect("running tar");
+    assert!(st.success(), "tar failed");
+    out
+}
