@@ -29,6 +29,25 @@ pub fn now_iso8601() -> String {
         .unwrap_or_default()
 }
 
+/// Streams a file through SHA-256 (constant memory): (hex digest, bytes read).
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), total))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -101,7 +101,12 @@ pub fn apply(config: &Config, a: ApplyArgs) -> anyhow::Result<()> {
                 Ok(false)
             }
             Policy::Install => {
-                task::install_with_state(&verified.path, &paths, &config.state_dir)?;
+                task::install_with_state(
+                    &verified,
+                    installed.as_deref().unwrap_or_default(),
+                    &paths,
+                    &config.state_dir,
+                )?;
                 println!(
                     "installed {} at {} (previous {} kept at {}); on probation until the agent is welcomed by the controller",
                     verified.version,
@@ -204,17 +209,13 @@ pub fn rollback(
     let restored = artifact::run_version(&paths.previous)?;
     let current = artifact::run_version(&paths.installed).unwrap_or_else(|_| "unknown".into());
     install::rollback(&paths)?;
-    let st = UpdateState {
-        phase: Phase::RolledBack,
-        version: current.clone(),
-        previous_version: restored.clone(),
-        install_path: paths.installed.display().to_string(),
-        previous_path: paths.previous.display().to_string(),
-        installed_at: crate::util::now_iso8601(),
-        starts: 0,
-        reason: "rolled back by an operator".into(),
-        reported: false,
-    };
+    let st = UpdateState::new(
+        Phase::RolledBack,
+        &current,
+        &restored,
+        &paths,
+        "rolled back by an operator",
+    );
     state::save(&config.state_dir, &st)?;
     println!(
         "rolled back {} to {restored} at {}",

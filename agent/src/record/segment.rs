@@ -1,11 +1,9 @@
 //! The files of a take: one segment at a time, opened, written, synced,
 //! closed and hashed. Owned by the writer thread (see `take`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 
 use super::encoder::{Bext, Container, TrackWriter};
 use super::manifest::FileEntry;
@@ -26,17 +24,9 @@ pub fn slug(name: &str) -> String {
 }
 
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("hashing {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::util::sha256_file(path)
+        .map(|(hex, _)| hex)
+        .with_context(|| format!("hashing {}", path.display()))
 }
 
 /// Fewest files per encoder thread: below this one thread does it all.

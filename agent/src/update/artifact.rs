@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rakkr_protocol::calver::{Relation, relation};
-use sha2::{Digest, Sha256};
 
 use super::UpdateError;
 
@@ -41,22 +40,7 @@ pub struct Verified {
 
 /// Streams a file through SHA-256: (hex digest, size).
 pub fn sha256_file(path: &Path) -> Result<(String, u64), UpdateError> {
-    let mut f = std::fs::File::open(path)
-        .map_err(UpdateError::io(format!("opening {}", path.display())))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0u64;
-    loop {
-        let r = f
-            .read(&mut buf)
-            .map_err(UpdateError::io(format!("reading {}", path.display())))?;
-        if r == 0 {
-            break;
-        }
-        h.update(&buf[..r]);
-        n += r as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
+    crate::util::sha256_file(path).map_err(UpdateError::io(format!("hashing {}", path.display())))
 }
 
 /// Parses `--sha256` text: 64 hex digits, or a sha256sum line (`hex  name`).

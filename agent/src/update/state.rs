@@ -34,6 +34,29 @@ pub struct UpdateState {
     pub reported: bool,
 }
 
+impl UpdateState {
+    /// A record of `version` replacing `previous_version` at `paths`, now.
+    pub fn new(
+        phase: Phase,
+        version: &str,
+        previous_version: &str,
+        paths: &super::install::Paths,
+        reason: &str,
+    ) -> Self {
+        Self {
+            phase,
+            version: version.to_owned(),
+            previous_version: previous_version.to_owned(),
+            install_path: paths.installed.display().to_string(),
+            previous_path: paths.previous.display().to_string(),
+            installed_at: crate::util::now_iso8601(),
+            starts: 0,
+            reason: reason.to_owned(),
+            reported: false,
+        }
+    }
+}
+
 fn path(state_dir: &Path) -> std::path::PathBuf {
     super::dir(state_dir).join("state.json")
 }

@@ -12,7 +12,7 @@ use rakkr_protocol::calver::CalVer;
 use rakkr_protocol::{EventBody, FailureCode, UpdateAck, UpdateOffer, UpdateSource};
 
 use super::UpdateError;
-use super::artifact::{self, Expect, Policy};
+use super::artifact::{self, Expect, Policy, Verified};
 use super::install::Paths;
 use super::state::{self, Phase, UpdateState};
 use crate::build_info::{TARGET, VERSION};
@@ -191,7 +191,7 @@ async fn run(node: &Arc<Node>, offer: &UpdateOffer, mut deferred: bool) -> Resul
     let version = verified.version.clone();
     blocking(move || {
         let paths = Paths::resolve(None)?;
-        install_with_state(&verified.path, &paths, &state_dir)?;
+        install_with_state(&verified, VERSION, &paths, &state_dir)?;
         let _ = std::fs::remove_dir_all(&staging);
         Ok(())
     })
@@ -222,31 +222,21 @@ fn fresh_dir(dir: &Path) -> Result<(), UpdateError> {
     std::fs::create_dir_all(dir).map_err(UpdateError::io(format!("creating {}", dir.display())))
 }
 
-/// Installs a verified candidate and puts it on probation. The installed
-/// version is the one this process runs (the daemon) or `installed_version`.
+/// Installs a verified candidate over `previous_version` and puts it on probation.
 pub fn install_with_state(
-    candidate: &Path,
+    verified: &Verified,
+    previous_version: &str,
     paths: &Paths,
     state_dir: &Path,
 ) -> Result<(), UpdateError> {
-    let version = artifact::run_version(candidate)?;
-    let previous_version = if paths.installed.exists() {
-        artifact::run_version(&paths.installed).unwrap_or_else(|_| "unknown".into())
-    } else {
-        String::new()
-    };
-    super::install::install(candidate, paths)?;
-    let st = UpdateState {
-        phase: Phase::Probation,
-        version,
+    super::install::install(&verified.path, paths)?;
+    let st = UpdateState::new(
+        Phase::Probation,
+        &verified.version,
         previous_version,
-        install_path: paths.installed.display().to_string(),
-        previous_path: paths.previous.display().to_string(),
-        installed_at: crate::util::now_iso8601(),
-        starts: 0,
-        reason: String::new(),
-        reported: false,
-    };
+        paths,
+        "",
+    );
     state::save(state_dir, &st).map_err(|e| UpdateError::Io {
         context: "recording the update state".into(),
         source: std::io::Error::other(format!("{e:#}")),
