@@ -12,7 +12,7 @@ use std::time::Duration;
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, StartTake, TakeFormat};
 
 use crate::T;
-use crate::takes::{NODE, Rig, recording_node, run};
+use crate::takes::{Rig, recording_node, run, wait_logged};
 
 /// A tmpfs mounted for the test's lifetime.
 struct Tmpfs(PathBuf);
@@ -76,36 +76,28 @@ async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
         Outcome::Done(Reply::Take { .. })
     ));
     // 32 × 24-bit WAV is 4.6 MB/s: 20 MiB of room takes about 4.5 s.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (low, stopped) = loop {
-        let log: Vec<EventBody> = h
-            .event_log(NODE)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event.body)
-            .collect();
-        let low = log
-            .iter()
-            .position(|b| matches!(b, EventBody::DiskLow { .. }));
-        let stopped = log.iter().find_map(|b| match b {
-            EventBody::TakeStopped {
-                status,
-                reason,
-                manifest_json,
-                ..
-            } => Some((status.clone(), reason.clone(), manifest_json.clone())),
-            _ => None,
-        });
-        if let Some(s) = stopped {
-            break (low, s);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no TakeStopped; agent log:\n{}",
-            agent.log().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (low, stopped) = wait_logged(
+        &h,
+        Duration::from_secs(30),
+        || format!("no TakeStopped; agent log:\n{}", agent.log().join("\n")),
+        |log| {
+            let low = log
+                .iter()
+                .position(|b| matches!(b, EventBody::DiskLow { .. }));
+            log.iter()
+                .find_map(|b| match b {
+                    EventBody::TakeStopped {
+                        status,
+                        reason,
+                        manifest_json,
+                        ..
+                    } => Some((status.clone(), reason.clone(), manifest_json.clone())),
+                    _ => None,
+                })
+                .map(|s| (low, s))
+        },
+    )
+    .await;
     let (status, reason, manifest_json) = stopped;
     assert_eq!(status, "stopped");
     assert!(

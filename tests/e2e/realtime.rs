@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use rakkr_protocol::{CommandBody, EventBody, Outcome, Reply, StartTake, TakeFormat};
 
 use crate::T;
-use crate::takes::{NODE, Rig, recording_node_on, run};
+use crate::takes::{Rig, recording_node_on, run, wait_logged};
 
 /// The one discontinuity of channel 1 in an interleaved W64 take of the
 /// known signal: (take position, frames skipped).
@@ -107,31 +107,28 @@ async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
     );
     // And the controller got an event saying the same (events aggregate a
     // second of losses, so it holds at least this one).
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let found = h
-            .event_log(NODE)
-            .unwrap()
-            .into_iter()
-            .any(|e| match e.event.body {
-                EventBody::Xrun {
-                    take_id,
-                    at_sample,
-                    frames_lost,
-                } => {
-                    take_id == "stall" && at_sample.abs_diff(at) <= 256 && frames_lost + 512 >= lost
-                }
-                _ => false,
-            });
-        if found {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no Xrun event for the stall"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_logged(
+        &h,
+        T,
+        || "no Xrun event for the stall".into(),
+        |log| {
+            log.iter()
+                .any(|b| match b {
+                    EventBody::Xrun {
+                        take_id,
+                        at_sample,
+                        frames_lost,
+                    } => {
+                        take_id == "stall"
+                            && at_sample.abs_diff(at) <= 256
+                            && frames_lost + 512 >= lost
+                    }
+                    _ => false,
+                })
+                .then_some(())
+        },
+    )
+    .await;
     drop(jack);
     ctl.shutdown().await;
 }
@@ -168,37 +165,29 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     jack.restart_server();
     // The agent notices it lost the device, then that it is back.
-    let deadline = tokio::time::Instant::now() + T;
-    let (lost_at, gap) = loop {
-        let log: Vec<EventBody> = h
-            .event_log(NODE)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event.body)
-            .collect();
-        let lost = log.iter().find_map(|b| match b {
-            EventBody::DeviceLost {
-                take_id, at_sample, ..
-            } if take_id == "lost" => Some(*at_sample),
-            _ => None,
-        });
-        let back = log.iter().find_map(|b| match b {
-            EventBody::DeviceBack {
-                take_id,
-                gap_frames,
-                ..
-            } if take_id == "lost" => Some(*gap_frames),
-            _ => None,
-        });
-        if let (Some(l), Some(b)) = (lost, back) {
-            break (l, b);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no DeviceLost/DeviceBack pair"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (lost_at, gap) = wait_logged(
+        &h,
+        T,
+        || "no DeviceLost/DeviceBack pair".into(),
+        |log| {
+            let lost = log.iter().find_map(|b| match b {
+                EventBody::DeviceLost {
+                    take_id, at_sample, ..
+                } if take_id == "lost" => Some(*at_sample),
+                _ => None,
+            });
+            let back = log.iter().find_map(|b| match b {
+                EventBody::DeviceBack {
+                    take_id,
+                    gap_frames,
+                    ..
+                } if take_id == "lost" => Some(*gap_frames),
+                _ => None,
+            });
+            lost.zip(back)
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = run(
         &h,

@@ -97,6 +97,30 @@ pub(crate) async fn recording_node_on(
     }
 }
 
+/// Polls the controller's stored event log of [`NODE`] (every 100 ms, up to
+/// `within`) until `pred` finds what it wants; panics with `what()` else.
+pub(crate) async fn wait_logged<T>(
+    h: &rakkr_protocol::controller::ControllerHandle,
+    within: Duration,
+    what: impl Fn() -> String,
+    mut pred: impl FnMut(&[EventBody]) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let log: Vec<EventBody> = h
+            .event_log(NODE)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.body)
+            .collect();
+        if let Some(v) = pred(&log) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until the node's capture device is open (the engine opens it in the background).
 pub(crate) async fn wait_device(
     h: &rakkr_protocol::controller::ControllerHandle,

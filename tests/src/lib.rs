@@ -34,26 +34,35 @@ pub fn agent_bin() -> PathBuf {
             .and_then(|p| p.parent())
             .expect("target dir")
             .to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args([
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        build_agent(if release { &["--release"] } else { &[] }, &[]);
+        let bin = profile_dir.join("rakkr-recorder-agent");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// `cargo build` of the agent binary with extra `args` and `env`; panics on failure.
+pub fn build_agent(args: &[&str], env: &[(&str, &str)]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
             "build",
             "-q",
             "-p",
             "rakkr-recorder-agent",
             "--bin",
             "rakkr-recorder-agent",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo build for the agent");
-        assert!(status.success(), "building rakkr-recorder-agent failed");
-        let bin = profile_dir.join("rakkr-recorder-agent");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+        ])
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .expect("running cargo build for the agent");
+    assert!(
+        status.success(),
+        "building rakkr-recorder-agent {args:?} {env:?} failed"
+    );
 }
 
 /// Starts an in-process reference controller on 127.0.0.1 with a random port.

@@ -32,22 +32,13 @@ pub fn stamped(version: &str, faults: bool) -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "rakkr-recorder-agent",
-            "--bin",
-            "rakkr-recorder-agent",
-        ])
-        .args(["--profile", "stamped"])
-        .env("RAKKR_VERSION", version)
-        .env("RAKKR_BUILD_TEST_FAULTS", if faults { "1" } else { "0" })
-        .status()
-        .expect("running cargo build --profile stamped");
-    assert!(status.success(), "building the {version} agent failed");
+    crate::build_agent(
+        &["--profile", "stamped"],
+        &[
+            ("RAKKR_VERSION", version),
+            ("RAKKR_BUILD_TEST_FAULTS", if faults { "1" } else { "0" }),
+        ],
+    );
     let dir = target
         .join("stamped-bins")
         .join(format!("{version}{}", if faults { "-faults" } else { "" }));
