@@ -166,8 +166,9 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
         _ = node.restart_requested() => RESTART,
     };
     tracing::info!(signal = why, "stopping");
-    // A recording take is closed cleanly first, so its last events go out.
-    recorder.shutdown().await;
+    // A recording take is closed cleanly first, so its last events go out;
+    // its manifest says why it ended early.
+    recorder.shutdown(format!("the agent stopped: {why}")).await;
     let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
     node.status.send_replace(LinkStatus::Stopping);

@@ -16,6 +16,7 @@ mod record;
 mod refusals;
 mod takes;
 mod update;
+mod update_take;
 
 use std::time::Duration;
 

@@ -74,7 +74,10 @@ pub(crate) async fn rig(extra: &[(&str, &str)]) -> Rig {
 }
 
 /// Waits for the node to connect reporting `version`; returns its target.
-async fn connected(events: &mut broadcast::Receiver<ControllerEvent>, version: &str) -> String {
+pub(crate) async fn connected(
+    events: &mut broadcast::Receiver<ControllerEvent>,
+    version: &str,
+) -> String {
     wait_for(events, R, &format!("Connected as {version}"), |e| match e {
         ControllerEvent::Connected { hello, .. } if hello.agent_version == version => {
             Some(hello.build_target.clone())
@@ -85,7 +88,7 @@ async fn connected(events: &mut broadcast::Receiver<ControllerEvent>, version: &
 }
 
 /// Waits for an event body accepted by `pred`.
-async fn event<T>(
+pub(crate) async fn event<T>(
     events: &mut broadcast::Receiver<ControllerEvent>,
     what: &str,
     mut pred: impl FnMut(&EventBody) -> Option<T>,
@@ -501,94 +504,4 @@ fn cli_refusals_have_their_exit_codes_and_leave_the_binary_untouched() {
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["installedVersion"], NEW, "{v}");
     assert_eq!(v["lastUpdate"]["phase"], "rolledBack", "{v}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_during_a_take_waits_for_it_and_the_audio_is_bit_exact() {
-    use crate::takes::{self, Setup, recording_setup, wait_device};
-    let tmp = tempfile::tempdir().unwrap();
-    let old = update::stamped(OLD, false);
-    let new = update::stamped(NEW, true);
-    let Setup {
-        feeder: _feeder,
-        ctl,
-        mut events,
-        mut env,
-        ..
-    } = recording_setup(tmp.path(), &[("RAKKR_UPDATE_STABLE_SECONDS", "1")], false).await;
-    env.insert("RAKKR_UPDATE_PROBATION_SECONDS".into(), "15".into());
-    let installed = update::install_dir(tmp.path(), &old);
-    let sup = Supervisor::start(&installed, env);
-    let target = connected(&mut events, OLD).await;
-    let h = ctl.handle();
-    wait_device(&h, || sup.log().join("\n")).await;
-    let Outcome::Done(Reply::Take { take, .. }) = takes::run(&h, takes::start("show-u")).await
-    else {
-        panic!("take did not start");
-    };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    h.publish_artifact(
-        "t-take",
-        Artifact {
-            bytes: Arc::new(std::fs::read(&new).unwrap()),
-            cut_at: None,
-        },
-    );
-    let o = UpdateOffer {
-        version: NEW.into(),
-        target,
-        size: std::fs::metadata(&new).unwrap().len(),
-        sha256: sha256_hex(&new),
-        source: UpdateSource::Stream {
-            transfer_id: "t-take".into(),
-        },
-        force: false,
-        allow_downgrade: false,
-    };
-    let ack = h
-        .command(takes::NODE, CommandBody::Update(o), crate::T)
-        .await
-        .unwrap()
-        .outcome;
-    assert_eq!(ack, Outcome::Done(Reply::Update(UpdateAck::Deferred)));
-    event(&mut events, "UpdateDeferred", |b| {
-        matches!(b, EventBody::UpdateDeferred { take_id, .. } if take_id == "show-u").then_some(())
-    })
-    .await;
-    // The artifact is fetched and verified meanwhile; nothing is installed
-    // and the agent keeps recording.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        std::fs::read(&installed).unwrap(),
-        std::fs::read(&old).unwrap()
-    );
-    assert!(
-        sup.exits().is_empty(),
-        "the agent restarted during the take"
-    );
-    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = takes::run(
-        &h,
-        CommandBody::StopTake {
-            take_id: "show-u".into(),
-        },
-    )
-    .await
-    else {
-        panic!("stop failed");
-    };
-    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
-    assert_eq!(m["status"], "complete");
-    let frames = rakkr_e2e::takecheck::check_content(Path::new(&take.dir), &m);
-    assert!(frames > 48_000 * 3, "{frames} frames");
-    // Then the update goes in.
-    event(&mut events, "UpdateInstalled", |b| {
-        matches!(b, EventBody::UpdateInstalled { .. }).then_some(())
-    })
-    .await;
-    connected(&mut events, NEW).await;
-    assert_eq!(
-        std::fs::read(&installed).unwrap(),
-        std::fs::read(&new).unwrap()
-    );
-    drop(ctl);
 }

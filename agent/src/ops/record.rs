@@ -100,7 +100,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (handle, thread) = Engine::spawn(cfg, Box::new(move |o| drop(tx.send(o))))?;
     let res = rt.block_on(record(&handle, rx, &take_id));
-    rt.block_on(handle.shutdown());
+    rt.block_on(handle.shutdown("the record command ended".into()));
     let _ = thread.join();
     let (dir, manifest) = res?;
     println!("take {}: {dir}", manifest.take_id);

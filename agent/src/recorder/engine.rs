@@ -114,8 +114,8 @@ impl Engine {
         loop {
             loop {
                 match rx.try_recv() {
-                    Ok(Request::Shutdown(done)) => {
-                        self.end_take(None);
+                    Ok(Request::Shutdown(reason, done)) => {
+                        self.end_take(Some(reason));
                         let _ = done.send(());
                         return;
                     }

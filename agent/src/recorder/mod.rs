@@ -83,8 +83,9 @@ pub enum Request {
     Stop(String, Reply<(TakeInfo, Manifest)>),
     Mark(String, Reply<u64>),
     Status(oneshot::Sender<Status>),
-    /// Ends a recording take cleanly and stops the engine.
-    Shutdown(oneshot::Sender<()>),
+    /// Ends a recording take cleanly (status `stopped`, with the reason)
+    /// and stops the engine.
+    Shutdown(String, oneshot::Sender<()>),
 }
 
 /// What the engine reports as it runs.
@@ -176,9 +177,10 @@ impl Handle {
     }
 
     /// Stops a recording take cleanly and ends the engine thread.
-    pub async fn shutdown(&self) {
+    /// Closes a recording take (its manifest says `reason`) and stops.
+    pub async fn shutdown(&self, reason: String) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Request::Shutdown(tx)).is_ok() {
+        if self.tx.send(Request::Shutdown(reason, tx)).is_ok() {
             let _ = rx.await;
         }
     }

@@ -59,7 +59,7 @@ impl Engine {
                     error: self.device_error.clone(),
                 });
             }
-            Request::Shutdown(_) => {}
+            Request::Shutdown(..) => {}
         }
     }
 
