@@ -17,6 +17,7 @@ mod refusals;
 mod takes;
 mod update;
 mod update_take;
+mod update_url;
 
 use std::time::Duration;
 

@@ -21,7 +21,7 @@ const NODE: &str = "node-upd";
 const R: Duration = Duration::from_secs(60);
 
 pub(crate) struct Rig {
-    pub _pki: TestPki,
+    pub pki: TestPki,
     pub ctl: Controller,
     pub h: ControllerHandle,
     pub events: broadcast::Receiver<ControllerEvent>,
@@ -62,7 +62,7 @@ pub(crate) async fn rig(extra: &[(&str, &str)]) -> Rig {
     let sup = Supervisor::start(&installed, env);
     let target = connected(&mut events, OLD).await;
     Rig {
-        _pki: pki,
+        pki,
         ctl,
         h,
         events,
@@ -104,7 +104,7 @@ pub(crate) async fn event<T>(
     .await
 }
 
-fn offer(r: &Rig, bin: &Path, version: &str, transfer: &str) -> UpdateOffer {
+pub(crate) fn offer(r: &Rig, bin: &Path, version: &str, transfer: &str) -> UpdateOffer {
     UpdateOffer {
         version: version.into(),
         target: r.target.clone(),
@@ -128,7 +128,7 @@ fn publish(h: &ControllerHandle, id: &str, path: &Path, cut_at: Option<u64>) {
     );
 }
 
-async fn command(h: &ControllerHandle, body: CommandBody) -> Outcome {
+pub(crate) async fn command(h: &ControllerHandle, body: CommandBody) -> Outcome {
     h.command(NODE, body, crate::T)
         .await
         .expect("command answered")

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod alsa;
 pub mod decode;
 pub mod demo;
+pub mod https;
 pub mod jack;
 pub mod pki;
 pub mod shape;
