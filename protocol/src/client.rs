@@ -150,7 +150,14 @@ pub async fn connect(
         address: address.to_owned(),
         explanation: crate::tls::explain(&e),
     })?;
-    let mut framed = Framed::new(stream, FrameCodec::default());
+    // NOTE: a read buffer of several update chunks: a frame that straddles
+    // the buffer's end is moved to its front once per fill, so a larger
+    // buffer copies less (2 MiB, allocated once per connection).
+    let mut framed = Framed::with_capacity(
+        stream,
+        FrameCodec::default(),
+        4 * crate::message::MAX_CHUNK_LEN as usize,
+    );
     framed
         .send(AgentMsg::Hello(hello))
         .await

@@ -162,18 +162,46 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     }
 }
 
+/// Serializes straight into the codec's output buffer: a large body (an
+/// update chunk) is copied once, not into a `Vec` first.
+struct BytesMutFlavor<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for BytesMutFlavor<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.put_u8(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = FrameError;
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let body = postcard::to_stdvec(&item).map_err(FrameError::Encode)?;
-        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        let start = dst.len();
+        dst.put_u32(0);
+        let body = postcard::serialize_with_flavor(&item, BytesMutFlavor(dst));
+        let len = u32::try_from(dst.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
+        // NOTE: nothing half-written stays in the buffer on an error.
+        if let Err(e) = body {
+            dst.truncate(start);
+            return Err(FrameError::Encode(e));
+        }
         if len > self.max {
+            dst.truncate(start);
             return Err(FrameError::TooLong { len, max: self.max });
         }
-        dst.reserve(HEADER_LEN + body.len());
-        dst.put_u32(len);
-        dst.put_slice(&body);
+        dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 }
@@ -265,5 +293,23 @@ mod tests {
             Some(ControllerMsg::Heartbeat)
         ));
         assert!(dec.decode(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn encode_too_long_leaves_the_buffer_as_it_was() {
+        use crate::message::Chunk;
+        let mut enc = FrameCodec::<AgentMsg, ControllerMsg>::with_max(1024);
+        let mut buf = BytesMut::new();
+        enc.encode(ControllerMsg::Heartbeat, &mut buf).unwrap();
+        let chunk = ControllerMsg::Chunk(Chunk {
+            transfer_id: "t".into(),
+            offset: 0,
+            data: vec![7; 2048],
+        });
+        assert!(matches!(
+            enc.encode(chunk, &mut buf),
+            Err(FrameError::TooLong { max: 1024, .. })
+        ));
+        assert_eq!(&buf[..], &[0, 0, 0, 1, 2], "only the first frame");
     }
 }

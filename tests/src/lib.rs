@@ -24,10 +24,21 @@ use tokio::sync::broadcast;
 pub use agent::AgentProcess;
 pub use pki::TestPki;
 
-/// The agent binary, built (or brought up to date) once per test process.
+/// The agent binary, built (or brought up to date) once per test process;
+/// `RAKKR_E2E_AGENT_BIN` names another one to use as it is (a static
+/// release build, or one with symbols for profiling a benchmark).
 pub fn agent_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RAKKR_E2E_AGENT_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "RAKKR_E2E_AGENT_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
         let exe = std::env::current_exe().expect("current_exe");
         // target/<profile>/deps/<test> → target/<profile>
         let profile_dir = exe

@@ -22,19 +22,24 @@ use sha2::{Digest, Sha256};
 use super::UpdateError;
 use crate::node::Node;
 
-/// Bytes per request.
-pub const CHUNK: u32 = 256 * 1024;
+/// Bytes per request (the protocol's maximum chunk).
+pub const CHUNK: u32 = rakkr_protocol::MAX_CHUNK_LEN;
 /// Bytes requested ahead of what is written.
 pub const WINDOW: u64 = 8 * CHUNK as u64;
 /// Nothing arrived for this long while connected: ask again.
 const STALL: Duration = Duration::from_secs(10);
 /// Give up when the artifact has not grown for this long (link down).
 const GIVE_UP: Duration = Duration::from_secs(600);
+/// Dirty data handed to writeback as the file grows, so the final fsync
+/// has little left to do.
+const WRITEBACK: u64 = 8 << 20;
 
 struct Sink {
     file: std::fs::File,
     hash: Sha256,
     path: PathBuf,
+    written: u64,
+    flushed: u64,
 }
 
 impl Sink {
@@ -44,6 +49,8 @@ impl Sink {
                 .map_err(UpdateError::io(format!("creating {}", path.display())))?,
             hash: Sha256::new(),
             path: path.to_owned(),
+            written: 0,
+            flushed: 0,
         })
     }
 
@@ -51,14 +58,91 @@ impl Sink {
         self.hash.update(data);
         self.file
             .write_all(data)
-            .map_err(UpdateError::io(format!("writing {}", self.path.display())))
+            .map_err(UpdateError::io(format!("writing {}", self.path.display())))?;
+        self.written += data.len() as u64;
+        if self.written - self.flushed >= WRITEBACK {
+            // NOTE: on Linux, POSIX_FADV_DONTNEED starts writeback of the
+            // range's dirty pages without waiting for it (and drops pages
+            // already clean): the device writes while the link receives.
+            // Advice only: a failure changes nothing but speed.
+            // See: https://github.com/torvalds/linux/blob/master/mm/fadvise.c
+            let _ = nix::fcntl::posix_fadvise(
+                &self.file,
+                self.flushed as i64,
+                (self.written - self.flushed) as i64,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
+            self.flushed = self.written;
+        }
+        Ok(())
     }
 
-    fn finish(self, size: u64) -> Result<(String, u64), UpdateError> {
+    fn finish(self) -> Result<(String, u64), UpdateError> {
         self.file
             .sync_all()
             .map_err(UpdateError::io(format!("fsync {}", self.path.display())))?;
-        Ok((hex::encode(self.hash.finalize()), size))
+        Ok((hex::encode(self.hash.finalize()), self.written))
+    }
+}
+
+/// Hashes and writes on its own thread, so the link task only receives:
+/// chunks go through a bounded channel (the window bounds it anyway).
+struct Writer {
+    tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<Result<(String, u64), UpdateError>>>,
+}
+
+impl Writer {
+    fn start(path: &Path) -> Result<Self, UpdateError> {
+        let mut sink = Sink::create(path)?;
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Vec<u8>>(WINDOW.div_ceil(u64::from(CHUNK)) as usize);
+        let thread = std::thread::Builder::new()
+            .name("rakkr-update-writer".into())
+            .spawn(move || {
+                while let Some(data) = rx.blocking_recv() {
+                    sink.write(&data)?;
+                }
+                sink.finish()
+            })
+            .map_err(UpdateError::io("starting the update writer thread"))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    async fn write(&mut self, data: Vec<u8>) -> Result<(), UpdateError> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(data).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The thread stopped: its error says why.
+            self.finish().await.map(|_| ())
+        }
+    }
+
+    /// Waits for everything to be written, hashed and fsynced.
+    async fn finish(&mut self) -> Result<(String, u64), UpdateError> {
+        self.tx = None;
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| UpdateError::Transfer("the update writer already stopped".into()))?;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| UpdateError::Transfer(e.to_string()))?
+            .map_err(|_| UpdateError::Transfer("the update writer thread panicked".into()))?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; nothing waits for it.
+        self.tx = None;
     }
 }
 
@@ -71,7 +155,7 @@ pub async fn pull(
 ) -> Result<(String, u64), UpdateError> {
     let mut chunks = node.open_transfer();
     let mut sessions = node.sessions.subscribe();
-    let mut sink = Some(Sink::create(out)?);
+    let mut writer = Writer::start(out)?;
     let (mut have, mut asked) = (0u64, 0u64);
     let mut last_progress = tokio::time::Instant::now();
     let ask = |asked: &mut u64, have: u64| {
@@ -107,12 +191,7 @@ pub async fn pull(
                     if n < u64::from(CHUNK) && have + n < size {
                         return Err(UpdateError::Size { expected: size, actual: have + n });
                     }
-                    let mut s = sink.take().ok_or_else(|| UpdateError::Transfer("writer lost".into()))?;
-                    let (s, r) = tokio::task::spawn_blocking(move || { let r = s.write(&data); (s, r) })
-                        .await
-                        .map_err(|e| UpdateError::Transfer(e.to_string()))?;
-                    r?;
-                    sink = Some(s);
+                    writer.write(data).await?;
                     have += n;
                     last_progress = tokio::time::Instant::now();
                     ask(&mut asked, have);
@@ -135,12 +214,7 @@ pub async fn pull(
             }
         }
     }
-    let s = sink
-        .take()
-        .ok_or_else(|| UpdateError::Transfer("writer lost".into()))?;
-    tokio::task::spawn_blocking(move || s.finish(size))
-        .await
-        .map_err(|e| UpdateError::Transfer(e.to_string()))?
+    writer.finish().await
 }
 
 /// Downloads `url` into `out` (blocking). `ca_bundle`: extra trusted roots.
@@ -175,7 +249,7 @@ pub fn fetch_url(
         }
         sink.write(&buf[..r])?;
     }
-    sink.finish(n)
+    sink.finish()
 }
 
 /// Fetches a small text (the `.sha256` beside an artifact).
