@@ -149,13 +149,21 @@ async fn main() {
         force: false,
         allow_downgrade: false,
     };
-    h.command(
-        "bench-upd",
-        CommandBody::Update(offer),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let answer = h
+        .command(
+            "bench-upd",
+            CommandBody::Update(offer),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.outcome,
+        rakkr_protocol::Outcome::Done(rakkr_protocol::Reply::Update(
+            rakkr_protocol::UpdateAck::Started
+        )),
+        "the agent refused the benchmark's offer (BENCH_UPDATE_MB is at most 512)"
+    );
     let mut first = None;
     wait_for(
         &mut events,
