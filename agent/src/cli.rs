@@ -45,7 +45,12 @@ pub enum Command {
         json: bool,
     },
     /// Validate the configuration and trust material; exit non-zero if the agent could not run.
-    Check,
+    Check {
+        /// Only the configuration (systemd's ExecStartPre: trust may be
+        /// installed while the daemon runs; it reads trust per connection).
+        #[arg(long)]
+        config_only: bool,
+    },
     /// Show the running agent's state (link, pending events).
     Status {
         #[arg(long)]

@@ -2,6 +2,9 @@
 //! networking and control (the link, the local control socket, signals);
 //! audio threads, when they exist, never wait on it.
 //!
+//! Under systemd (`Type=notify`), `READY=1` follows start-up and the
+//! `notify` task keeps `STATUS=` and the watchdog going (see `notify`).
+//!
 //! Shutdown on SIGTERM/SIGINT: record an `AgentStopping` event, stop the
 //! tasks (the link flushes queued events and says Goodbye), exit 0 — all
 //! within [`SHUTDOWN_GRACE`].
@@ -156,7 +159,19 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     if let Some(st) = probation {
         tokio::spawn(crate::update::probation::watch(node.clone(), st));
     }
+    tasks.spawn(crate::notify::supervise(
+        node.clone(),
+        recorder.clone(),
+        cancel.clone(),
+    ));
     tasks.close();
+    // NOTE: trust is read per connection attempt (it may be installed
+    // later); without it the agent still serves, and STATUS says why.
+    let trust_note = match crate::trust::load(&node.config.trust) {
+        Ok(t) => format!("node {}", t.node_id),
+        Err(e) => format!("no usable trust yet: {e:#}"),
+    };
+    crate::notify::ready(&format!("started, {trust_note}; controller {endpoint}"));
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -166,6 +181,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
         _ = node.restart_requested() => RESTART,
     };
     tracing::info!(signal = why, "stopping");
+    crate::notify::stopping(why);
     // A recording take is closed cleanly first, so its last events go out;
     // its manifest says why it ended early.
     recorder.shutdown(format!("the agent stopped: {why}")).await;

@@ -13,6 +13,7 @@ mod exit;
 mod inventory;
 mod link;
 mod node;
+mod notify;
 mod ops;
 mod outbox;
 mod record;
@@ -147,7 +148,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } => ops::update::rollback(&config, install_path.as_deref(), force, no_restart),
         },
         Command::Inventory { json } => ops::print_inventory(&config, json),
-        Command::Check => ops::check(&config),
+        Command::Check { config_only } => ops::check(&config, config_only),
         Command::Status { json } => ops::status(&config, json),
         Command::Annotate { text } => ops::annotate(&config, text),
         Command::Record {

@@ -65,7 +65,8 @@ fn run_without_controller_exits_3_and_check_without_trust_exits_4() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no controller configured"));
     let url = ("RAKKR_CONTROLLER_URL", "rakkr://127.0.0.1:1".to_owned());
-    let out = run_agent(&["check"], &env_with(&[state, url]));
+    let env = env_with(&[state, url]);
+    let out = run_agent(&["check"], &env);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -73,6 +74,14 @@ fn run_without_controller_exits_3_and_check_without_trust_exits_4() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node certificate"));
+    // systemd's ExecStartPre checks the config only: trust may come later.
+    let out = run_agent(&["check", "--config-only"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("controller 127.0.0.1:1"));
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod inventory;
 mod realtime;
 mod record;
 mod refusals;
+mod systemd;
 mod takes;
 mod update;
 mod update_take;

@@ -23,14 +23,29 @@ pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `check`: could `run` work with this config and trust?
-pub fn check(config: &Config) -> anyhow::Result<()> {
+/// `check`: could `run` work with this config and trust? (`config_only`:
+/// with this config, whatever the trust.)
+pub fn check(config: &Config, config_only: bool) -> anyhow::Result<()> {
     let ep = config
         .controller
         .endpoint
         .as_ref()
         .context("no controller configured: set controller.url or RAKKR_CONTROLLER_URL")
         .context(Failure::Config)?;
+    let source = config
+        .source
+        .as_ref()
+        .map_or("(defaults and RAKKR_* variables)".into(), |p| {
+            p.display().to_string()
+        });
+    if config_only {
+        println!(
+            "ok: config {source}, controller {} (server name {})",
+            ep.address(),
+            ep.server_name
+        );
+        return Ok(());
+    }
     let loaded = trust::require(&config.trust).context(Failure::Trust)?;
     if let Some(id) = &config.node.id
         && *id != loaded.node_id
@@ -42,13 +57,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
         .context(Failure::Config));
     }
     println!(
-        "ok: config {}, controller {} (server name {}), node {} (certificate valid until {})",
-        config
-            .source
-            .as_ref()
-            .map_or("(defaults and RAKKR_* variables)".into(), |p| p
-                .display()
-                .to_string()),
+        "ok: config {source}, controller {} (server name {}), node {} (certificate valid until {})",
         ep.address(),
         ep.server_name,
         loaded.node_id,
