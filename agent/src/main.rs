@@ -49,6 +49,11 @@ fn init_logging(filter: &str) {
 }
 
 fn main() -> ExitCode {
+    // NOTE: first, while the process has one thread (it may set the
+    // environment): alsa-lib's configuration on a node that has none.
+    if let Err(e) = capture::alsa_conf::ensure() {
+        eprintln!("warning: could not provide the embedded ALSA configuration: {e}");
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

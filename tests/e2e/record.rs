@@ -191,3 +191,59 @@ fn record_from_a_missing_device_exits_8_naming_it() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-pcm"));
 }
+
+/// A node without alsa-lib's configuration files (the static binary on a
+/// system without libasound2's data): the embedded configuration defines
+/// the devices and still reads the user's ~/.asoundrc, here the test device.
+#[test]
+fn records_without_alsa_lib_configuration_files() {
+    init_logging();
+    let tmp = tempfile::tempdir().unwrap();
+    let infile = tmp.path().join("x32.raw");
+    write_x32_signal(&infile, 32, 60_000);
+    x32_config_for(tmp.path(), &infile);
+    std::fs::copy(
+        tmp.path().join("x32file.conf"),
+        tmp.path().join(".asoundrc"),
+    )
+    .unwrap();
+    let env = HashMap::from([
+        (
+            "ALSA_CONFIG_PATH".to_owned(),
+            "/nonexistent/alsa.conf".to_owned(),
+        ),
+        ("HOME".to_owned(), tmp.path().display().to_string()),
+        (
+            "RAKKR_STATE_DIR".to_owned(),
+            tmp.path().join("state").display().to_string(),
+        ),
+    ]);
+    let out_dir = tmp.path().join("takes");
+    let out = run_agent(
+        &[
+            "record",
+            "--duration",
+            "500ms",
+            "--format",
+            "wav",
+            "--device",
+            "x32file",
+            "--take-id",
+            "t-noconf",
+            "--output",
+            out_dir.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "record failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("t-noconf/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["frames"], 24_000);
+    let frames = rakkr_e2e::takecheck::check_content(&out_dir.join("t-noconf"), &m);
+    assert_eq!(frames, 24_000);
+}

@@ -15,6 +15,8 @@ use anyhow::{Context, bail};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, SizedSample};
 
+pub mod alsa_conf;
+
 /// Ring capacity in seconds of audio (the design asks for at least 2 s).
 pub const RING_SECONDS: u32 = 2;
 
