@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Builds the release: fully static rakkr-recorder-agent binaries for
+# x86_64-unknown-linux-musl and aarch64-unknown-linux-musl, linked against a
+# static alsa-lib and a minimal static FFmpeg built from Debian's source
+# packages, packed as the controller's Ansible role expects:
+#
+#   dist/rakkr-recorder-agent-<version>-<target>.tar.gz
+#        (rakkr-recorder-agent-<version>-<target>/rakkr-recorder-agent)
+#   dist/rakkr-recorder-agent-<version>-<target>.tar.gz.sha256  (sha256sum format)
+#   dist/release-manifest.json  (version, git revision, per-target size and hash)
+#
+# Installs what it needs on a fresh Debian machine (root or sudo) and is safe
+# to run again: the C libraries are cached under $RAKKR_RELEASE_CACHE
+# (default ~/.cache/rakkr-release) per target and configuration; cargo's
+# output under target/release-musl. Two runs on one commit give identical
+# archives (SOURCE_DATE_EPOCH = the commit time, sorted tar, gzip -n).
+#
+# Version: RAKKR_VERSION if set, else the tag agent-vYYYY.MM.DD-N on HEAD,
+# else a development build (<cargo version>+<git rev>, said in --version).
+#
+# Usage: packaging/build-release.sh [--target x86_64|aarch64]... [--no-check]
+# Why each tool: see ../shared/notes/static-build.md (std from Debian's
+# rustc-web sources with -Zbuild-std, zig as C compiler and linker).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${RAKKR_RELEASE_CACHE:-$HOME/.cache/rakkr-release}
+dist=$root/dist
+targets=()
+check=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) targets+=("$2"); shift 2 ;;
+    --no-check) check=0; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(x86_64 aarch64)
+for t in "${targets[@]}"; do
+  case "$t" in x86_64|aarch64) ;; *) echo "unknown target $t (x86_64 or aarch64)" >&2; exit 2 ;; esac
+done
+
+log() { printf '\n== %s\n' "$*" >&2; }
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+
+# --- 1. Tools -----------------------------------------------------------
+log "tools"
+"$root/packaging/lib/install-tools.sh" "$cache"
+# zig (PyPI ziglang) and cargo-zigbuild live in a venv.
+export PATH="$cache/venv/bin:$PATH"
+
+# --- 2. C sources (Debian source packages) --------------------------------
+log "sources"
+"$root/packaging/lib/fetch-sources.sh" "$cache/src"
+
+# --- 3. Static C libraries per target (cached) ------------------------------
+for t in "${targets[@]}"; do
+  log "static alsa-lib and FFmpeg for $t"
+  "$root/packaging/lib/build-clibs.sh" "$cache" "$t"
+done
+
+# --- 4. The agent ---------------------------------------------------------
+cd "$root"
+full_rev=$(git rev-parse HEAD)
+rev=${full_rev:0:12}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+if [ -z "${RAKKR_VERSION:-}" ]; then
+  tag=$(git tag --points-at HEAD --list 'agent-v*' | sort | tail -1)
+  [ -z "$tag" ] || RAKKR_VERSION=${tag#agent-v}
+fi
+if [ -n "${RAKKR_VERSION:-}" ]; then
+  [[ "$RAKKR_VERSION" =~ ^[0-9]{4}\.[0-9]{2}\.[0-9]{2}-[0-9]+$ ]] || {
+    echo "RAKKR_VERSION=$RAKKR_VERSION is not YYYY.MM.DD-N" >&2; exit 2; }
+  export RAKKR_VERSION
+  version=$RAKKR_VERSION
+else
+  version="$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null |
+    python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="rakkr-recorder-agent"))')+$rev"
+  echo "no agent-v* tag on HEAD and no RAKKR_VERSION: development build $version" >&2
+fi
+
+mkdir -p "$dist"
+manifest_targets=()
+for t in "${targets[@]}"; do
+  triple=$t-unknown-linux-musl
+  prefix=$cache/$t/prefix
+  log "cargo build $triple"
+  # NOTE: Debian's rustc-web/cargo-web pair (std sources of the same
+  # version) builds std for musl; cargo-zigbuild links with zig's musl.
+  env PATH="$cache/bin:$cache/venv/bin:/usr/bin:$PATH" \
+    RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo RUSTC_BOOTSTRAP=1 \
+    RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static --remap-path-prefix=$root=. --remap-path-prefix=$HOME/.cargo=~/.cargo" \
+    PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_ALL_STATIC=1 \
+    "PKG_CONFIG_LIBDIR_$triple=$prefix/lib/pkgconfig" \
+    "PKG_CONFIG_PATH_$triple=$prefix/lib/pkgconfig" \
+    FFMPEG_DIR="$prefix" \
+    CARGO_TARGET_DIR="$root/target/release-musl" \
+    cargo-zigbuild build --release --locked -p rakkr-recorder-agent --features static \
+      --target "$triple" -Zbuild-std=std,panic_abort
+  bin=$root/target/release-musl/$triple/release/rakkr-recorder-agent
+  file "$bin" | grep -q "statically linked" || { file "$bin"; echo "$bin is not static" >&2; exit 1; }
+
+  name=rakkr-recorder-agent-$version-$triple
+  stage=$(mktemp -d)
+  mkdir "$stage/$name"
+  install -m 0755 "$bin" "$stage/$name/rakkr-recorder-agent"
+  touch -d "@$SOURCE_DATE_EPOCH" "$stage/$name" "$stage/$name/rakkr-recorder-agent"
+  tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+    --format=gnu -C "$stage" -cf - "$name" | gzip -n -9 > "$dist/$name.tar.gz"
+  rm -rf "$stage"
+  (cd "$dist" && sha256sum "$name.tar.gz" > "$name.tar.gz.sha256")
+  size=$(stat -c %s "$bin")
+  manifest_targets+=("$triple $size $(cut -d' ' -f1 "$dist/$name.tar.gz.sha256") $(sha256sum "$bin" | cut -d' ' -f1) $name.tar.gz")
+  echo "$triple: binary $(numfmt --to=iec-i --suffix=B "$size"), $dist/$name.tar.gz" >&2
+done
+
+printf '%s\n' "${manifest_targets[@]}" | python3 -c '
+import json, sys
+version, rev, epoch = sys.argv[1:4]
+targets = {}
+for line in sys.stdin.read().split("\n"):
+    if not line: continue
+    triple, size, archive_sha, bin_sha, archive = line.split()
+    targets[triple] = {"archive": archive, "archiveSha256": archive_sha,
+                       "binarySize": int(size), "binarySha256": bin_sha}
+json.dump({"version": version, "gitRevision": rev, "sourceDateEpoch": int(epoch),
+           "targets": targets}, sys.stdout, indent=2, sort_keys=True)
+print()' "$version" "$full_rev" "$SOURCE_DATE_EPOCH" > "$dist/release-manifest.json"
+
+# --- 5. Smoke checks ------------------------------------------------------
+if [ "$check" = 1 ]; then
+  for t in "${targets[@]}"; do
+    "$root/packaging/lib/smoke.sh" "$root/target/release-musl/$t-unknown-linux-musl/release/rakkr-recorder-agent" "$t"
+  done
+fi
+log "done: $dist"
+ls -l "$dist" >&2

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the release build's tools (only what is missing; safe to rerun):
+# Debian packages, and zig + cargo-zigbuild from PyPI in a venv under $1.
+set -euo pipefail
+cache=$1
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+pkgs=(
+  rustc-web rust-web-src cargo-web       # a rustc whose std sources build std for musl
+  clang libclang-dev pkg-config          # bindgen for ffmpeg-sys-next
+  nasm make file xz-utils bzip2 dpkg-dev # FFmpeg's x86 assembly, builds, apt-get source
+  python3-venv                           # zig and cargo-zigbuild from PyPI
+  qemu-user-static                       # runs the aarch64 binary for its smoke check
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# NOTE: versions pinned so two machines build with the same linker.
+if ! "$cache/venv/bin/python3" -m ziglang version >/dev/null 2>&1 ||
+   ! [ -x "$cache/venv/bin/cargo-zigbuild" ]; then
+  mkdir -p "$cache"
+  python3 -m venv "$cache/venv"
+  "$cache/venv/bin/pip" install -q ziglang==0.17.0 cargo-zigbuild==0.24.0
+fi
+# A plain `zig` command for cargo-zigbuild (release builds put /usr/bin,
+# with Debian's python3, first on PATH).
+mkdir -p "$cache/bin"
+printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$cache/venv/bin/python3" > "$cache/bin/zig"
+chmod +x "$cache/bin/zig"
+echo "zig $("$cache/venv/bin/python3" -m ziglang version), $("$cache/venv/bin/cargo-zigbuild" --version 2>/dev/null | head -1), $(/usr/bin/rustc --version)" >&2
