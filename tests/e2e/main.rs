@@ -11,6 +11,7 @@ mod events;
 mod frames;
 mod handshake;
 mod inventory;
+mod packaging;
 mod realtime;
 mod record;
 mod refusals;
