@@ -135,3 +135,53 @@ fn the_unit_verifies_and_rates_2_or_better() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
 }
+
+/// (policy, rt_priority) of the agent's thread named `name`, from
+/// /proc/PID/task/*/stat (fields 41 and 40, see proc(5)).
+fn thread_sched(pid: u32, name: &str) -> Option<(u32, u32)> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        if head.split_once(" (")?.1 != name {
+            continue;
+        }
+        // `rest` starts at field 3 (state).
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        return Some((f[41 - 3].parse().ok()?, f[40 - 3].parse().ok()?));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_capture_thread_runs_sched_fifo_and_nothing_else_does() {
+    // The paced test device blocks on its FIFO, so real time is safe here;
+    // `auto` would keep a userspace plugin at normal priority.
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = takes::recording_node_on(
+        tmp.path(),
+        &[
+            ("RAKKR_CAPTURE_REALTIME", "always"),
+            ("RAKKR_CAPTURE_REALTIME_PRIORITY", "60"),
+        ],
+        false,
+    )
+    .await;
+    let pid = rig.agent.pid();
+    // SCHED_FIFO is policy 1 (sched.h); SCHED_OTHER 0.
+    assert_eq!(
+        thread_sched(pid, "cpal_alsa_in"),
+        Some((1, 60)),
+        "{}",
+        rig.agent.log().join("\n")
+    );
+    assert_eq!(thread_sched(pid, "rakkr-engine"), Some((0, 0)));
+    assert!(
+        thread_sched(pid, "rakkr-capture-open").is_none(),
+        "the helper thread is gone"
+    );
+    assert!(
+        rig.agent
+            .count(&["capture running", "realtime_priority=Some(60)"])
+            >= 1
+    );
+}

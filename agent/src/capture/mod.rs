@@ -16,6 +16,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, SizedSample};
 
 pub mod alsa_conf;
+mod rt;
 
 /// Ring capacity in seconds of audio (the design asks for at least 2 s).
 pub const RING_SECONDS: u32 = 2;
@@ -33,6 +34,8 @@ pub struct CaptureSpec {
     pub sample_rate: u32,
     /// Period size in frames; `None` lets the device choose.
     pub buffer_frames: Option<u32>,
+    /// SCHED_FIFO priority for the capture thread (`None`: normal).
+    pub realtime: Option<u8>,
 }
 
 /// Counters shared with the realtime callback. Only atomics.
@@ -64,6 +67,8 @@ pub struct Capture {
     pub channels: u16,
     pub sample_rate: u32,
     pub format: SampleFormat,
+    /// The capture thread's SCHED_FIFO priority, when it got one.
+    pub realtime: Option<u8>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -276,12 +281,29 @@ pub fn open(spec: &CaptureSpec) -> anyhow::Result<Capture> {
     let capacity = rate as usize * usize::from(channels) * RING_SECONDS as usize;
     let (producer, consumer) = rtrb::RingBuffer::new(capacity);
     let stats = Arc::new(Stats::default());
-    let stream = match format {
-        SampleFormat::I32 => build::<i32>(&device, config, producer, stats.clone()),
-        SampleFormat::I16 => build::<i16>(&device, config, producer, stats.clone()),
-        _ => build::<f32>(&device, config, producer, stats.clone()),
-    }
-    .with_context(|| {
+    let build_stream = {
+        let stats = stats.clone();
+        move || match format {
+            SampleFormat::I32 => build::<i32>(&device, config, producer, stats),
+            SampleFormat::I16 => build::<i16>(&device, config, producer, stats),
+            _ => build::<f32>(&device, config, producer, stats),
+        }
+    };
+    let (built, realtime) = match spec.realtime {
+        None => (build_stream(), None),
+        Some(prio) => {
+            let (built, granted) = rt::on_fifo_thread(prio, build_stream)
+                .context("starting the thread that opens the capture stream")?;
+            match granted {
+                Ok(()) => (built, Some(prio)),
+                Err(why) => {
+                    tracing::warn!(device = %spec.device, %why, "real-time scheduling refused for the capture thread (raise RLIMIT_RTPRIO, e.g. LimitRTPRIO= in the systemd unit); capturing at normal priority");
+                    (built, None)
+                }
+            }
+        }
+    };
+    let stream = built.with_context(|| {
         format!(
             "opening {} ({channels} ch, {rate} Hz, {format})",
             spec.device
@@ -297,6 +319,7 @@ pub fn open(spec: &CaptureSpec) -> anyhow::Result<Capture> {
         channels,
         sample_rate: rate,
         format,
+        realtime,
     })
 }
 

@@ -173,6 +173,34 @@ pub struct CaptureConfig {
     /// Audio kept while idle so a take can start in the past (0: none).
     /// Costs 6 MB per second for 32 channels at 48 kHz.
     pub pre_roll: Duration,
+    /// Real-time scheduling for the capture thread.
+    pub realtime: Realtime,
+}
+
+/// `capture.realtime` (`auto`, `always`, `off`) with
+/// `capture.realtime_priority` (SCHED_FIFO 1–99, default 70).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realtime {
+    Off,
+    /// Hardware PCMs only (`hw:`, `plughw:`): a userspace plugin may
+    /// never block (the `null` PCM polls as always ready) and would spin at
+    /// real-time priority.
+    Hardware(u8),
+    Always(u8),
+}
+
+impl Realtime {
+    /// The SCHED_FIFO priority to ask for when capturing from `device`.
+    pub fn priority_for(self, device: &str) -> Option<u8> {
+        match self {
+            Self::Off => None,
+            Self::Always(p) => Some(p),
+            Self::Hardware(p) => ["hw:", "plughw:"]
+                .iter()
+                .any(|pre| device.starts_with(pre))
+                .then_some(p),
+        }
+    }
 }
 
 /// `flac`, `wav` or `w64`; an ALSA sample format name (`S16_LE`, …, as
@@ -407,6 +435,24 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
                 n => {
                     return Err(ConfigError::Invalid(format!(
                         "capture.pre_roll_seconds {n} is above 30"
+                    )));
+                }
+            },
+            realtime: match (
+                cap.realtime.as_deref().unwrap_or("auto"),
+                cap.realtime_priority.unwrap_or(70),
+            ) {
+                (_, p) if !(1..=99).contains(&p) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "capture.realtime_priority {p} is outside 1..=99"
+                    )));
+                }
+                ("off", _) => Realtime::Off,
+                ("auto", p) => Realtime::Hardware(p),
+                ("always", p) => Realtime::Always(p),
+                (other, _) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "capture.realtime {other:?} is not auto, always or off"
                     )));
                 }
             },

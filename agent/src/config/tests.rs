@@ -38,6 +38,8 @@ buffer_frames = 1024
 segment_seconds = 1800
 channel_names = ["Kick", "Snare"]
 pre_roll_seconds = 5
+realtime = "auto"
+realtime_priority = 70
 
 [outbox]
 max_events = 10000
@@ -234,4 +236,48 @@ fn channel_names_and_pre_roll_parse_and_validate() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn realtime_is_for_hardware_by_default_and_validated() {
+    use super::Realtime;
+    let c = parse("", "t", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.realtime, Realtime::Hardware(70));
+    assert_eq!(
+        c.capture.realtime.priority_for("hw:CARD=XUSB,DEV=0"),
+        Some(70)
+    );
+    assert_eq!(
+        c.capture.realtime.priority_for("plughw:CARD=XUSB,DEV=0"),
+        Some(70)
+    );
+    // A userspace plugin may spin (the null PCM is always ready): not by default.
+    assert_eq!(c.capture.realtime.priority_for("x32file"), None);
+    let c = parse(
+        "[capture]\nrealtime = \"always\"\nrealtime_priority = 80\n",
+        "t",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap();
+    assert_eq!(c.capture.realtime.priority_for("x32file"), Some(80));
+    let env = |k: &str| (k == "RAKKR_CAPTURE_REALTIME").then(|| "off".to_owned());
+    let c = parse("", "t", &env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.realtime.priority_for("hw:0"), None);
+    for bad in [
+        "realtime = \"sometimes\"",
+        "realtime_priority = 0",
+        "realtime_priority = 100",
+    ] {
+        assert!(
+            parse(
+                &format!("[capture]\n{bad}\n"),
+                "t",
+                &no_env,
+                Path::new("/s")
+            )
+            .is_err(),
+            "{bad}"
+        );
+    }
 }

@@ -21,7 +21,7 @@ impl Engine {
         self.next_open = Instant::now() + RETRY;
         match self.open() {
             Ok(live) => {
-                tracing::info!(device = %live.device, channels = live.cap.channels, rate = live.cap.sample_rate, format = %live.cap.format, "capture running");
+                tracing::info!(device = %live.device, channels = live.cap.channels, rate = live.cap.sample_rate, format = %live.cap.format, realtime_priority = ?live.cap.realtime, "capture running");
                 self.device = live.device.clone();
                 self.device_error = None;
                 self.live = Some(live);
@@ -55,6 +55,7 @@ impl Engine {
             channels: self.cfg.capture.channels,
             sample_rate: self.cfg.capture.sample_rate,
             buffer_frames: self.cfg.capture.buffer_frames,
+            realtime: self.cfg.capture.realtime.priority_for(&device),
         })?;
         let ch = usize::from(cap.channels);
         let pre = (self.cfg.capture.pre_roll.as_secs_f64() * f64::from(cap.sample_rate)) as usize;
