@@ -81,7 +81,10 @@ else
   echo "no agent-v* tag on HEAD and no RAKKR_VERSION: development build $version" >&2
 fi
 
+# dist/ holds this run's release only (no archive of an earlier version
+# or target beside a manifest that does not list it).
 mkdir -p "$dist"
+rm -f "$dist"/rakkr-recorder-agent-*.tar.gz "$dist"/rakkr-recorder-agent-*.tar.gz.sha256 "$dist/release-manifest.json"
 manifest_targets=()
 for t in "${targets[@]}"; do
   triple=$t-unknown-linux-musl
