@@ -42,8 +42,6 @@ for t in "${targets[@]}"; do
 done
 
 log() { printf '\n== %s\n' "$*" >&2; }
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
 
 # --- 1. Tools -----------------------------------------------------------
 log "tools"

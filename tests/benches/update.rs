@@ -252,15 +252,15 @@ async fn raw_tls(pki: &TestPki, payload: &Arc<Vec<u8>>, sink: Option<&std::path:
         .await
         .unwrap();
     let mut got = 0usize;
+    // One reused buffer into memory; a copy per read only for the writer.
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let mut buf = vec![0u8; 256 * 1024];
         match s.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => {
                 got += n;
                 if let Some((tx, _)) = &writer {
-                    buf.truncate(n);
-                    tx.send(buf).unwrap();
+                    tx.send(buf[..n].to_vec()).unwrap();
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use rakkr_protocol::{CommandBody, EventBody, Outcome, Reply, StartTake, TakeFormat};
+use rakkr_protocol::{CommandBody, EventBody, StartTake, TakeFormat};
 
 use crate::T;
-use crate::takes::{Rig, recording_node_on, run, wait_logged};
+use crate::takes::{Rig, recording_node_on, started, stopped, wait_logged};
 
 /// The one discontinuity of channel 1 in an interleaved W64 take of the
 /// known signal: (take position, frames skipped).
@@ -32,6 +32,17 @@ fn discontinuity(path: &std::path::Path) -> Vec<(u64, u64)> {
     out
 }
 
+/// One W64 file of every channel, no roll-over within the test.
+fn w64(take_id: &str) -> CommandBody {
+    CommandBody::StartTake(StartTake {
+        take_id: take_id.into(),
+        channels: 0,
+        format: Some(TakeFormat::W64),
+        segment_seconds: 600,
+        pre_roll_ms: 0,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,37 +50,14 @@ async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
         ctl, agent, jack, ..
     } = recording_node_on(tmp.path(), &[], true).await;
     let h = ctl.handle();
-    let Outcome::Done(Reply::Take { take, .. }) = run(
-        &h,
-        CommandBody::StartTake(StartTake {
-            take_id: "stall".into(),
-            channels: 0,
-            format: Some(TakeFormat::W64),
-            segment_seconds: 600,
-            pre_roll_ms: 0,
-        }),
-    )
-    .await
-    else {
-        panic!("take did not start");
-    };
+    let take = started(&h, w64("stall")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Freeze the whole agent (its JACK client included) for 300 ms.
     agent.signal(Signal::SIGSTOP);
     tokio::time::sleep(Duration::from_millis(300)).await;
     agent.signal(Signal::SIGCONT);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = run(
-        &h,
-        CommandBody::StopTake {
-            take_id: String::new(),
-        },
-    )
-    .await
-    else {
-        panic!("stop failed");
-    };
-    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    let m = stopped(&h, "").await;
     let file = std::path::Path::new(&take.dir).join(m["files"][0]["file"].as_str().unwrap());
     // The stall is the largest hole; a loaded machine may add small ones
     // of its own (JACK's dummy backend missing or repeating a cycle; a
@@ -146,20 +134,7 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
     } = recording_node_on(tmp.path(), &[], true).await;
     let mut jack = jack.expect("the JACK device");
     let h = ctl.handle();
-    let Outcome::Done(Reply::Take { take, .. }) = run(
-        &h,
-        CommandBody::StartTake(StartTake {
-            take_id: "lost".into(),
-            channels: 0,
-            format: Some(TakeFormat::W64),
-            segment_seconds: 600,
-            pre_roll_ms: 0,
-        }),
-    )
-    .await
-    else {
-        panic!("take did not start");
-    };
+    let take = started(&h, w64("lost")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     jack.crash_server();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -189,17 +164,7 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = run(
-        &h,
-        CommandBody::StopTake {
-            take_id: "lost".into(),
-        },
-    )
-    .await
-    else {
-        panic!("stop failed");
-    };
-    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    let m = stopped(&h, "lost").await;
     assert_eq!(m["status"], "complete");
     let files = m["files"].as_array().unwrap();
     assert_eq!(

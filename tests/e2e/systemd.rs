@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rakkr_e2e::agent::AgentProcess;
+use rakkr_protocol::CommandBody;
 use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::{CommandBody, Outcome, Reply};
 
 use crate::takes::{self, Setup, recording_setup, wait_device};
 
@@ -60,9 +60,7 @@ async fn the_agent_notifies_systemd_ready_status_watchdog_and_stopping() {
     collect(&sock, crate::T, |m| m.contains("STATUS=connected to"));
     let h = ctl.handle();
     wait_device(&h, || agent.log().join("\n")).await;
-    let Outcome::Done(Reply::Take { .. }) = takes::run(&h, takes::start("show-sd")).await else {
-        panic!("take did not start");
-    };
+    takes::started(&h, takes::start("show-sd")).await;
     let status = collect(&sock, crate::T, |m| {
         m.contains("STATUS=connected to") && m.contains("recording take show-sd on ")
     });

@@ -38,6 +38,38 @@ pub(crate) async fn run(
         .outcome
 }
 
+/// Runs a StartTake; panics unless the take started. Returns it.
+pub(crate) async fn started(
+    h: &rakkr_protocol::controller::ControllerHandle,
+    body: CommandBody,
+) -> rakkr_protocol::TakeInfo {
+    match run(h, body).await {
+        Outcome::Done(Reply::Take { take, .. }) => take,
+        other => panic!("take did not start: {other:?}"),
+    }
+}
+
+/// Stops take `take_id` (empty: the running one); panics unless it
+/// stopped. Returns its final manifest.
+pub(crate) async fn stopped(
+    h: &rakkr_protocol::controller::ControllerHandle,
+    take_id: &str,
+) -> serde_json::Value {
+    match run(
+        h,
+        CommandBody::StopTake {
+            take_id: take_id.into(),
+        },
+    )
+    .await
+    {
+        Outcome::Done(Reply::TakeStopped { manifest_json, .. }) => {
+            serde_json::from_str(&manifest_json).expect("manifest JSON")
+        }
+        other => panic!("stop failed: {other:?}"),
+    }
+}
+
 /// A controller and the real agent daemon recording from the paced
 /// 32-channel FIFO device, connected and with its device open.
 pub(crate) struct Rig {
@@ -284,20 +316,7 @@ async fn controller_drives_a_take_that_survives_a_controller_crash() {
         panic!("the take is not running after the controller came back");
     };
     assert!(running.frames > at_sample, "{} frames", running.frames);
-    let Outcome::Done(Reply::TakeStopped {
-        take,
-        manifest_json,
-    }) = run(
-        &h,
-        CommandBody::StopTake {
-            take_id: "show-1".into(),
-        },
-    )
-    .await
-    else {
-        panic!("stop failed");
-    };
-    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    let m = stopped(&h, "show-1").await;
     assert_eq!(m["status"], "complete");
     assert_eq!(m["markers"][0]["label"], "doors");
     assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");
@@ -452,7 +471,7 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
     // Let the pre-roll buffer fill.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let h = ctl.handle();
-    let Outcome::Done(Reply::Take { take, .. }) = run(
+    let take = started(
         &h,
         CommandBody::StartTake(StartTake {
             take_id: "early".into(),
@@ -462,27 +481,14 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
             pre_roll_ms: 1000,
         }),
     )
-    .await
-    else {
-        panic!("take did not start");
-    };
+    .await;
     assert_eq!(
         take.pre_roll_frames, 48_000,
         "one second from before the command"
     );
     assert_eq!(take.channels, 4);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = run(
-        &h,
-        CommandBody::StopTake {
-            take_id: "early".into(),
-        },
-    )
-    .await
-    else {
-        panic!("stop failed");
-    };
-    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    let m = stopped(&h, "early").await;
     assert_eq!(
         m["files"].as_array().unwrap().len(),
         4,

@@ -50,10 +50,7 @@ async fn recording(take_id: &str, force: bool) -> TakeRig {
     let target = connected(&mut events, OLD).await;
     let h = ctl.handle();
     wait_device(&h, || sup.log().join("\n")).await;
-    let Outcome::Done(Reply::Take { take, .. }) = takes::run(&h, takes::start(take_id)).await
-    else {
-        panic!("take did not start");
-    };
+    let take = takes::started(&h, takes::start(take_id)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     h.publish_artifact(
         "t-take",
@@ -140,17 +137,7 @@ async fn an_update_during_a_take_waits_for_it_and_the_audio_is_bit_exact() {
         r.sup.exits().is_empty(),
         "the agent restarted during the take"
     );
-    let Outcome::Done(Reply::TakeStopped { manifest_json, .. }) = takes::run(
-        &r.h,
-        CommandBody::StopTake {
-            take_id: "show-u".into(),
-        },
-    )
-    .await
-    else {
-        panic!("stop failed");
-    };
-    let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
+    let m = takes::stopped(&r.h, "show-u").await;
     assert_eq!(m["status"], "complete");
     let frames = rakkr_e2e::takecheck::check_content(&r.dir, &m);
     assert!(frames > 48_000 * 3, "{frames} frames");

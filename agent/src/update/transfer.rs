@@ -87,6 +87,8 @@ impl Sink {
 
 /// Hashes and writes on its own thread, so the link task only receives:
 /// chunks go through a bounded channel (the window bounds it anyway).
+/// Dropped early (a refused transfer), its channel closes and the thread
+/// ends by itself; nothing waits for it.
 struct Writer {
     tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     thread: Option<std::thread::JoinHandle<Result<(String, u64), UpdateError>>>,
@@ -136,13 +138,6 @@ impl Writer {
             .await
             .map_err(|e| UpdateError::Transfer(e.to_string()))?
             .map_err(|_| UpdateError::Transfer("the update writer thread panicked".into()))?
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread; nothing waits for it.
-        self.tx = None;
     }
 }
 
