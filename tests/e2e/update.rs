@@ -193,6 +193,7 @@ async fn a_link_cut_mid_transfer_resumes_at_its_offset() {
         matches!(e, ControllerEvent::Disconnected { .. }).then_some(())
     })
     .await;
+    let chunk = u64::from(rakkr_protocol::MAX_CHUNK_LEN);
     let mut resumed_at = None;
     wait_for(
         &mut r.events,
@@ -202,7 +203,7 @@ async fn a_link_cut_mid_transfer_resumes_at_its_offset() {
             ControllerEvent::Fetched { offset, .. } => {
                 let first = resumed_at.get_or_insert(*offset);
                 *first = (*first).min(*offset);
-                (*offset + 512 * 1024 >= size).then_some(())
+                (*offset + chunk >= size).then_some(())
             }
             _ => None,
         },
@@ -210,8 +211,9 @@ async fn a_link_cut_mid_transfer_resumes_at_its_offset() {
     .await;
     let resumed_at = resumed_at.unwrap();
     // The cut closes the link at the first request at or past `cut`
-    // (chunks are 256 KiB): everything before it had arrived.
-    let cut_request = cut.next_multiple_of(256 * 1024);
+    // (the agent asks for MAX_CHUNK_LEN-sized chunks): everything before
+    // it had arrived.
+    let cut_request = cut.next_multiple_of(chunk);
     assert!(
         resumed_at > 0 && resumed_at <= cut_request,
         "resumed at {resumed_at}, cut at {cut_request}"
