@@ -250,6 +250,23 @@ impl TrackWriter {
         debug_assert_eq!(interleaved.len() % ch, 0);
         self.pending.extend_from_slice(interleaved);
         self.frames += (interleaved.len() / ch) as u64;
+        self.encode_pending()
+    }
+
+    /// Appends channel `channel` of an interleaved block of `channels`
+    /// channels (a mono writer's input straight from the capture block).
+    /// Call [`TrackWriter::encode_pending`] when the block is done.
+    pub fn push_channel(&mut self, block: &[i32], channel: usize, channels: usize) {
+        debug_assert_eq!(self.channels, 1);
+        debug_assert_eq!(block.len() % channels, 0);
+        self.pending
+            .extend(block.chunks_exact(channels).map(|frame| frame[channel]));
+        self.frames += (block.len() / channels) as u64;
+    }
+
+    /// Encodes every whole encoder frame waiting in `pending`.
+    pub fn encode_pending(&mut self) -> anyhow::Result<()> {
+        let ch = usize::from(self.channels);
         let step = if self.frame_size == 0 {
             PCM_CHUNK_FRAMES
         } else {

@@ -32,6 +32,29 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
 /// Fewest files per encoder thread: below this one thread does it all.
 const MIN_TRACKS_PER_THREAD: usize = 4;
 
+/// Frames de-interleaved at a time: 256 frames of 32 channels are 32 KiB,
+/// which stay in the L1/L2 cache while every channel is gathered from them.
+const TILE_FRAMES: usize = 256;
+
+/// De-interleaves `block` into mono writers `group` (channels `first..`)
+/// one cache-sized tile at a time, then encodes what they hold.
+fn feed(
+    group: &mut [(TrackWriter, FileEntry)],
+    first: usize,
+    block: &[i32],
+    channels: usize,
+) -> anyhow::Result<()> {
+    for tile in block.chunks(TILE_FRAMES * channels) {
+        for (i, (w, _)) in group.iter_mut().enumerate() {
+            w.push_channel(tile, first + i, channels);
+        }
+    }
+    for (w, _) in group.iter_mut() {
+        w.encode_pending()?;
+    }
+    Ok(())
+}
+
 /// Encodes each channel's samples into its file, spreading the files over
 /// the available cores when there are enough of them (32 FLAC encoders
 /// are more than one small core keeps up with in real time).
@@ -41,29 +64,20 @@ const MIN_TRACKS_PER_THREAD: usize = 4;
 /// audio, so the spawn cost (tens of µs) is noise.
 fn encode_spread(
     tracks: &mut [(TrackWriter, FileEntry)],
-    scratch: &[Vec<i32>],
+    block: &[i32],
+    channels: usize,
 ) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = cores.min(tracks.len() / MIN_TRACKS_PER_THREAD).max(1);
     if threads == 1 {
-        for ((w, _), buf) in tracks.iter_mut().zip(scratch) {
-            w.write(buf)?;
-        }
-        return Ok(());
+        return feed(tracks, 0, block, channels);
     }
     let per = tracks.len().div_ceil(threads);
     std::thread::scope(|s| {
         let workers: Vec<_> = tracks
             .chunks_mut(per)
-            .zip(scratch.chunks(per))
-            .map(|(group, bufs)| {
-                s.spawn(move || -> anyhow::Result<()> {
-                    for ((w, _), buf) in group.iter_mut().zip(bufs) {
-                        w.write(buf)?;
-                    }
-                    Ok(())
-                })
-            })
+            .enumerate()
+            .map(|(n, group)| s.spawn(move || feed(group, n * per, block, channels)))
             .collect();
         for w in workers {
             w.join()
@@ -90,25 +104,10 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes interleaved `block` (whole frames) into the segment's files;
-    /// `scratch` holds one de-interleave buffer per channel.
-    pub fn write(
-        &mut self,
-        channels: usize,
-        block: &[i32],
-        scratch: &mut [Vec<i32>],
-    ) -> anyhow::Result<()> {
+    /// Writes interleaved `block` (whole frames) into the segment's files.
+    pub fn write(&mut self, channels: usize, block: &[i32]) -> anyhow::Result<()> {
         if self.tracks.len() > 1 || channels == 1 {
-            for buf in scratch.iter_mut() {
-                buf.clear();
-            }
-            // NOTE: one strided pass per channel; indexing by `i % channels`
-            // costs a division per sample, which was most of the writer's
-            // own CPU time.
-            for (c, buf) in scratch.iter_mut().enumerate().take(channels) {
-                buf.extend(block.iter().skip(c).step_by(channels));
-            }
-            encode_spread(&mut self.tracks, scratch)?;
+            encode_spread(&mut self.tracks, block, channels)?;
         } else if let Some((w, _)) = self.tracks.first_mut() {
             w.write(block)?;
         }

@@ -76,7 +76,6 @@ pub struct Take {
     synced: u64,
     sync_frames: u64,
     last_sync: std::time::Instant,
-    scratch: Vec<Vec<i32>>,
     guard: disk::Watch,
     _lock: TakeLock,
 }
@@ -144,7 +143,6 @@ impl Take {
         let mut take = Self {
             limit: spec.segment_frames.clamp(1, fmt_limit),
             sync_frames: u64::from(spec.sample_rate / 2).max(1),
-            scratch: (0..ch).map(|_| Vec::with_capacity(4096)).collect(),
             guard: disk::Watch::new(&dir, &spec.disk),
             spec,
             layout,
@@ -220,7 +218,7 @@ impl Take {
             let Some(seg) = self.seg.as_mut() else { break };
             let room = (self.limit - seg.frames) as usize;
             let n = (block.len() / ch).min(room);
-            seg.write(ch, &block[..n * ch], &mut self.scratch)?;
+            seg.write(ch, &block[..n * ch])?;
             block = &block[n * ch..];
             self.done += n as u64;
             if seg.frames >= self.limit {
