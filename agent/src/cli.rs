@@ -119,10 +119,42 @@ pub enum Command {
         #[command(subcommand)]
         action: UpdateAction,
     },
+    /// The node's TLS trust: show it, or install a checked identity.
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
+    },
     /// Repair takes a crash or power cut interrupted (the daemon and `record` also do this at start).
     Recover {
         /// A take directory, or a directory of takes; default: storage.recordings_path.
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustAction {
+    /// What trust this node has (also on an empty state directory: what is missing).
+    /// Exit 0 when usable, 4 when not.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an identity (key matches, chains to the CA, valid now, this
+    /// node), install it atomically and tell the running agent. A refusal
+    /// writes nothing.
+    Install {
+        /// The fleet CA bundle (PEM).
+        #[arg(long, value_name = "PATH")]
+        ca: PathBuf,
+        /// The node certificate chain (PEM, leaf first).
+        #[arg(long, value_name = "PATH")]
+        cert: PathBuf,
+        /// The node private key (PEM).
+        #[arg(long, value_name = "PATH")]
+        key: PathBuf,
+        /// Do not ask a running agent to reconnect with it.
+        #[arg(long)]
+        no_reload: bool,
     },
 }
 

@@ -26,6 +26,8 @@ pub enum Request {
     Meter,
     /// Stop cleanly and exit to be restarted (after `update apply`/`rollback`).
     Restart,
+    /// New trust was installed: check it loads, then reconnect with it.
+    ReloadTrust,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +50,7 @@ pub enum Reply {
     Annotated { seq: u64 },
     Meter(rakkr_protocol::MeterFrame),
     Restarting,
+    TrustReloaded { node_id: String },
     Error { message: String },
 }
 
@@ -134,6 +137,18 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     recording,
                 })
             }
+            Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {
+                Ok(loaded) => {
+                    tracing::info!(node = %loaded.node_id, "new trust installed; reconnecting with it");
+                    node.reload_trust.notify_one();
+                    Reply::TrustReloaded {
+                        node_id: loaded.node_id,
+                    }
+                }
+                Err(e) => Reply::Error {
+                    message: format!("{e:#}"),
+                },
+            },
             Ok(Request::Restart) => {
                 tracing::info!("restart asked for on the control socket");
                 node.request_restart();

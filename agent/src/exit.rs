@@ -20,6 +20,8 @@ pub enum Failure {
     NoDaemon,
     #[error("audio capture failed")]
     Capture,
+    #[error("installing trust failed")]
+    TrustStore,
 }
 
 impl Failure {
@@ -31,6 +33,7 @@ impl Failure {
             Failure::AlreadyRunning => 6,
             Failure::NoDaemon => 7,
             Failure::Capture => 8,
+            Failure::TrustStore => 25,
         }
     }
 }
@@ -51,6 +54,10 @@ pub fn code_of(err: &anyhow::Error) -> ExitCode {
         .or_else(|| {
             err.downcast_ref::<crate::update::UpdateError>()
                 .map(|u| u.exit_code())
+        })
+        .or_else(|| {
+            err.downcast_ref::<crate::trust::validate::Refusal>()
+                .map(|r| r.exit_code())
         })
         .unwrap_or(FAILURE);
     ExitCode::from(code)

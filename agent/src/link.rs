@@ -29,7 +29,16 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
             attempt: backoff.attempt() + 1,
         });
         let mut welcomed = false;
-        let result = session(&node, &cancel, &mut welcomed).await;
+        // NOTE: new trust (`trust install`) ends the session at once; what
+        // was in flight is resent by the next session (nothing is acked yet).
+        let result = tokio::select! {
+            r = session(&node, &cancel, &mut welcomed) => r,
+            _ = node.reload_trust.notified() => {
+                tracing::info!("reconnecting with the newly installed trust");
+                backoff.reset();
+                continue;
+            }
+        };
         if welcomed {
             backoff.reset();
         }
@@ -46,6 +55,7 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+            _ = node.reload_trust.notified() => backoff.reset(),
         }
     }
 }

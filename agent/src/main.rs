@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, UpdateAction};
+use crate::cli::{Cli, Command, TrustAction, UpdateAction};
 use crate::exit::Failure;
 
 fn init_logging(filter: &str) {
@@ -100,6 +100,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     | Command::Status { .. }
                     | Command::Meter { .. }
                     | Command::Update { .. }
+                    | Command::Trust { .. }
             )
         );
     let filter = cli
@@ -151,6 +152,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 force,
                 no_restart,
             } => ops::update::rollback(&config, install_path.as_deref(), force, no_restart),
+        },
+        Command::Trust { action } => match action {
+            TrustAction::Show { json } => return ops::trust::show(&config, json),
+            TrustAction::Install {
+                ca,
+                cert,
+                key,
+                no_reload,
+            } => ops::trust::install(
+                &config,
+                ops::trust::InstallArgs {
+                    ca,
+                    cert,
+                    key,
+                    no_reload,
+                },
+            ),
         },
         Command::Inventory { json } => ops::print_inventory(&config, json),
         Command::Check { config_only } => ops::check(&config, config_only),

@@ -64,6 +64,8 @@ pub struct Node {
     update: Mutex<Option<(String, String)>>,
     /// Set when the process should exit to be restarted (update, rollback).
     restart: Notify,
+    /// New trust is on disk: the link ends its session and reconnects.
+    pub reload_trust: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,6 +89,7 @@ impl Node {
             chunks: Mutex::new(None),
             update: Mutex::new(None),
             restart: Notify::new(),
+            reload_trust: Notify::new(),
         })
     }
 

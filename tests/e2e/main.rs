@@ -17,6 +17,7 @@ mod record;
 mod refusals;
 mod systemd;
 mod takes;
+mod trust;
 mod update;
 mod update_take;
 mod update_url;

@@ -5,11 +5,12 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::exit::Failure;
-use crate::{control, inventory, trust, util};
+use crate::{control, inventory, util};
 
 pub mod encode;
 pub mod meter;
 pub mod record;
+pub mod trust;
 pub mod update;
 
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
@@ -46,7 +47,7 @@ pub fn check(config: &Config, config_only: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let loaded = trust::require(&config.trust).context(Failure::Trust)?;
+    let loaded = crate::trust::require(&config.trust).context(Failure::Trust)?;
     if let Some(id) = &config.node.id
         && *id != loaded.node_id
     {

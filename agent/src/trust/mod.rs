@@ -1,7 +1,7 @@
 //! The node's TLS identity and the fleet CA bundle, as files on disk
 //! (default `<state>/trust/{ca.pem,node.pem,node.key}`). Read fresh on every
 //! connection attempt, so trust installed while the agent runs is picked up.
-//! This module only reads; installing and rotating trust come later.
+//! `validate` checks a candidate identity, `store` installs one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +13,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::TrustPaths;
+
+pub mod store;
+pub mod validate;
 
 /// Loaded trust material, ready for the link.
 #[derive(Debug)]
@@ -27,11 +30,29 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// Reads the three files; under the managed layout, again if `current`
+/// moved meanwhile (an install in between), so the set is never torn.
+fn read_all(paths: &TrustPaths) -> anyhow::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let current = || store::managed_dir(paths).and_then(store::current_target);
+    let mut last = None;
+    for _ in 0..3 {
+        let before = current();
+        let read_set = (
+            read(&paths.ca_bundle, "CA bundle")?,
+            read(&paths.cert, "node certificate")?,
+            read(&paths.key, "node private key")?,
+        );
+        if current() == before {
+            return Ok(read_set);
+        }
+        last = Some(read_set);
+    }
+    last.context("trust changed during every read")
+}
+
 /// Loads and checks the CA bundle, certificate and key.
 pub fn load(paths: &TrustPaths) -> anyhow::Result<Loaded> {
-    let ca_pem = read(&paths.ca_bundle, "CA bundle")?;
-    let cert_pem = read(&paths.cert, "node certificate")?;
-    let key_pem = read(&paths.key, "node private key")?;
+    let (ca_pem, cert_pem, key_pem) = read_all(paths)?;
     let cas = tls::certs_from_pem(&ca_pem, &paths.ca_bundle.display().to_string())?;
     let identity = Identity::from_pem(
         &cert_pem,

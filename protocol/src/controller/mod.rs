@@ -75,6 +75,8 @@ pub enum ControllerEvent {
         node: String,
         peer: SocketAddr,
         version: u16,
+        /// SHA-256 of the certificate the agent presented (hex).
+        cert_sha256: String,
         hello: Box<Hello>,
     },
     Event {

@@ -87,10 +87,13 @@ async fn serve(
             "client did not negotiate ALPN rakkr-agent/1".into(),
         );
     }
-    let certified = match conn.peer_certificates().and_then(|c| c.first()) {
+    let (certified, cert_sha256) = match conn.peer_certificates().and_then(|c| c.first()) {
         None => return fail(shared, peer, "client presented no certificate".into()),
         Some(cert) => match crate::tls::common_name(cert) {
-            Ok(cn) => cn,
+            Ok(cn) => {
+                use sha2::Digest;
+                (cn, hex::encode(sha2::Sha256::digest(cert.as_ref())))
+            }
             Err(e) => return fail(shared, peer, e.to_string()),
         },
     };
@@ -186,6 +189,7 @@ async fn serve(
         node: node.clone(),
         peer,
         version,
+        cert_sha256,
         hello: Box::new(hello.clone()),
     });
     let reason = session_loop(shared, &node, &hello, &mut framed, rx).await;
