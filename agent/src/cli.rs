@@ -50,6 +50,11 @@ pub enum Command {
         /// installed while the daemon runs; it reads trust per connection).
         #[arg(long)]
         config_only: bool,
+        /// Only whether a controller is configured: exit 0 if so, 1 if not
+        /// (systemd's ExecCondition: a node not configured yet is skipped,
+        /// not failed and restarted); 255 for a broken configuration.
+        #[arg(long, conflicts_with = "config_only")]
+        configured: bool,
     },
     /// Show the running agent's state (link, pending events).
     Status {

@@ -69,11 +69,18 @@ fn main() -> ExitCode {
         print!("{}", build_info::version_text());
         return ExitCode::SUCCESS;
     }
+    // NOTE: under ExecCondition=, codes 1-254 mean "skip the unit": a
+    // broken configuration must fail it instead (255).
+    let condition = matches!(cli.command, Some(Command::Check { configured: true, .. }));
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            exit::code_of(&e)
+            if condition {
+                ExitCode::from(255)
+            } else {
+                exit::code_of(&e)
+            }
         }
     }
 }
@@ -171,7 +178,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             ),
         },
         Command::Inventory { json } => ops::print_inventory(&config, json),
-        Command::Check { config_only } => ops::check(&config, config_only),
+        Command::Check {
+            configured: true, ..
+        } => return Ok(ops::configured(&config)),
+        Command::Check { config_only, .. } => ops::check(&config, config_only),
         Command::Status { json } => ops::status(&config, json),
         Command::Annotate { text } => ops::annotate(&config, text),
         Command::Record {

@@ -67,6 +67,19 @@ pub fn check(config: &Config, config_only: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `check --configured`: 0 when a controller is configured, else 1.
+pub fn configured(config: &Config) -> u8 {
+    if config.controller.endpoint.is_some() {
+        0
+    } else {
+        println!(
+            "not configured yet: set controller.url in {} or RAKKR_CONTROLLER_URL in /etc/rakkr/recorder-agent.env, then start the service",
+            crate::config::DEFAULT_PATH
+        );
+        1
+    }
+}
+
 /// `status`: ask the running daemon.
 pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     match control::request(&config.state_dir, &control::Request::Status)
