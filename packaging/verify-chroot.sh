@@ -16,17 +16,8 @@ root=$cache/chroot-bookworm-minbase
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
-for p in debootstrap python3; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    { $sudo apt-get update -qq; DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$p" >/dev/null; }
-done
-if [ ! -x "$root/bin/sh" ]; then
-  mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1)
-  echo "debootstrap minbase bookworm from ${mirror:-http://deb.debian.org/debian}" >&2
-  $sudo rm -rf "$root.tmp"
-  $sudo debootstrap --variant=minbase bookworm "$root.tmp" "${mirror:-http://deb.debian.org/debian}" >/dev/null
-  $sudo mv "$root.tmp" "$root"
-fi
+. "$(dirname "$0")/lib/chroot.sh"
+ensure_minbase_chroot "$root"
 if $sudo chroot "$root" dpkg-query -W libasound2 >/dev/null 2>&1 || [ -e "$root/usr/share/alsa" ]; then
   echo "the chroot has ALSA installed; it proves nothing" >&2
   exit 1

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod ansible;
 mod commands;
 mod diskfull;
 mod durability;

@@ -103,6 +103,10 @@ fn stage_copy(from: &Path, paths: &Paths, what: &str) -> Result<PathBuf, UpdateE
         std::io::copy(&mut src, &mut dst)?;
         dst.flush()?;
         dst.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        // NOTE: installed by root, the binary still belongs to the service
+        // user who owns the directory, or its own updates could not keep
+        // the previous one (protected_hardlinks) or replace it.
+        crate::util::give_like(&tmp, paths.dir())?;
         dst.sync_all()
     })();
     match result {

@@ -77,5 +77,8 @@ pub fn save(state_dir: &Path, st: &UpdateState) -> anyhow::Result<()> {
     std::fs::create_dir_all(super::dir(state_dir))
         .with_context(|| format!("creating {}", super::dir(state_dir).display()))?;
     let bytes = serde_json::to_vec_pretty(st)?;
-    atomic_write(&p, &bytes, 0o600).with_context(|| format!("writing update state {}", p.display()))
+    atomic_write(&p, &bytes, 0o600)
+        .and_then(|()| crate::util::give_like(super::dir(state_dir).as_path(), state_dir))
+        .and_then(|()| crate::util::give_like(&p, state_dir))
+        .with_context(|| format!("writing update state {}", p.display()))
 }
