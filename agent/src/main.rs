@@ -71,7 +71,13 @@ fn main() -> ExitCode {
     }
     // NOTE: under ExecCondition=, codes 1-254 mean "skip the unit": a
     // broken configuration must fail it instead (255).
-    let condition = matches!(cli.command, Some(Command::Check { configured: true, .. }));
+    let condition = matches!(
+        cli.command,
+        Some(Command::Check {
+            configured: true,
+            ..
+        })
+    );
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

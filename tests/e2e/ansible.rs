@@ -28,7 +28,12 @@ fn ansible_playbook() -> PathBuf {
     let bin = venv.join("bin/ansible-playbook");
     if !bin.exists() {
         if !venv.join("bin/pip").exists() {
-            let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap();
+            let ok = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap();
             assert!(ok.success(), "python3 -m venv");
         }
         let ok = Command::new(venv.join("bin/pip"))
@@ -51,9 +56,24 @@ fn temp_root(into: &Path) -> PathBuf {
         repo().join("packaging/lib/chroot.sh").display(),
         base.display()
     );
-    assert!(Command::new("bash").arg("-c").arg(&script).status().unwrap().success());
+    assert!(
+        Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
     let root = into.join("root");
-    assert!(Command::new("cp").arg("-a").arg(&base).arg(&root).status().unwrap().success());
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success()
+    );
     for leftover in ["opt/rakkr", "srv/rakkr-verify", "etc/asound.conf"] {
         let _ = std::fs::remove_dir_all(root.join(leftover));
         let _ = std::fs::remove_file(root.join(leftover));
@@ -64,10 +84,17 @@ fn temp_root(into: &Path) -> PathBuf {
 /// A release archive of the agent binary: `<name>/rakkr-recorder-agent`
 /// inside `<name>.tar.gz`, and `<name>.tar.gz.sha256` beside it.
 fn release_archive(dir: &Path) -> PathBuf {
-    let name = format!("rakkr-recorder-agent-test-{}-unknown-linux-musl", std::env::consts::ARCH);
+    let name = format!(
+        "rakkr-recorder-agent-test-{}-unknown-linux-musl",
+        std::env::consts::ARCH
+    );
     let stage = dir.join("stage");
     std::fs::create_dir_all(stage.join(&name)).unwrap();
-    std::fs::copy(rakkr_e2e::agent_bin(), stage.join(&name).join("rakkr-recorder-agent")).unwrap();
+    std::fs::copy(
+        rakkr_e2e::agent_bin(),
+        stage.join(&name).join("rakkr-recorder-agent"),
+    )
+    .unwrap();
     let archive = dir.join(format!("{name}.tar.gz"));
     let ok = Command::new("tar")
         .arg("-czf")
@@ -157,12 +184,17 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
     // install_dependencies: user (in audio), directories, default config; twice = no change.
     for (n, want) in [(1, "changed=4"), (2, "changed=0")] {
         let (line, text) = recap(&play.run("install_dependencies", &[]));
-        assert!(line.contains("failed=0") && line.contains(want), "run {n}: {text}");
+        assert!(
+            line.contains("failed=0") && line.contains(want),
+            "run {n}: {text}"
+        );
     }
     let uid = uid_in(root, "rakkr");
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
     assert!(
-        group.lines().any(|l| l.starts_with("audio:") && l.ends_with("rakkr")),
+        group
+            .lines()
+            .any(|l| l.starts_with("audio:") && l.ends_with("rakkr")),
         "rakkr not in audio: {group}"
     );
     let state = root.join("var/lib/rakkr/agent");
@@ -176,7 +208,10 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
     let bad_archive = bad.join(archive.file_name().unwrap());
     std::fs::copy(&archive, &bad_archive).unwrap();
     std::fs::write(
-        bad.join(format!("{}.sha256", bad_archive.file_name().unwrap().to_string_lossy())),
+        bad.join(format!(
+            "{}.sha256",
+            bad_archive.file_name().unwrap().to_string_lossy()
+        )),
         format!("{}  x\n", "0".repeat(64)),
     )
     .unwrap();
@@ -202,7 +237,10 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
     );
     assert_eq!(std::fs::metadata(&installed).unwrap().uid(), uid);
     let (line, text) = recap(&play.run("update_binary", &local));
-    assert!(line.contains("failed=0") && text.contains("nothing to do"), "{text}");
+    assert!(
+        line.contains("failed=0") && text.contains("nothing to do"),
+        "{text}"
+    );
     assert!(!text.contains("changed: [localhost] => (item") && line.contains("failed=0"));
 
     // smoke_check: --print-inventory, in the controller's shape.
@@ -212,8 +250,14 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
 
     // rotate_trust: a wrong key is refused and nothing is written; a good identity is installed.
     let pki = TestPki::new();
-    let node = pki.ca.issue_node("node-ansible", Validity::days(30)).unwrap();
-    let other = pki.ca.issue_node("node-ansible", Validity::days(30)).unwrap();
+    let node = pki
+        .ca
+        .issue_node("node-ansible", Validity::days(30))
+        .unwrap();
+    let other = pki
+        .ca
+        .issue_node("node-ansible", Validity::days(30))
+        .unwrap();
     let files = tmp.path().join("trust-src");
     std::fs::create_dir_all(&files).unwrap();
     for (name, body) in [
@@ -226,8 +270,14 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
     }
     let trust_vars = |key: &str| {
         vec![
-            ("rakkr_trust_ca_src", files.join("ca.pem").display().to_string()),
-            ("rakkr_trust_cert_src", files.join("node.pem").display().to_string()),
+            (
+                "rakkr_trust_ca_src",
+                files.join("ca.pem").display().to_string(),
+            ),
+            (
+                "rakkr_trust_cert_src",
+                files.join("node.pem").display().to_string(),
+            ),
             ("rakkr_trust_key_src", files.join(key).display().to_string()),
         ]
     };
@@ -236,26 +286,38 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
     assert!(!out.status.success() && text.contains("exit 21"), "{text}");
     assert!(!state.join("trust").exists(), "a refusal writes nothing");
     let (line, text) = recap(&play.run("rotate_trust", &trust_vars("node.key")));
-    assert!(line.contains("failed=0") && text.contains("CN=node-ansible"), "{text}");
+    assert!(
+        line.contains("failed=0") && text.contains("CN=node-ansible"),
+        "{text}"
+    );
     assert_eq!(
         std::fs::read_to_string(state.join("trust/node.pem")).unwrap(),
         node.cert_pem
     );
     let key = state.join("trust/current/node.key");
     assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(&key).unwrap().uid(), uid, "the daemon's user must own the key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().uid(),
+        uid,
+        "the daemon's user must own the key"
+    );
     assert!(
         std::fs::read_dir(std::env::temp_dir())
             .unwrap()
             .flatten()
-            .all(|e| !e.file_name().to_string_lossy().starts_with("rakkr-trust-")
-                || !e.path().join("node.key").exists()),
+            .all(
+                |e| !e.file_name().to_string_lossy().starts_with("rakkr-trust-")
+                    || !e.path().join("node.key").exists()
+            ),
         "the staged key must be removed"
     );
 
     // restart_service: no systemd in a temp root; says so, fails nothing.
     let (line, text) = recap(&play.run("restart_service", &[]));
-    assert!(line.contains("failed=0") && text.contains("no systemd to restart"), "{text}");
+    assert!(
+        line.contains("failed=0") && text.contains("no systemd to restart"),
+        "{text}"
+    );
 
     // An action that is not one of the five.
     let out = play.run("reboot_everything", &[]);

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod cli;
 mod ansible;
+mod cli;
 mod commands;
 mod diskfull;
 mod durability;
