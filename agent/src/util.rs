@@ -48,14 +48,6 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), total))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn iso8601_of_epoch() {
-        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00Z");
-    }
-}
-
 /// When running as root (Ansible, an operator with sudo), gives `path` to
 /// the owner of `like` (a directory the service user owns), so that the
 /// daemon, which runs as that user, can still read and replace it. A no-op
@@ -67,4 +59,12 @@ pub fn give_like(path: &std::path::Path, like: &std::path::Path) -> std::io::Res
     }
     let m = std::fs::metadata(like)?;
     std::os::unix::fs::lchown(path, Some(m.uid()), Some(m.gid()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso8601_of_epoch() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00Z");
+    }
 }
