@@ -24,7 +24,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-cache=${RAKKR_RELEASE_CACHE:-$HOME/.cache/rakkr-release}
+cache=${RAKKR_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rakkr-release}
 dist=$root/dist
 targets=()
 check=1

@@ -11,13 +11,17 @@
 set -euo pipefail
 bin=$(realpath "$1")
 arch=${2:-$(uname -m)}
-cache=${RAKKR_RELEASE_CACHE:-$HOME/.cache/rakkr-release}
-root=$cache/chroot-bookworm-minbase
+cache=${RAKKR_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rakkr-release}
+base=$cache/chroot-bookworm-minbase
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
 . "$(dirname "$0")/lib/chroot.sh"
-ensure_minbase_chroot "$root"
+ensure_minbase_chroot "$base"
+# A throwaway copy: the cached tree stays pristine for other checks.
+scratch=$(mktemp -d)
+root=$scratch/root
+$sudo cp -a "$base" "$root"
 if $sudo chroot "$root" dpkg-query -W libasound2 >/dev/null 2>&1 || [ -e "$root/usr/share/alsa" ]; then
   echo "the chroot has ALSA installed; it proves nothing" >&2
   exit 1
@@ -67,7 +71,11 @@ mounted=0
 if ! mountpoint -q "$root/proc"; then
   $sudo mount -t proc proc "$root/proc" && mounted=1
 fi
-cleanup() { [ "$mounted" = 0 ] || $sudo umount "$root/proc"; }
+cleanup() {
+  [ "$mounted" = 0 ] || $sudo umount "$root/proc"
+  # Never delete through a mount that is still there.
+  grep -q " $scratch/" /proc/mounts || $sudo rm -rf "$scratch"
+}
 trap cleanup EXIT
 in_chroot() {
   $sudo chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root RAKKR_STATE_DIR=$work/state "${run[@]}" "$@"

@@ -15,7 +15,7 @@
 set -euo pipefail
 deb=$(realpath "$1")
 rpm=${2:+$(realpath "$2")}
-cache=${RAKKR_RELEASE_CACHE:-$HOME/.cache/rakkr-release}
+cache=${RAKKR_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rakkr-release}
 base=$cache/chroot-bookworm-minbase
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -161,6 +161,10 @@ pub enum TrustAction {
         #[arg(long)]
         no_reload: bool,
     },
+    /// Ask the running agent to renew its certificate now (new key, CSR
+    /// over the link); the outcome is a TrustRenewed or TrustRenewFailed
+    /// event. Exit 7 when no agent runs here.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,8 @@ pub enum Request {
     Restart,
     /// New trust was installed: check it loads, then reconnect with it.
     ReloadTrust,
+    /// Renew the node certificate now (over the link).
+    RotateTrust,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +53,7 @@ pub enum Reply {
     Meter(rakkr_protocol::MeterFrame),
     Restarting,
     TrustReloaded { node_id: String },
+    RenewalStarted,
     Error { message: String },
 }
 
@@ -141,6 +144,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                 Ok(loaded) => {
                     tracing::info!(node = %loaded.node_id, "new trust installed; reconnecting with it");
                     node.reload_trust.notify_one();
+                    node.trust.installed.send_modify(|n| *n += 1);
                     Reply::TrustReloaded {
                         node_id: loaded.node_id,
                     }
@@ -149,6 +153,11 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     message: format!("{e:#}"),
                 },
             },
+            Ok(Request::RotateTrust) => {
+                tracing::info!("certificate renewal asked for on the control socket");
+                node.trust.rotate.notify_one();
+                Reply::RenewalStarted
+            }
             Ok(Request::Restart) => {
                 tracing::info!("restart asked for on the control socket");
                 node.request_restart();

@@ -151,6 +151,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     let cancel = CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(crate::link::run(node.clone(), cancel.clone()));
+    tasks.spawn(crate::trust::renew::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::control::serve(
         listener,
         node.clone(),

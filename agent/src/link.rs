@@ -104,6 +104,14 @@ async fn session(
         r = connect => r?,
     };
     *welcomed = true;
+    let chain = framed
+        .get_ref()
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
+    node.trust.set_controller_chain(chain);
     let skew_ms = welcome.server_time_ms as i64 - crate::util::now_ms() as i64;
     if skew_ms.abs() > 5_000 {
         tracing::warn!(
@@ -197,8 +205,9 @@ async fn serve(
     node.new_events.notify_one();
     let mut meter = node.meter.subscribe();
     meter.mark_unchanged();
-    // NOTE: one session at a time holds the transfer requests.
+    // NOTE: one session at a time holds the transfer and renewal requests.
     let mut fetches = node.fetch_rx.lock().await;
+    let mut renewals = node.trust.requests_rx.lock().await;
     loop {
         tokio::select! {
             biased;
@@ -232,11 +241,17 @@ async fn serve(
                     Some(Ok(ControllerMsg::TransferFailed { transfer_id, message })) => {
                         node.deliver(Err(format!("{transfer_id}: {message}")));
                     }
+                    Some(Ok(ControllerMsg::Renewed { request_id, chain_pem })) => {
+                        node.trust.deliver(request_id, Ok(chain_pem));
+                    }
+                    Some(Ok(ControllerMsg::RenewRefused { request_id, message })) => {
+                        node.trust.deliver(request_id, Err(message));
+                    }
                     Some(Ok(ControllerMsg::Goodbye(g))) => {
                         tracing::info!(reason = ?g.reason, message = %g.message, "controller said goodbye");
                         return Err(LinkError::Closed { during: "by the controller's Goodbye" });
                     }
-                    Some(Ok(other @ (ControllerMsg::Welcome(_) | ControllerMsg::Reject(_)))) => {
+                    Some(Ok(other @ (ControllerMsg::Welcome(_) | ControllerMsg::Reject(_) | ControllerMsg::RenewalOnly { .. }))) => {
                         return Err(LinkError::Unexpected { got: other.kind(), during: "after the handshake" });
                     }
                 }
@@ -253,6 +268,9 @@ async fn serve(
             }
             Some(f) = fetches.recv() => {
                 send(framed, live, AgentMsg::Fetch(f), address).await?;
+            }
+            Some(r) = renewals.recv() => {
+                send(framed, live, AgentMsg::Renew(r), address).await?;
             }
             _ = node.new_events.notified() => {
                 if send_pending(node, framed, live, &mut sent, address).await? {

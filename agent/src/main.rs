@@ -168,6 +168,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         },
         Command::Trust { action } => match action {
             TrustAction::Show { json } => return ops::trust::show(&config, json),
+            TrustAction::Rotate => ops::trust::rotate(&config),
             TrustAction::Install {
                 ca,
                 cert,

@@ -66,6 +66,8 @@ pub struct Node {
     restart: Notify,
     /// New trust is on disk: the link ends its session and reconnects.
     pub reload_trust: Notify,
+    /// Renewal requests and answers between the renewal task and the link.
+    pub trust: crate::trust::channel::TrustChannel,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,6 +92,7 @@ impl Node {
             update: Mutex::new(None),
             restart: Notify::new(),
             reload_trust: Notify::new(),
+            trust: Default::default(),
         })
     }
 
@@ -227,6 +230,54 @@ impl Node {
                     failed(&cmd.id, code, message)
                 }
             },
+            CommandBody::RotateTrust => {
+                tracing::info!(id = %cmd.id, "the controller asks for a certificate renewal");
+                self.trust.rotate.notify_one();
+                done(Reply::RenewalStarted)
+            }
+            CommandBody::TrustBundle { cas_pem } => {
+                let me = self.clone();
+                let cas_pem = cas_pem.clone();
+                let applied = tokio::task::spawn_blocking(move || {
+                    let endpoint = me
+                        .config
+                        .controller
+                        .endpoint
+                        .as_ref()
+                        .ok_or("no controller configured")?;
+                    let name = rakkr_protocol::tls::server_name(&endpoint.server_name)
+                        .map_err(|e| e.to_string())?;
+                    crate::trust::bundle::apply(
+                        &me.config.trust,
+                        &cas_pem,
+                        &me.trust.controller_chain(),
+                        &name,
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                match applied {
+                    Ok(ca_sha256) => {
+                        tracing::info!(id = %cmd.id, cas = ?ca_sha256, "new CA bundle installed");
+                        if let Err(e) = self
+                            .emit(EventBody::TrustBundleChanged {
+                                ca_sha256: ca_sha256.clone(),
+                            })
+                            .await
+                        {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                "could not record the bundle change"
+                            );
+                        }
+                        done(Reply::TrustBundle { ca_sha256 })
+                    }
+                    Err(message) => {
+                        tracing::warn!(id = %cmd.id, %message, "CA bundle refused");
+                        failed(&cmd.id, FailureCode::InvalidArgument, message)
+                    }
+                }
+            }
             CommandBody::StartTake(_)
             | CommandBody::StopTake { .. }
             | CommandBody::Mark { .. }

@@ -98,6 +98,9 @@ impl ControllerMsg {
             ControllerMsg::Goodbye(_) => "Goodbye",
             ControllerMsg::Chunk(_) => "Chunk",
             ControllerMsg::TransferFailed { .. } => "TransferFailed",
+            ControllerMsg::Renewed { .. } => "Renewed",
+            ControllerMsg::RenewRefused { .. } => "RenewRefused",
+            ControllerMsg::RenewalOnly { .. } => "RenewalOnly",
         }
     }
 }
@@ -113,6 +116,7 @@ impl AgentMsg {
             AgentMsg::Meter(_) => "Meter",
             AgentMsg::Goodbye(_) => "Goodbye",
             AgentMsg::Fetch(_) => "Fetch",
+            AgentMsg::Renew(_) => "Renew",
         }
     }
 }

@@ -46,6 +46,16 @@ pub struct Validity {
 }
 
 impl Validity {
+    /// From two seconds ago for `lifetime` (short-lived certificates:
+    /// backdating by an hour would put them past two thirds at once).
+    pub fn lasting(lifetime: std::time::Duration) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::seconds(2),
+            not_after: now + lifetime,
+        }
+    }
+
     /// From an hour ago until `days` from now.
     pub fn days(days: i64) -> Self {
         let now = OffsetDateTime::now_utc();
@@ -122,6 +132,37 @@ impl Ca {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// Signs a certificate signing request (DER; its signature proves the
+    /// requester holds the key) as a node certificate for `node_id`, with
+    /// the same profile as [`Ca::issue_node`]. Returns the PEM certificate.
+    /// The CSR's own subject is ignored: the caller decides the name.
+    pub fn sign_node_csr(
+        &self,
+        csr_der: &[u8],
+        node_id: &str,
+        validity: Validity,
+    ) -> Result<String, rcgen::Error> {
+        let csr = rcgen::CertificateSigningRequestParams::from_der(
+            &rustls::pki_types::CertificateSigningRequestDer::from(csr_der.to_vec()),
+        )?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node_id);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        params.serial_number = Some(serial());
+        params.use_authority_key_identifier_extension = true;
+        let signed = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        }
+        .signed_by(&self.issuer)?;
+        Ok(signed.pem())
     }
 
     /// A node (client) certificate whose subject CN is `node_id`.

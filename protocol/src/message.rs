@@ -27,7 +27,7 @@ impl std::fmt::Display for VersionRange {
 // Agent -> controller
 
 /// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
-/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6.
+/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
@@ -40,6 +40,19 @@ pub enum AgentMsg {
     /// (update transfers: the agent pulls, so it sets the pace and resumes
     /// at its own offset after a reconnect).
     Fetch(Fetch),
+    /// Asks for a new node certificate for the key in `csr_der` (renewal
+    /// over the authenticated link; the key never leaves the node).
+    Renew(Renew),
+}
+
+/// A certificate signing request (PKCS#10, DER) for this node's new key;
+/// its subject CN is the node id. Answered by [`ControllerMsg::Renewed`]
+/// or [`ControllerMsg::RenewRefused`] with the same `request_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renew {
+    pub request_id: u64,
+    #[serde(with = "serde_bytes")]
+    pub csr_der: Vec<u8>,
 }
 
 /// A request for `len` bytes of transfer `transfer_id` from `offset`.
@@ -96,7 +109,8 @@ pub struct Event {
 /// AgentStopping 3, TakeStarted 4, SegmentClosed 5, TakeStopped 6, Xrun 7,
 /// DiskLow 8, DeviceLost 9, DeviceBack 10, TakeRecovered 11,
 /// UpdateDeferred 12, UpdateInstalled 13, UpdateCommitted 14,
-/// UpdateRolledBack 15, UpdateFailed 16.
+/// UpdateRolledBack 15, UpdateFailed 16, TrustRenewed 17,
+/// TrustRenewFailed 18, TrustBundleChanged 19.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The agent process started (one per process start).
@@ -179,6 +193,18 @@ pub enum EventBody {
         kind: UpdateFailure,
         reason: String,
     },
+    /// The node now connects with a renewed certificate (`reason`: why it
+    /// renewed: scheduled, the controller asked, an operator asked).
+    TrustRenewed {
+        not_after: String,
+        sha256: String,
+        reason: String,
+    },
+    /// A renewal failed; the previous identity stayed (or came back).
+    TrustRenewFailed { reason: String },
+    /// The CA bundle the agent trusts for the controller changed (CA
+    /// rollover over the link); the SHA-256 of each CA certificate.
+    TrustBundleChanged { ca_sha256: Vec<String> },
 }
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,
@@ -265,7 +291,8 @@ pub enum Outcome {
 }
 
 /// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
-/// TakeStatus 3, TakeStopped 4, Marked 5, Update 6.
+/// TakeStatus 3, TakeStopped 4, Marked 5, Update 6, RenewalStarted 7,
+/// TrustBundle 8.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
@@ -293,6 +320,11 @@ pub enum Reply {
     Marked { at_sample: u64 },
     /// Update: accepted; what happens next is reported as events.
     Update(UpdateAck),
+    /// RotateTrust: renewal started; the outcome is an event
+    /// (TrustRenewed or TrustRenewFailed).
+    RenewalStarted,
+    /// TrustBundle: installed; the SHA-256 of each CA now trusted.
+    TrustBundle { ca_sha256: Vec<String> },
 }
 
 /// Variant indices: Started 0, Deferred 1, AlreadyInstalled 2.
@@ -361,7 +393,8 @@ pub struct Quality {
 // Controller -> agent
 
 /// Everything the controller sends. Variant indices: Welcome 0, Reject 1,
-/// Heartbeat 2, Command 3, Ack 4, Goodbye 5, Chunk 6, TransferFailed 7.
+/// Heartbeat 2, Command 3, Ack 4, Goodbye 5, Chunk 6, TransferFailed 7,
+/// Renewed 8, RenewRefused 9, RenewalOnly 10.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerMsg {
     Welcome(Welcome),
@@ -375,6 +408,23 @@ pub enum ControllerMsg {
     /// A [`Fetch`] named an unknown transfer or a range outside it.
     TransferFailed {
         transfer_id: String,
+        message: String,
+    },
+    /// The answer to a [`Renew`]: the new certificate chain (PEM, leaf
+    /// first). The agent checks it completely before using it.
+    Renewed {
+        request_id: u64,
+        chain_pem: String,
+    },
+    /// A [`Renew`] was refused.
+    RenewRefused {
+        request_id: u64,
+        message: String,
+    },
+    /// Instead of Welcome: the node's certificate expired recently (within
+    /// the controller's renewal grace). Only [`Renew`] is served on this
+    /// connection; the agent renews, then reconnects with the new one.
+    RenewalOnly {
         message: String,
     },
 }
@@ -435,7 +485,7 @@ pub struct Command {
 }
 
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
-/// Mark 4, TakeStatus 5, Update 6.
+/// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -454,6 +504,12 @@ pub enum CommandBody {
     TakeStatus,
     /// Replace the agent binary (see [`UpdateOffer`]).
     Update(UpdateOffer),
+    /// Renew the node certificate now (new key, CSR over this link).
+    RotateTrust,
+    /// CA rollover: from now on trust exactly these CA certificates (PEM)
+    /// for the controller: old and new during the overlap, then the new
+    /// one alone. Refused unless it still verifies this controller.
+    TrustBundle { cas_pem: String },
 }
 
 /// An agent release to install. The hash comes over the authenticated

@@ -16,6 +16,7 @@ mod packaging;
 mod realtime;
 mod record;
 mod refusals;
+mod renewal;
 mod systemd;
 mod takes;
 mod trust;

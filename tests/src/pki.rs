@@ -14,7 +14,7 @@ fn fastrand_u32() -> u32 {
 
 #[derive(Debug)]
 pub struct TestPki {
-    pub ca: Ca,
+    pub ca: Arc<Ca>,
     pub controller: Leaf,
 }
 
@@ -27,7 +27,8 @@ impl Default for TestPki {
 impl TestPki {
     pub fn new() -> Self {
         // Unique names: two CAs with one name are a different failure (bad signature).
-        let ca = Ca::new(&format!("Rakkr test fleet CA {:08x}", fastrand_u32())).expect("CA");
+        let ca =
+            Arc::new(Ca::new(&format!("Rakkr test fleet CA {:08x}", fastrand_u32())).expect("CA"));
         let controller = ca
             .issue_controller(&["localhost", "127.0.0.1", "::1"], Validity::days(30))
             .expect("controller cert");

@@ -111,3 +111,19 @@ pub fn install(config: &Config, a: InstallArgs) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `trust rotate`: the running agent renews now.
+pub fn rotate(config: &Config) -> anyhow::Result<()> {
+    match control::request(&config.state_dir, &control::Request::RotateTrust)
+        .context(Failure::NoDaemon)?
+    {
+        control::Reply::RenewalStarted => {
+            println!(
+                "the agent is renewing its certificate; `trust show` tells when it is done (a TrustRenewed or TrustRenewFailed event goes to the controller)"
+            );
+            Ok(())
+        }
+        control::Reply::Error { message } => anyhow::bail!("the agent refused: {message}"),
+        other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
+    }
+}

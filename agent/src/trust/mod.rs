@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TrustPaths;
 
+pub mod bundle;
+pub mod channel;
+pub mod renew;
 pub mod store;
 pub mod validate;
 
@@ -23,6 +26,7 @@ pub struct Loaded {
     pub client_config: Arc<rustls::ClientConfig>,
     /// The node id from the certificate's common name.
     pub node_id: String,
+    pub not_before_unix: i64,
     pub not_after_unix: i64,
 }
 
@@ -78,6 +82,7 @@ pub fn load(paths: &TrustPaths) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         client_config,
         node_id,
+        not_before_unix: info.not_before_unix,
         not_after_unix: info.not_after_unix,
     })
 }
@@ -105,6 +110,8 @@ pub struct CertInfo {
     pub issuer: String,
     pub serial: String,
     pub not_before: String,
+    #[serde(skip)]
+    pub not_before_unix: i64,
     pub not_after: String,
     #[serde(skip)]
     pub not_after_unix: i64,
@@ -127,6 +134,7 @@ pub fn cert_info(cert: &CertificateDer<'_>) -> anyhow::Result<CertInfo> {
         issuer: c.issuer().to_string(),
         serial: c.raw_serial_as_string(),
         not_before: crate::util::iso8601(v.not_before.timestamp()),
+        not_before_unix: v.not_before.timestamp(),
         not_after: crate::util::iso8601(not_after_unix),
         not_after_unix,
         days_left: (not_after_unix - now).div_euclid(86_400),

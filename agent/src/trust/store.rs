@@ -74,6 +74,41 @@ pub fn install(paths: &TrustPaths, pems: &Pems<'_>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Puts the previous identity back (a renewal the controller did not
+/// accept). Managed: `current` and `previous` swap; explicit paths: the
+/// `*.previous` files come back.
+pub fn restore_previous(paths: &TrustPaths) -> anyhow::Result<()> {
+    match managed_dir(paths) {
+        Some(dir) => {
+            let owner = owner_of(dir)?;
+            let previous = std::fs::read_link(dir.join("previous"))
+                .with_context(|| format!("no previous trust generation in {}", dir.display()))?;
+            let current = current_target(dir);
+            switch_link(&dir.join("current"), &previous, owner)?;
+            if let Some(failed) = current {
+                switch_link(&dir.join("previous"), &failed, owner)?;
+            }
+            sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))
+        }
+        None => {
+            for path in [&paths.ca_bundle, &paths.cert, &paths.key] {
+                let previous = path.with_extension(format!(
+                    "{}.previous",
+                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                if previous.exists() {
+                    let old = std::fs::read(&previous)
+                        .with_context(|| format!("reading {}", previous.display()))?;
+                    let mode = if path == &paths.key { 0o600 } else { 0o644 };
+                    atomic_write(path, &old, mode)
+                        .with_context(|| format!("restoring {}", path.display()))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 fn owner_of(dir: &Path) -> anyhow::Result<(u32, u32)> {
     let m = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
     Ok((m.uid(), m.gid()))

@@ -7,6 +7,8 @@
 //! follow everything through a broadcast of [`ControllerEvent`]s.
 
 mod counting;
+#[cfg(feature = "devcerts")]
+pub mod renewal;
 mod session;
 pub mod store;
 
@@ -43,6 +45,8 @@ pub struct ControllerConfig {
     pub handshake_timeout: Duration,
     /// Where node event logs are kept; `None` keeps them in memory.
     pub store: Option<PathBuf>,
+    /// Signs renewal requests; `None`: renewals are refused.
+    pub renewal: Option<Arc<dyn Signer>>,
 }
 
 impl ControllerConfig {
@@ -54,8 +58,17 @@ impl ControllerConfig {
             heartbeat: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
             store: None,
+            renewal: None,
         }
     }
+}
+
+/// Issues node certificates for renewal requests (the reference
+/// controller's CA lives in `renewal`, behind the `devcerts` feature).
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    /// A certificate chain (PEM, leaf first) for the key in `csr_der`,
+    /// for the node certified as `node`; or why not.
+    fn renew(&self, node: &str, csr_der: &[u8]) -> Result<String, String>;
 }
 
 /// Everything observable about the controller, in order of occurrence.
@@ -98,6 +111,11 @@ pub enum ControllerEvent {
     ProtocolError {
         node: String,
         error: String,
+    },
+    /// A renewal request was answered with a certificate (`sha256` hex).
+    CertificateIssued {
+        node: String,
+        sha256: String,
     },
     Disconnected {
         node: String,
@@ -167,6 +185,12 @@ pub(crate) struct Shared {
     pub(crate) pending: Mutex<HashMap<String, Vec<oneshot::Sender<CommandResult>>>>,
     pub(crate) events: broadcast::Sender<ControllerEvent>,
     pub(crate) artifacts: Mutex<HashMap<String, Artifact>>,
+    /// SHA-256 (hex) of node certificates refused at the handshake.
+    pub(crate) revoked: Mutex<std::collections::HashSet<String>>,
+    /// The TLS configuration new connections get (swappable: CA rollover).
+    pub(crate) tls: Mutex<Arc<rustls::ServerConfig>>,
+    /// Who signs renewals now (starts as `config.renewal`).
+    pub(crate) renewal: Mutex<Option<Arc<dyn Signer>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -211,6 +235,8 @@ impl Controller {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(8192);
+        let tls = config.tls.clone();
+        let renewal = config.renewal.clone();
         let shared = Arc::new(Shared {
             config,
             store: Mutex::new(store),
@@ -218,10 +244,12 @@ impl Controller {
             pending: Mutex::new(HashMap::new()),
             events,
             artifacts: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(std::collections::HashSet::new()),
+            tls: Mutex::new(tls),
+            renewal: Mutex::new(renewal),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let acceptor = tokio_rustls::TlsAcceptor::from(shared.config.tls.clone());
         {
             let (shared, cancel, tracker2) = (shared.clone(), cancel.clone(), tracker.clone());
             tracker.spawn(async move {
@@ -234,6 +262,8 @@ impl Controller {
                     match accepted {
                         Ok((tcp, peer)) => {
                             next_session += 1;
+                            let acceptor =
+                                tokio_rustls::TlsAcceptor::from(lock(&shared.tls).clone());
                             tracker2.spawn(session::run(
                                 shared.clone(),
                                 acceptor.clone(),
@@ -278,6 +308,22 @@ impl Controller {
 }
 
 impl ControllerHandle {
+    /// New connections get this TLS configuration (for example a
+    /// controller certificate from a new CA); sessions already up keep theirs.
+    pub fn set_tls(&self, tls: Arc<rustls::ServerConfig>) {
+        *lock(&self.shared.tls) = tls;
+    }
+
+    /// Signs renewal requests with `signer` from now on (`None`: refuse).
+    pub fn set_renewal(&self, signer: Option<Arc<dyn Signer>>) {
+        *lock(&self.shared.renewal) = signer;
+    }
+
+    /// Refuses the node certificate with this SHA-256 (hex) from now on.
+    pub fn revoke(&self, cert_sha256: &str) {
+        lock(&self.shared.revoked).insert(cert_sha256.to_owned());
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<ControllerEvent> {
         self.shared.events.subscribe()
     }

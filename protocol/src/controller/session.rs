@@ -97,6 +97,13 @@ async fn serve(
             Err(e) => return fail(shared, peer, e.to_string()),
         },
     };
+    if lock(&shared.revoked).contains(&cert_sha256) {
+        return fail(
+            shared,
+            peer,
+            format!("{certified}: certificate {cert_sha256} is revoked"),
+        );
+    }
     let mut framed: ServerFramed = Framed::new(tls, FrameCodec::default());
     let hello = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok(AgentMsg::Hello(h)))) => h,
@@ -329,6 +336,43 @@ fn handle(
             Ok(None)
         }
         AgentMsg::Fetch(f) => fetch(shared, node, f),
+        AgentMsg::Renew(r) => {
+            let signer = lock(&shared.renewal).clone();
+            let Some(renewal) = signer else {
+                return Ok(Some(ControllerMsg::RenewRefused {
+                    request_id: r.request_id,
+                    message: "this controller does not renew certificates".into(),
+                }));
+            };
+            let pem = match renewal.renew(node, &r.csr_der) {
+                Ok(pem) => pem,
+                Err(message) => {
+                    tracing::warn!(%node, %message, "renewal refused");
+                    return Ok(Some(ControllerMsg::RenewRefused {
+                        request_id: r.request_id,
+                        message,
+                    }));
+                }
+            };
+            let sha256 = crate::tls::certs_from_pem(pem.as_bytes(), "issued")
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .map(|c| {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(c.as_ref()))
+                })
+                .unwrap_or_default();
+            tracing::info!(%node, %sha256, "renewed a node certificate");
+            shared.emit(ControllerEvent::CertificateIssued {
+                node: node.into(),
+                sha256,
+            });
+            let reply = ControllerMsg::Renewed {
+                request_id: r.request_id,
+                chain_pem: pem,
+            };
+            Ok(Some(reply))
+        }
         AgentMsg::Goodbye(g) => Err(format!("agent said goodbye ({:?}) {}", g.reason, g.message)),
         AgentMsg::Hello(_) => Err("protocol violation: second Hello".into()),
     }

@@ -550,6 +550,83 @@ fn vectors() -> Vec<Vector> {
                 message: "gone".into(),
             },
         ),
+        // Trust (appended).
+        agent(
+            "renew",
+            AgentMsg::Renew(Renew {
+                request_id: 7,
+                csr_der: vec![0x30, 0x82, 0x01, 0x0a],
+            }),
+        ),
+        agent(
+            "event.trust_renewed",
+            ev(
+                23,
+                EventBody::TrustRenewed {
+                    not_after: "2026-12-23T00:00:00Z".into(),
+                    sha256: "cd".repeat(32),
+                    reason: "scheduled".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.trust_renew_failed",
+            ev(
+                24,
+                EventBody::TrustRenewFailed {
+                    reason: "wrong key".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.trust_bundle_changed",
+            ev(
+                25,
+                EventBody::TrustBundleChanged {
+                    ca_sha256: vec!["ef".repeat(32)],
+                },
+            ),
+        ),
+        agent("result.renewal_started", done("c9", Reply::RenewalStarted)),
+        agent(
+            "result.trust_bundle",
+            done(
+                "c10",
+                Reply::TrustBundle {
+                    ca_sha256: vec!["ef".repeat(32), "01".repeat(32)],
+                },
+            ),
+        ),
+        ctl("command.rotate_trust", cmd("c9", CommandBody::RotateTrust)),
+        ctl(
+            "command.trust_bundle",
+            cmd(
+                "c10",
+                CommandBody::TrustBundle {
+                    cas_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+                },
+            ),
+        ),
+        ctl(
+            "renewed",
+            ControllerMsg::Renewed {
+                request_id: 7,
+                chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            },
+        ),
+        ctl(
+            "renew_refused",
+            ControllerMsg::RenewRefused {
+                request_id: 7,
+                message: "no".into(),
+            },
+        ),
+        ctl(
+            "renewal_only",
+            ControllerMsg::RenewalOnly {
+                message: "expired 2 days ago".into(),
+            },
+        ),
     ]
 }
 

@@ -1,0 +1,236 @@
+//! Certificate renewal over the authenticated link, and the task that
+//! schedules it (linkerd2-proxy's identity daemon is the model).
+//!
+//! One renewal: new key (generated here; it never leaves the node) → CSR
+//! over the link → the returned chain checked completely (`validate`:
+//! matches the new key, chains to the CA bundle, valid now, names this
+//! node) → installed as a new generation (`store`) → the link told to
+//! reconnect with it → committed once the controller has welcomed it. If
+//! it is not welcomed in time the previous identity comes back. Every
+//! outcome is an event. None of this touches the recorder.
+//!
+//! The task renews at about two thirds of the certificate's lifetime
+//! (with jitter, so a fleet installed together does not renew together),
+//! at once when asked (controller's RotateTrust, `trust rotate`), and
+//! retries failures with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rakkr_protocol::EventBody;
+use rustls::pki_types::UnixTime;
+use tokio_util::sync::CancellationToken;
+
+use super::{store, validate};
+use crate::node::{LinkStatus, Node};
+
+/// How long the controller has to answer a renewal request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the renewed identity has to be welcomed before it is undone.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When to renew a certificate valid `not_before..not_after` (unix
+/// seconds): two thirds in, give or take 5 % of the lifetime.
+pub fn renew_at(not_before: i64, not_after: i64, jitter: f64) -> i64 {
+    let life = (not_after - not_before).max(1) as f64;
+    let at = not_before as f64 + life * (2.0 / 3.0 + 0.05 * jitter.clamp(-1.0, 1.0));
+    at.round() as i64
+}
+
+/// A new key and a CSR for `node_id` (DER); the key as PEM.
+fn key_and_csr(node_id: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    let key = rcgen::KeyPair::generate().context("generating a key")?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, node_id);
+    params.distinguished_name = dn;
+    let csr = params
+        .serialize_request(&key)
+        .context("making the certificate signing request")?;
+    Ok((csr.der().to_vec(), key.serialize_pem()))
+}
+
+/// One renewal; on failure the previous identity is in use and the
+/// reason is returned (and reported as an event).
+pub async fn renew(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
+    let result = attempt(node, reason).await;
+    if let Err(e) = &result {
+        let reason = format!("{e:#}");
+        tracing::warn!(%reason, "certificate renewal failed; the previous identity stays");
+        if let Err(e) = node.emit(EventBody::TrustRenewFailed { reason }).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "could not record the renewal failure"
+            );
+        }
+    }
+    result
+}
+
+async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
+    let paths = node.config.trust.clone();
+    let current = super::load(&paths).context("loading the current identity")?;
+    let node_id = node
+        .config
+        .node
+        .id
+        .clone()
+        .unwrap_or_else(|| current.node_id.clone());
+    let ca_pem = std::fs::read(&paths.ca_bundle)
+        .with_context(|| format!("reading CA bundle {}", paths.ca_bundle.display()))?;
+    let id = node_id.clone();
+    let (csr, key_pem) = tokio::task::spawn_blocking(move || key_and_csr(&id)).await??;
+    tracing::info!(%reason, "renewing the node certificate");
+    let chain_pem = node
+        .trust
+        .request(csr, ANSWER_TIMEOUT)
+        .await
+        .map_err(|m| anyhow::anyhow!("the controller did not renew: {m}"))?;
+    let checked = validate::check(
+        &ca_pem,
+        chain_pem.as_bytes(),
+        key_pem.as_bytes(),
+        Some(&node_id),
+        UnixTime::now(),
+    )
+    .context("the controller's certificate was refused")?;
+    let sessions = *node.sessions.borrow();
+    let install_paths = paths.clone();
+    tokio::task::spawn_blocking(move || {
+        store::install(
+            &install_paths,
+            &store::Pems {
+                ca: &ca_pem,
+                cert: chain_pem.as_bytes(),
+                key: key_pem.as_bytes(),
+            },
+        )
+    })
+    .await?
+    .context("installing the renewed identity")?;
+    node.reload_trust.notify_one();
+    let mut welcomed = node.sessions.subscribe();
+    let accepted = tokio::time::timeout(WELCOME_TIMEOUT, async {
+        while *welcomed.borrow_and_update() <= sessions {
+            if welcomed.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok();
+    if !accepted {
+        let restore = paths.clone();
+        tokio::task::spawn_blocking(move || store::restore_previous(&restore))
+            .await?
+            .context("putting the previous identity back")?;
+        node.reload_trust.notify_one();
+        bail!(
+            "the controller did not welcome the renewed certificate within {WELCOME_TIMEOUT:?}; the previous one is back"
+        );
+    }
+    let info = super::report(&paths)
+        .certificate
+        .context("the renewed certificate cannot be read back")?;
+    tracing::info!(not_after = %info.not_after, sha256 = %info.sha256, "certificate renewed");
+    node.emit(EventBody::TrustRenewed {
+        not_after: info.not_after,
+        sha256: info.sha256,
+        reason: reason.to_owned(),
+    })
+    .await?;
+    let _ = checked;
+    Ok(())
+}
+
+/// Waits until the link has a session (welcomed), or `cancel`.
+async fn link_up(node: &Node, cancel: &CancellationToken) -> bool {
+    let mut status = node.status.subscribe();
+    loop {
+        if matches!(*status.borrow_and_update(), LinkStatus::Connected { .. }) {
+            return true;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            r = status.changed() => if r.is_err() { return false },
+        }
+    }
+}
+
+/// The renewal task: runs until `cancel`.
+pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
+    let mut retry = Duration::ZERO;
+    let mut installed = node.trust.installed.subscribe();
+    loop {
+        let wait = match super::load(&node.config.trust) {
+            Ok(l) => {
+                let at = renew_at(
+                    l.not_before_unix,
+                    l.not_after_unix,
+                    fastrand::f64() * 2.0 - 1.0,
+                );
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+            }
+            // No identity yet: look again later (or when asked).
+            Err(_) => Duration::from_secs(60),
+        };
+        let reason = tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait.max(retry)) => "scheduled at two thirds of the certificate's lifetime",
+            _ = node.trust.rotate.notified() => "rotation asked for",
+            // Trust installed from outside: schedule from the new certificate.
+            _ = installed.changed() => continue,
+        };
+        if super::load(&node.config.trust).is_err() {
+            continue;
+        }
+        if !link_up(&node, &cancel).await {
+            return;
+        }
+        retry = match renew(&node, reason).await {
+            Ok(()) => {
+                backoff.reset();
+                Duration::ZERO
+            }
+            Err(_) => backoff.next_delay(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_at_two_thirds_give_or_take_five_percent() {
+        assert_eq!(renew_at(0, 300, 0.0), 200);
+        assert_eq!(renew_at(0, 300, 1.0), 215);
+        assert_eq!(renew_at(0, 300, -1.0), 185);
+        assert!(
+            renew_at(1000, 1000, 0.0) <= 1001,
+            "a zero lifetime is due at once"
+        );
+    }
+
+    #[test]
+    fn the_csr_names_the_node_and_carries_the_new_key() {
+        let (csr, key_pem) = key_and_csr("node-x").unwrap();
+        let parsed = rcgen::CertificateSigningRequestParams::from_der(
+            &rustls::pki_types::CertificateSigningRequestDer::from(csr),
+        )
+        .unwrap();
+        let cn = parsed
+            .params
+            .distinguished_name
+            .get(&rcgen::DnType::CommonName)
+            .cloned();
+        assert_eq!(cn, Some(rcgen::DnValue::Utf8String("node-x".into())));
+        let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+        use rcgen::PublicKeyData;
+        assert_eq!(parsed.public_key.der_bytes(), key.der_bytes());
+    }
+}
