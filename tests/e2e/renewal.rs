@@ -302,3 +302,39 @@ async fn ca_rollover_with_overlap_then_the_old_ca_dropped_without_a_restart() {
     assert_eq!(c.agent.pid(), pid);
     assert!(c.agent.is_running(), "no restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_during_a_take_leaves_its_audio_bit_exact() {
+    use crate::takes::{NODE, Rig, recording_node, start, started, stopped};
+    let tmp = tempfile::tempdir().unwrap();
+    let Rig {
+        _feeder,
+        pki,
+        ctl,
+        agent,
+        ..
+    } = recording_node(tmp.path(), &[]).await;
+    let h = ctl.handle();
+    let mut events = h.subscribe();
+    h.set_renewal(Some(renewal(&pki.ca, Duration::from_secs(3600))));
+    let take = started(&h, start("show-rot")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = command(&h, NODE, CommandBody::RotateTrust).await;
+    assert!(
+        matches!(out, Outcome::Done(Reply::RenewalStarted)),
+        "{out:?}"
+    );
+    renewed(&mut events, T).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = stopped(&h, "show-rot").await;
+    assert_eq!(m["status"], "complete");
+    assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");
+    assert_eq!(m["xruns"], 0, "{m}");
+    let frames = rakkr_e2e::takecheck::check_content(Path::new(&take.dir), &m);
+    assert_eq!(frames, m["frames"].as_u64().unwrap());
+    assert!(
+        frames >= 96_000,
+        "the take ran through the rotation: {frames}"
+    );
+    assert_eq!(agent.count(&["panicked"]), 0);
+}
