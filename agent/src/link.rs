@@ -93,15 +93,42 @@ async fn session(
         address: ep.address(),
         server_name: rakkr_protocol::tls::server_name(&ep.server_name)?,
     };
-    let connect = client::connect(
+    let connect = client::handshake(
         &endpoint,
         trust.client_config,
         hello,
         cfg.controller.connect_timeout,
     );
-    let (mut framed, welcome) = tokio::select! {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expired = trust.not_after_unix < now;
+    let (mut framed, handshake) = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
-        r = connect => r?,
+        r = connect => match r {
+            Ok(ok) => ok,
+            // NOTE: a controller that accepts expired certificates for
+            // renewal lets a recently expired one in; past its grace the
+            // TLS handshake fails, and only enrollment helps.
+            Err(e @ rakkr_protocol::client::LinkError::Tls { .. }) if expired => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "the node certificate expired at {} and the controller no longer accepts it even for renewal: this node must be enrolled again (rakkr-recorder-agent trust enroll)",
+                    crate::util::iso8601(trust.not_after_unix)
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let welcome = match handshake {
+        client::Handshake::Welcome(w) => w,
+        client::Handshake::RenewalOnly(message) => {
+            tracing::warn!(%message, "the node certificate has expired; the controller lets it in to renew only");
+            node.status.send_replace(LinkStatus::RenewalOnly {
+                controller: endpoint.address.clone(),
+                reason: message,
+            });
+            // NOTE: the renewal task sees the certificate is past due and
+            // renews on this session (no extra nudge: it would renew twice).
+            return serve_renewal_only(node, cancel, &mut framed, &endpoint.address).await;
+        }
     };
     *welcomed = true;
     let chain = framed
@@ -284,6 +311,37 @@ async fn serve(
                     Due::Nothing => {}
                 }
             }
+        }
+    }
+}
+
+/// A renewal-only session: sends the renewal task's request and hands the
+/// answer back; ends when the controller closes it (after issuing).
+async fn serve_renewal_only(
+    node: &Arc<Node>,
+    cancel: &CancellationToken,
+    framed: &mut AgentFramed,
+    address: &str,
+) -> anyhow::Result<()> {
+    let mut renewals = node.trust.requests_rx.lock().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            Some(r) = renewals.recv() => {
+                framed.send(AgentMsg::Renew(r)).await.map_err(|e| LinkError::from_frame(e, address))?;
+            }
+            incoming = framed.next() => match incoming {
+                None => anyhow::bail!("the renewal-only session ended"),
+                Some(Err(e)) => return Err(LinkError::from_frame(e, address).into()),
+                Some(Ok(ControllerMsg::Renewed { request_id, chain_pem })) => {
+                    node.trust.deliver(request_id, Ok(chain_pem));
+                }
+                Some(Ok(ControllerMsg::RenewRefused { request_id, message })) => {
+                    node.trust.deliver(request_id, Err(message));
+                }
+                Some(Ok(ControllerMsg::Heartbeat)) => {}
+                Some(Ok(other)) => anyhow::bail!("renewal-only session: unexpected {}", other.kind()),
+            },
         }
     }
 }

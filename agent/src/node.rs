@@ -38,6 +38,11 @@ pub enum LinkStatus {
         reason: String,
         retry_in_ms: u64,
     },
+    /// The node certificate expired; the controller serves renewal only.
+    RenewalOnly {
+        controller: String,
+        reason: String,
+    },
     Stopping,
 }
 

@@ -48,6 +48,9 @@ pub fn status_line(link: &LinkStatus, rec: Option<&crate::recorder::Status>) -> 
         LinkStatus::Connecting { attempt } => format!("connecting (attempt {attempt})"),
         LinkStatus::Connected { controller, .. } => format!("connected to {controller}"),
         LinkStatus::Disconnected { reason, .. } => format!("disconnected: {reason}"),
+        LinkStatus::RenewalOnly { controller, .. } => {
+            format!("certificate expired; renewing with {controller}")
+        }
         LinkStatus::Stopping => "stopping".to_owned(),
     };
     let rec = match rec {

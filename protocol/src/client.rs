@@ -129,6 +129,31 @@ pub async fn connect(
     hello: Hello,
     timeout: Duration,
 ) -> Result<(AgentFramed, Welcome), LinkError> {
+    match handshake(endpoint, tls, hello, timeout).await? {
+        (framed, Handshake::Welcome(w)) => Ok((framed, w)),
+        (_, Handshake::RenewalOnly(_)) => Err(LinkError::Unexpected {
+            got: "RenewalOnly",
+            during: "before Welcome",
+        }),
+    }
+}
+
+/// How the controller answered Hello.
+#[derive(Debug)]
+pub enum Handshake {
+    Welcome(Welcome),
+    /// The node's certificate expired within the controller's renewal
+    /// grace: only renewal is served on this connection.
+    RenewalOnly(String),
+}
+
+/// [`connect`], also accepting a renewal-only session.
+pub async fn handshake(
+    endpoint: &Endpoint,
+    tls: Arc<rustls::ClientConfig>,
+    hello: Hello,
+    timeout: Duration,
+) -> Result<(AgentFramed, Handshake), LinkError> {
     let address = endpoint.address.as_str();
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
@@ -177,7 +202,10 @@ pub async fn connect(
             during: "before Welcome",
         }),
         Some(Err(e)) => Err(LinkError::from_frame(e, address)),
-        Some(Ok(ControllerMsg::Welcome(w))) => Ok((framed, w)),
+        Some(Ok(ControllerMsg::Welcome(w))) => Ok((framed, Handshake::Welcome(w))),
+        Some(Ok(ControllerMsg::RenewalOnly { message })) => {
+            Ok((framed, Handshake::RenewalOnly(message)))
+        }
         Some(Ok(ControllerMsg::Reject(r))) => Err(LinkError::Rejected(r)),
         Some(Ok(other)) => Err(LinkError::Unexpected {
             got: other.kind(),

@@ -118,11 +118,26 @@ pub fn server_config(
     identity: Identity,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with_grace(node_ca, identity, versions, None)
+}
+
+/// [`server_config`], also accepting node certificates expired less than
+/// `renewal_grace` ago (for renewal only; see `controller::grace`).
+pub fn server_config_with_grace(
+    node_ca: &[CertificateDer<'static>],
+    identity: Identity,
+    versions: &[&'static SupportedProtocolVersion],
+    renewal_grace: Option<std::time::Duration>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let roots = root_store(node_ca, "the node CA bundle")?;
-    let verifier =
+    let strict =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match renewal_grace {
+        Some(grace) => Arc::new(crate::controller::grace::GraceVerifier::new(strict, grace)),
+        None => strict,
+    };
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .map_err(TlsError::Identity)?

@@ -338,3 +338,72 @@ async fn rotation_during_a_take_leaves_its_audio_bit_exact() {
     );
     assert_eq!(agent.count(&["panicked"]), 0);
 }
+
+/// A controller whose renewal grace is `grace`, and an agent whose
+/// certificate expired yesterday (switched off past its expiry).
+async fn expired_node(
+    grace: Duration,
+) -> (
+    rakkr_e2e::TestPki,
+    rakkr_protocol::controller::Controller,
+    tempfile::TempDir,
+    AgentProcess,
+    tokio::sync::broadcast::Receiver<ControllerEvent>,
+) {
+    rakkr_e2e::init_logging();
+    let pki = rakkr_e2e::TestPki::new();
+    let ctl = rakkr_e2e::start_controller(pki.server_config_with_grace(grace), |_| {}).await;
+    ctl.handle()
+        .set_renewal(Some(renewal(&pki.ca, Duration::from_secs(3600))));
+    let events = ctl.handle().subscribe();
+    let state = tempfile::tempdir().unwrap();
+    pki.node_trust(state.path(), "node-off", Validity::expired());
+    let agent = AgentProcess::spawn(&agent_env(state.path(), ctl.local_addr()));
+    (pki, ctl, state, agent, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_expired_within_the_grace_renews_and_reconnects_by_itself() {
+    let (_pki, _ctl, state, agent, mut events) =
+        expired_node(Duration::from_secs(7 * 86_400)).await;
+    let expired = cert_sha256(state.path());
+    wait_for(&mut events, T, "RenewalOnly", |e| {
+        matches!(e, ControllerEvent::RenewalOnly { .. }).then_some(())
+    })
+    .await;
+    let (sha, _) = renewed(&mut events, T).await;
+    assert_ne!(sha, expired);
+    assert_eq!(sha, cert_sha256(state.path()));
+    let report = run_agent(
+        &["trust", "show", "--json"],
+        &[(
+            "RAKKR_STATE_DIR".to_owned(),
+            state.path().display().to_string(),
+        )]
+        .into(),
+    );
+    assert_eq!(report.status.code(), Some(0), "{report:?}");
+    assert_eq!(agent.count(&["panicked"]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_expired_beyond_the_grace_is_refused_and_says_it_must_be_enrolled_again() {
+    let (_pki, _ctl, state, agent, mut events) = expired_node(Duration::from_secs(3600)).await;
+    wait_for(&mut events, T, "HandshakeFailed", |e| match e {
+        ControllerEvent::HandshakeFailed { .. } => Some(()),
+        ControllerEvent::Connected { .. } | ControllerEvent::RenewalOnly { .. } => {
+            panic!("an expired certificate past the grace got in")
+        }
+        _ => None,
+    })
+    .await;
+    agent.wait_log(&["must be enrolled again"], 1, T);
+    let env = [(
+        "RAKKR_STATE_DIR".to_owned(),
+        state.path().display().to_string(),
+    )]
+    .into();
+    let out = run_agent(&["status", "--json"], &env);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("enrolled again"), "{status}");
+}

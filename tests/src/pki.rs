@@ -50,6 +50,27 @@ impl TestPki {
             .expect("server config")
     }
 
+    /// Also lets node certificates expired less than `grace` ago in, for
+    /// renewal only.
+    pub fn server_config_with_grace(
+        &self,
+        grace: std::time::Duration,
+    ) -> Arc<rustls::ServerConfig> {
+        let id = Identity::from_pem(
+            self.controller.cert_pem.as_bytes(),
+            self.controller.key_pem.as_bytes(),
+            "controller",
+        )
+        .expect("controller identity");
+        tls::server_config_with_grace(
+            std::slice::from_ref(&self.ca.cert_der),
+            id,
+            tls::TLS13_ONLY,
+            Some(grace),
+        )
+        .expect("server config")
+    }
+
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.server_config_with(tls::TLS13_ONLY)
     }

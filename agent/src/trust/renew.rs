@@ -144,11 +144,14 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the link has a session (welcomed), or `cancel`.
+/// Waits until the link has a session (welcomed, or renewal-only), or `cancel`.
 async fn link_up(node: &Node, cancel: &CancellationToken) -> bool {
     let mut status = node.status.subscribe();
     loop {
-        if matches!(*status.borrow_and_update(), LinkStatus::Connected { .. }) {
+        if matches!(
+            *status.borrow_and_update(),
+            LinkStatus::Connected { .. } | LinkStatus::RenewalOnly { .. }
+        ) {
             return true;
         }
         tokio::select! {

@@ -7,6 +7,7 @@
 //! follow everything through a broadcast of [`ControllerEvent`]s.
 
 mod counting;
+pub mod grace;
 #[cfg(feature = "devcerts")]
 pub mod renewal;
 mod session;
@@ -111,6 +112,10 @@ pub enum ControllerEvent {
     ProtocolError {
         node: String,
         error: String,
+    },
+    /// A node with a recently expired certificate was let in to renew only.
+    RenewalOnly {
+        node: String,
     },
     /// A renewal request was answered with a certificate (`sha256` hex).
     CertificateIssued {

@@ -97,6 +97,12 @@ async fn serve(
             Err(e) => return fail(shared, peer, e.to_string()),
         },
     };
+    // Accepted by the grace verifier although expired: renewal only.
+    let expired = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(super::grace::not_after)
+        .is_some_and(|na| na < (now_ms() / 1000) as i64);
     if lock(&shared.revoked).contains(&cert_sha256) {
         return fail(
             shared,
@@ -160,6 +166,9 @@ async fn serve(
             reject,
         });
         return;
+    }
+    if expired {
+        return renewal_only(shared, &certified, peer, framed).await;
     }
     let version = crate::version::negotiate(hello.versions, offered).unwrap_or(offered.max);
     let welcome = Welcome {
@@ -336,45 +345,100 @@ fn handle(
             Ok(None)
         }
         AgentMsg::Fetch(f) => fetch(shared, node, f),
-        AgentMsg::Renew(r) => {
-            let signer = lock(&shared.renewal).clone();
-            let Some(renewal) = signer else {
-                return Ok(Some(ControllerMsg::RenewRefused {
-                    request_id: r.request_id,
-                    message: "this controller does not renew certificates".into(),
-                }));
-            };
-            let pem = match renewal.renew(node, &r.csr_der) {
-                Ok(pem) => pem,
-                Err(message) => {
-                    tracing::warn!(%node, %message, "renewal refused");
-                    return Ok(Some(ControllerMsg::RenewRefused {
-                        request_id: r.request_id,
-                        message,
-                    }));
-                }
-            };
-            let sha256 = crate::tls::certs_from_pem(pem.as_bytes(), "issued")
-                .ok()
-                .and_then(|c| c.into_iter().next())
-                .map(|c| {
-                    use sha2::Digest;
-                    hex::encode(sha2::Sha256::digest(c.as_ref()))
-                })
-                .unwrap_or_default();
-            tracing::info!(%node, %sha256, "renewed a node certificate");
-            shared.emit(ControllerEvent::CertificateIssued {
-                node: node.into(),
-                sha256,
-            });
-            let reply = ControllerMsg::Renewed {
-                request_id: r.request_id,
-                chain_pem: pem,
-            };
-            Ok(Some(reply))
-        }
+        AgentMsg::Renew(r) => Ok(Some(renew(shared, node, &r))),
         AgentMsg::Goodbye(g) => Err(format!("agent said goodbye ({:?}) {}", g.reason, g.message)),
         AgentMsg::Hello(_) => Err("protocol violation: second Hello".into()),
+    }
+}
+
+/// Answers a renewal request from the node certified as `node`.
+fn renew(shared: &Shared, node: &str, r: &crate::message::Renew) -> ControllerMsg {
+    let signer = lock(&shared.renewal).clone();
+    let Some(renewal) = signer else {
+        return ControllerMsg::RenewRefused {
+            request_id: r.request_id,
+            message: "this controller does not renew certificates".into(),
+        };
+    };
+    let pem = match renewal.renew(node, &r.csr_der) {
+        Ok(pem) => pem,
+        Err(message) => {
+            tracing::warn!(%node, %message, "renewal refused");
+            return ControllerMsg::RenewRefused {
+                request_id: r.request_id,
+                message,
+            };
+        }
+    };
+    let sha256 = crate::tls::certs_from_pem(pem.as_bytes(), "issued")
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(c.as_ref()))
+        })
+        .unwrap_or_default();
+    tracing::info!(%node, %sha256, "renewed a node certificate");
+    shared.emit(ControllerEvent::CertificateIssued {
+        node: node.into(),
+        sha256,
+    });
+    ControllerMsg::Renewed {
+        request_id: r.request_id,
+        chain_pem: pem,
+    }
+}
+
+/// A node whose certificate expired within the grace: `RenewalOnly`
+/// instead of Welcome, then only renewal requests are answered; the
+/// session ends after the first certificate is issued (the node comes
+/// back with it) or when the handshake timeout passes in silence.
+async fn renewal_only(
+    shared: &Arc<Shared>,
+    node: &str,
+    peer: SocketAddr,
+    mut framed: ServerFramed,
+) {
+    tracing::info!(%node, %peer, "expired certificate within the renewal grace: renewal only");
+    shared.emit(ControllerEvent::RenewalOnly { node: node.into() });
+    let message =
+        "your certificate has expired: renew it on this connection, then reconnect".to_owned();
+    if framed
+        .send(ControllerMsg::RenewalOnly { message })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let timeout = shared
+        .config
+        .handshake_timeout
+        .max(std::time::Duration::from_secs(30));
+    loop {
+        let msg = match tokio::time::timeout(timeout, framed.next()).await {
+            Ok(Some(Ok(m))) => m,
+            _ => return,
+        };
+        match msg {
+            AgentMsg::Heartbeat => {}
+            AgentMsg::Renew(r) => {
+                let reply = renew(shared, node, &r);
+                let issued = matches!(reply, ControllerMsg::Renewed { .. });
+                if framed.send(reply).await.is_err() || issued {
+                    let _ = framed.close().await;
+                    return;
+                }
+            }
+            other => {
+                let _ = framed
+                    .send(ControllerMsg::Goodbye(Goodbye {
+                        reason: GoodbyeReason::ProtocolError,
+                        message: format!("renewal only: {} is not served", other.kind()),
+                    }))
+                    .await;
+                return;
+            }
+        }
     }
 }
 
