@@ -161,6 +161,24 @@ pub enum TrustAction {
         #[arg(long)]
         no_reload: bool,
     },
+    /// A node's first identity: make a key, send a CSR with a one-time
+    /// token to the controller (authenticated by --ca), check and install
+    /// what comes back. The token comes from --token-file, RAKKR_ENROLL_TOKEN
+    /// or the systemd credential rakkr-enroll-token; never the config.
+    Enroll {
+        /// The controller, rakkr://HOST[:PORT]; default: controller.url.
+        #[arg(long, value_name = "URL")]
+        controller: Option<String>,
+        /// The fleet CA bundle (PEM) that authenticates the controller.
+        #[arg(long, value_name = "PATH")]
+        ca: PathBuf,
+        /// The node id to enroll as; default: node.id.
+        #[arg(long)]
+        node_id: Option<String>,
+        /// A file holding the one-time token.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+    },
     /// Ask the running agent to renew its certificate now (new key, CSR
     /// over the link); the outcome is a TrustRenewed or TrustRenewFailed
     /// event. Exit 7 when no agent runs here.

@@ -22,6 +22,10 @@ pub enum Failure {
     Capture,
     #[error("installing trust failed")]
     TrustStore,
+    #[error("the controller refused the enrollment")]
+    EnrollRefused,
+    #[error("the controller could not be reached")]
+    Unreachable,
 }
 
 impl Failure {
@@ -34,6 +38,8 @@ impl Failure {
             Failure::NoDaemon => 7,
             Failure::Capture => 8,
             Failure::TrustStore => 25,
+            Failure::EnrollRefused => 26,
+            Failure::Unreachable => 27,
         }
     }
 }

@@ -278,7 +278,7 @@ async fn serve(
                         tracing::info!(reason = ?g.reason, message = %g.message, "controller said goodbye");
                         return Err(LinkError::Closed { during: "by the controller's Goodbye" });
                     }
-                    Some(Ok(other @ (ControllerMsg::Welcome(_) | ControllerMsg::Reject(_) | ControllerMsg::RenewalOnly { .. }))) => {
+                    Some(Ok(other @ (ControllerMsg::Welcome(_) | ControllerMsg::Reject(_) | ControllerMsg::RenewalOnly { .. } | ControllerMsg::Enrolled { .. } | ControllerMsg::EnrollRefused { .. }))) => {
                         return Err(LinkError::Unexpected { got: other.kind(), during: "after the handshake" });
                     }
                 }

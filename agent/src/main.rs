@@ -169,6 +169,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Trust { action } => match action {
             TrustAction::Show { json } => return ops::trust::show(&config, json),
             TrustAction::Rotate => ops::trust::rotate(&config),
+            TrustAction::Enroll {
+                controller,
+                ca,
+                node_id,
+                token_file,
+            } => ops::enroll::run(
+                &config,
+                ops::enroll::Args {
+                    controller,
+                    ca,
+                    node_id,
+                    token_file,
+                },
+            ),
             TrustAction::Install {
                 ca,
                 cert,

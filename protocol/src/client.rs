@@ -101,6 +101,8 @@ impl ControllerMsg {
             ControllerMsg::Renewed { .. } => "Renewed",
             ControllerMsg::RenewRefused { .. } => "RenewRefused",
             ControllerMsg::RenewalOnly { .. } => "RenewalOnly",
+            ControllerMsg::Enrolled { .. } => "Enrolled",
+            ControllerMsg::EnrollRefused { .. } => "EnrollRefused",
         }
     }
 }
@@ -117,6 +119,7 @@ impl AgentMsg {
             AgentMsg::Goodbye(_) => "Goodbye",
             AgentMsg::Fetch(_) => "Fetch",
             AgentMsg::Renew(_) => "Renew",
+            AgentMsg::Enroll(_) => "Enroll",
         }
     }
 }
@@ -147,13 +150,48 @@ pub enum Handshake {
     RenewalOnly(String),
 }
 
-/// [`connect`], also accepting a renewal-only session.
-pub async fn handshake(
+/// Enrolls: one [`Enroll`](crate::Enroll) on a connection where only the
+/// controller is authenticated (`tls` from `tls::enroll_client_config`).
+/// `Ok(Ok(chain_pem))`, or `Ok(Err(reason))` when the controller refused.
+pub async fn enroll(
     endpoint: &Endpoint,
     tls: Arc<rustls::ClientConfig>,
-    hello: Hello,
+    enroll: crate::Enroll,
     timeout: Duration,
-) -> Result<(AgentFramed, Handshake), LinkError> {
+) -> Result<Result<String, String>, LinkError> {
+    let address = endpoint.address.as_str();
+    let stream = open(endpoint, tls, timeout).await?;
+    let mut framed: AgentFramed = Framed::new(stream, FrameCodec::default());
+    framed
+        .send(AgentMsg::Enroll(enroll))
+        .await
+        .map_err(|e| LinkError::from_frame(e, address))?;
+    let reply = tokio::time::timeout(timeout, framed.next())
+        .await
+        .map_err(|_| LinkError::Timeout {
+            stage: "waiting for the enrollment answer",
+            after: timeout,
+        })?;
+    match reply {
+        None => Err(LinkError::Closed {
+            during: "before the enrollment answer",
+        }),
+        Some(Err(e)) => Err(LinkError::from_frame(e, address)),
+        Some(Ok(ControllerMsg::Enrolled { chain_pem })) => Ok(Ok(chain_pem)),
+        Some(Ok(ControllerMsg::EnrollRefused { message })) => Ok(Err(message)),
+        Some(Ok(other)) => Err(LinkError::Unexpected {
+            got: other.kind(),
+            during: "enrollment",
+        }),
+    }
+}
+
+/// TCP then TLS to the controller, each bounded by `timeout`.
+async fn open(
+    endpoint: &Endpoint,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, LinkError> {
     let address = endpoint.address.as_str();
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
@@ -166,7 +204,7 @@ pub async fn handshake(
             cause,
         })?;
     let _ = tcp.set_nodelay(true);
-    let stream = tokio::time::timeout(
+    tokio::time::timeout(
         timeout,
         TlsConnector::from(tls).connect(endpoint.server_name.clone(), tcp),
     )
@@ -178,7 +216,18 @@ pub async fn handshake(
     .map_err(|e| LinkError::Tls {
         address: address.to_owned(),
         explanation: crate::tls::explain(&e),
-    })?;
+    })
+}
+
+/// [`connect`], also accepting a renewal-only session.
+pub async fn handshake(
+    endpoint: &Endpoint,
+    tls: Arc<rustls::ClientConfig>,
+    hello: Hello,
+    timeout: Duration,
+) -> Result<(AgentFramed, Handshake), LinkError> {
+    let address = endpoint.address.as_str();
+    let stream = open(endpoint, tls, timeout).await?;
     // NOTE: a read buffer of several update chunks: a frame that straddles
     // the buffer's end is moved to its front once per fill, so a larger
     // buffer copies less (2 MiB, allocated once per connection).

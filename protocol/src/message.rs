@@ -27,7 +27,7 @@ impl std::fmt::Display for VersionRange {
 // Agent -> controller
 
 /// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
-/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7.
+/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7, Enroll 8.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
@@ -43,6 +43,20 @@ pub enum AgentMsg {
     /// Asks for a new node certificate for the key in `csr_der` (renewal
     /// over the authenticated link; the key never leaves the node).
     Renew(Renew),
+    /// First and only message of an enrollment connection (TLS that
+    /// authenticates the controller only): a one-time token and a CSR.
+    Enroll(Enroll),
+}
+
+/// Enrollment: `token` was issued for `node_id` by the controller's
+/// operator; answered by [`ControllerMsg::Enrolled`] or
+/// [`ControllerMsg::EnrollRefused`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enroll {
+    pub node_id: String,
+    pub token: String,
+    #[serde(with = "serde_bytes")]
+    pub csr_der: Vec<u8>,
 }
 
 /// A certificate signing request (PKCS#10, DER) for this node's new key;
@@ -394,7 +408,7 @@ pub struct Quality {
 
 /// Everything the controller sends. Variant indices: Welcome 0, Reject 1,
 /// Heartbeat 2, Command 3, Ack 4, Goodbye 5, Chunk 6, TransferFailed 7,
-/// Renewed 8, RenewRefused 9, RenewalOnly 10.
+/// Renewed 8, RenewRefused 9, RenewalOnly 10, Enrolled 11, EnrollRefused 12.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerMsg {
     Welcome(Welcome),
@@ -425,6 +439,15 @@ pub enum ControllerMsg {
     /// the controller's renewal grace). Only [`Renew`] is served on this
     /// connection; the agent renews, then reconnects with the new one.
     RenewalOnly {
+        message: String,
+    },
+    /// The answer to [`Enroll`]: the node's first certificate chain (PEM,
+    /// leaf first).
+    Enrolled {
+        chain_pem: String,
+    },
+    /// [`Enroll`] refused (unknown, used or expired token, another node).
+    EnrollRefused {
         message: String,
     },
 }

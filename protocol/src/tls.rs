@@ -129,11 +129,46 @@ pub fn server_config_with_grace(
     versions: &[&'static SupportedProtocolVersion],
     renewal_grace: Option<std::time::Duration>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_for(
+        node_ca,
+        identity,
+        versions,
+        ServerOptions {
+            renewal_grace,
+            enrollment: false,
+        },
+    )
+}
+
+/// What a controller's TLS configuration lets in besides valid node certificates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerOptions {
+    /// Node certificates expired less than this long ago, for renewal only.
+    pub renewal_grace: Option<std::time::Duration>,
+    /// Clients without a certificate, for enrollment only.
+    pub enrollment: bool,
+}
+
+/// The controller's TLS configuration with `options`.
+pub fn server_config_for(
+    node_ca: &[CertificateDer<'static>],
+    identity: Identity,
+    versions: &[&'static SupportedProtocolVersion],
+    options: ServerOptions,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let renewal_grace = options.renewal_grace;
     let roots = root_store(node_ca, "the node CA bundle")?;
-    let strict =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if options.enrollment {
+        // NOTE: a session without a certificate is served Enroll only.
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    let strict = builder
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match renewal_grace {
         Some(grace) => Arc::new(crate::controller::grace::GraceVerifier::new(strict, grace)),
         None => strict,
@@ -144,6 +179,21 @@ pub fn server_config_with_grace(
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain, identity.key)
         .map_err(TlsError::Identity)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The agent's TLS configuration for enrollment: the fleet CA bundle
+/// authenticates the controller; the agent has no certificate yet.
+pub fn enroll_client_config(
+    ca_bundle: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = root_store(ca_bundle, "the CA bundle")?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Identity)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(Arc::new(config))
 }

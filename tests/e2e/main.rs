@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod diskfull;
 mod durability;
+mod enroll;
 mod events;
 mod frames;
 mod handshake;

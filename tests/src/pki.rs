@@ -50,6 +50,23 @@ impl TestPki {
             .expect("server config")
     }
 
+    /// The controller's TLS config with `options` (enrollment, renewal grace).
+    pub fn server_config_opts(&self, options: tls::ServerOptions) -> Arc<rustls::ServerConfig> {
+        let id = Identity::from_pem(
+            self.controller.cert_pem.as_bytes(),
+            self.controller.key_pem.as_bytes(),
+            "controller",
+        )
+        .expect("controller identity");
+        tls::server_config_for(
+            std::slice::from_ref(&self.ca.cert_der),
+            id,
+            tls::TLS13_ONLY,
+            options,
+        )
+        .expect("server config")
+    }
+
     /// Also lets node certificates expired less than `grace` ago in, for
     /// renewal only.
     pub fn server_config_with_grace(

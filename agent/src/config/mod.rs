@@ -224,6 +224,17 @@ fn parse_format(v: Option<&str>) -> Result<(Container, Option<String>), ConfigEr
     })
 }
 
+/// An endpoint from a `rakkr://HOST[:PORT]` URL (server name = host).
+pub fn endpoint_from_url(url: &str) -> Result<Endpoint, ConfigError> {
+    let (host, port) = parse_url(url)?;
+    Ok(Endpoint {
+        url: url.to_owned(),
+        server_name: host.clone(),
+        host,
+        port,
+    })
+}
+
 fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
     let bad = |why: &str| {
         ConfigError::Invalid(format!(

@@ -8,6 +8,7 @@ use crate::exit::Failure;
 use crate::{control, inventory, util};
 
 pub mod encode;
+pub mod enroll;
 pub mod meter;
 pub mod record;
 pub mod trust;

@@ -39,7 +39,7 @@ pub fn renew_at(not_before: i64, not_after: i64, jitter: f64) -> i64 {
 }
 
 /// A new key and a CSR for `node_id` (DER); the key as PEM.
-fn key_and_csr(node_id: &str) -> anyhow::Result<(Vec<u8>, String)> {
+pub fn key_and_csr(node_id: &str) -> anyhow::Result<(Vec<u8>, String)> {
     let key = rcgen::KeyPair::generate().context("generating a key")?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     let mut dn = rcgen::DistinguishedName::new();

@@ -113,6 +113,16 @@ pub enum ControllerEvent {
         node: String,
         error: String,
     },
+    /// A node enrolled with a token and got its first certificate.
+    Enrolled {
+        node: String,
+        sha256: String,
+    },
+    /// An enrollment was refused.
+    EnrollRefused {
+        peer: SocketAddr,
+        reason: String,
+    },
     /// A node with a recently expired certificate was let in to renew only.
     RenewalOnly {
         node: String,
@@ -196,6 +206,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Mutex<Arc<rustls::ServerConfig>>,
     /// Who signs renewals now (starts as `config.renewal`).
     pub(crate) renewal: Mutex<Option<Arc<dyn Signer>>>,
+    /// One-time enrollment tokens: token → (node id, valid until).
+    pub(crate) tokens: Mutex<HashMap<String, (String, std::time::SystemTime)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,6 +264,7 @@ impl Controller {
             revoked: Mutex::new(std::collections::HashSet::new()),
             tls: Mutex::new(tls),
             renewal: Mutex::new(renewal),
+            tokens: Mutex::new(HashMap::new()),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -317,6 +330,16 @@ impl ControllerHandle {
     /// controller certificate from a new CA); sessions already up keep theirs.
     pub fn set_tls(&self, tls: Arc<rustls::ServerConfig>) {
         *lock(&self.shared.tls) = tls;
+    }
+
+    /// Registers a one-time enrollment token for `node_id`, valid for
+    /// `ttl` (enrollment needs a TLS configuration that allows it and a
+    /// signer, see [`ControllerHandle::set_renewal`]).
+    pub fn add_enroll_token(&self, token: &str, node_id: &str, ttl: Duration) {
+        lock(&self.shared.tokens).insert(
+            token.to_owned(),
+            (node_id.to_owned(), std::time::SystemTime::now() + ttl),
+        );
     }
 
     /// Signs renewal requests with `signer` from now on (`None`: refuse).

@@ -88,7 +88,12 @@ async fn serve(
         );
     }
     let (certified, cert_sha256) = match conn.peer_certificates().and_then(|c| c.first()) {
-        None => return fail(shared, peer, "client presented no certificate".into()),
+        // Only a TLS configuration that allows enrollment gets here
+        // without a certificate: such a session may only enroll.
+        None => {
+            let framed: ServerFramed = Framed::new(tls, FrameCodec::default());
+            return enroll(shared, peer, framed).await;
+        }
         Some(cert) => match crate::tls::common_name(cert) {
             Ok(cn) => {
                 use sha2::Digest;
@@ -346,6 +351,7 @@ fn handle(
         }
         AgentMsg::Fetch(f) => fetch(shared, node, f),
         AgentMsg::Renew(r) => Ok(Some(renew(shared, node, &r))),
+        AgentMsg::Enroll(_) => Err("protocol violation: Enroll on an authenticated session".into()),
         AgentMsg::Goodbye(g) => Err(format!("agent said goodbye ({:?}) {}", g.reason, g.message)),
         AgentMsg::Hello(_) => Err("protocol violation: second Hello".into()),
     }
@@ -387,6 +393,77 @@ fn renew(shared: &Shared, node: &str, r: &crate::message::Renew) -> ControllerMs
         request_id: r.request_id,
         chain_pem: pem,
     }
+}
+
+/// An enrollment session (no client certificate): one Enroll with a
+/// one-time token, answered with the node's first certificate or a refusal.
+async fn enroll(shared: &Arc<Shared>, peer: SocketAddr, mut framed: ServerFramed) {
+    let timeout = shared.config.handshake_timeout;
+    let e = match tokio::time::timeout(timeout, framed.next()).await {
+        Ok(Some(Ok(AgentMsg::Enroll(e)))) => e,
+        Ok(Some(Ok(other))) => {
+            return fail(
+                shared,
+                peer,
+                format!(
+                    "client presented no certificate and sent {} instead of Enroll",
+                    other.kind()
+                ),
+            );
+        }
+        _ => return fail(shared, peer, "client presented no certificate".into()),
+    };
+    let verdict = {
+        let mut tokens = lock(&shared.tokens);
+        match tokens.get(&e.token).cloned() {
+            None => Err("unknown or already used enrollment token".to_owned()),
+            Some((_, until)) if until < std::time::SystemTime::now() => {
+                tokens.remove(&e.token);
+                Err("the enrollment token has expired".to_owned())
+            }
+            Some((node, _)) if node != e.node_id => Err(format!(
+                "the enrollment token is for node {node:?}, not {:?}",
+                e.node_id
+            )),
+            Some(_) => {
+                // NOTE: one-time: spent before signing, whatever happens next.
+                tokens.remove(&e.token);
+                let signer = lock(&shared.renewal).clone();
+                match signer {
+                    None => Err("this controller does not issue certificates".to_owned()),
+                    Some(s) => s.renew(&e.node_id, &e.csr_der),
+                }
+            }
+        }
+    };
+    let reply = match verdict {
+        Ok(chain_pem) => {
+            let sha256 = crate::tls::certs_from_pem(chain_pem.as_bytes(), "issued")
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .map(|c| {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(c.as_ref()))
+                })
+                .unwrap_or_default();
+            tracing::info!(node = %e.node_id, %peer, %sha256, "node enrolled");
+            shared.emit(ControllerEvent::Enrolled {
+                node: e.node_id.clone(),
+                sha256,
+            });
+            ControllerMsg::Enrolled { chain_pem }
+        }
+        Err(reason) => {
+            tracing::warn!(node = %e.node_id, %peer, %reason, "enrollment refused");
+            shared.emit(ControllerEvent::EnrollRefused {
+                peer,
+                reason: reason.clone(),
+            });
+            ControllerMsg::EnrollRefused { message: reason }
+        }
+    };
+    let _ = framed.send(reply).await;
+    let _ = framed.close().await;
 }
 
 /// A node whose certificate expired within the grace: `RenewalOnly`

@@ -627,6 +627,27 @@ fn vectors() -> Vec<Vector> {
                 message: "expired 2 days ago".into(),
             },
         ),
+        // Enrollment (appended).
+        agent(
+            "enroll",
+            AgentMsg::Enroll(Enroll {
+                node_id: "node-new".into(),
+                token: "tok".into(),
+                csr_der: vec![0x30, 0x82],
+            }),
+        ),
+        ctl(
+            "enrolled",
+            ControllerMsg::Enrolled {
+                chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            },
+        ),
+        ctl(
+            "enroll_refused",
+            ControllerMsg::EnrollRefused {
+                message: "token already used".into(),
+            },
+        ),
     ]
 }
 

@@ -1,0 +1,171 @@
+//! `trust enroll`: a node's first identity from a one-time token, against
+//! the reference controller's token registry and CA.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rakkr_e2e::agent::{AgentProcess, agent_env, run_agent};
+use rakkr_e2e::{TestPki, start_controller, wait_for};
+use rakkr_protocol::controller::ControllerEvent;
+use rakkr_protocol::controller::renewal::Renewal;
+use rakkr_protocol::tls::ServerOptions;
+use sha2::{Digest, Sha256};
+
+use crate::T;
+
+fn enroll(
+    state: &Path,
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    extra: &[(&str, String)],
+    args: &[&str],
+) -> std::process::Output {
+    let mut env: HashMap<String, String> =
+        HashMap::from([("RAKKR_STATE_DIR".into(), state.display().to_string())]);
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let url = format!("rakkr://{addr}");
+    let ca = ca.display().to_string();
+    let mut all = vec![
+        "trust",
+        "enroll",
+        "--controller",
+        &url,
+        "--ca",
+        &ca,
+        "--node-id",
+        "node-new",
+    ];
+    all.extend_from_slice(args);
+    run_agent(&all, &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_from_an_empty_state_directory_with_a_one_time_token() {
+    rakkr_e2e::init_logging();
+    let pki = TestPki::new();
+    let ctl = start_controller(
+        pki.server_config_opts(ServerOptions {
+            enrollment: true,
+            ..Default::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let h = ctl.handle();
+    h.set_renewal(Some(std::sync::Arc::new(Renewal::new(
+        pki.ca.clone(),
+        Duration::from_secs(86_400),
+    ))));
+    h.add_enroll_token("tok-good", "node-new", Duration::from_secs(3600));
+    h.add_enroll_token("tok-expired", "node-new", Duration::ZERO);
+    h.add_enroll_token("tok-other", "node-other", Duration::from_secs(3600));
+    h.add_enroll_token("tok-cred", "node-new", Duration::from_secs(3600));
+    let mut events = h.subscribe();
+    let addr = ctl.local_addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("fleet-ca.pem");
+    std::fs::write(&ca, &pki.ca.cert_pem).unwrap();
+    let token_file = |t: &str| {
+        let p = tmp.path().join(format!("{t}.token"));
+        std::fs::write(&p, format!("{t}\n")).unwrap();
+        p.display().to_string()
+    };
+
+    // Refusals: wrong, expired, another node's; nothing written, exit 26.
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    for (token, needle) in [
+        ("tok-wrong", "unknown"),
+        ("tok-expired", "expired"),
+        ("tok-other", "node-other"),
+    ] {
+        let st = state.clone();
+        let (ca, f) = (ca.clone(), token_file(token));
+        let out =
+            tokio::task::spawn_blocking(move || enroll(&st, addr, &ca, &[], &["--token-file", &f]))
+                .await
+                .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(26), "{token}: {err}");
+        assert!(err.contains(needle), "{token}: {err}");
+        assert!(
+            !state.join("trust").exists(),
+            "{token}: a refusal writes nothing"
+        );
+    }
+    // No token at all: a usage problem (config), not a refusal.
+    let st = state.clone();
+    let ca2 = ca.clone();
+    let out = tokio::task::spawn_blocking(move || enroll(&st, addr, &ca2, &[], &[]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // The good token from the environment.
+    let st = state.clone();
+    let ca2 = ca.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        enroll(
+            &st,
+            addr,
+            &ca2,
+            &[("RAKKR_ENROLL_TOKEN", "tok-good".into())],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let issued = wait_for(&mut events, T, "Enrolled", |e| match e {
+        ControllerEvent::Enrolled { node, sha256 } if node == "node-new" => Some(sha256.clone()),
+        _ => None,
+    })
+    .await;
+    let pem = std::fs::read(state.join("trust/node.pem")).unwrap();
+    let der = rakkr_protocol::tls::certs_from_pem(&pem, "node.pem").unwrap();
+    assert_eq!(hex::encode(Sha256::digest(der[0].as_ref())), issued);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state.join("trust")), 0o700);
+    assert_eq!(mode(&state.join("trust/node.key")), 0o600);
+
+    // The node connects with it.
+    let _agent = AgentProcess::spawn(&agent_env(&state, addr));
+    let presented = wait_for(&mut events, T, "Connected", |e| match e {
+        ControllerEvent::Connected { cert_sha256, .. } => Some(cert_sha256.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(presented, issued);
+
+    // The token is spent: reusing it on another node's empty state is refused.
+    let other = tmp.path().join("state-2");
+    std::fs::create_dir_all(&other).unwrap();
+    let (st, ca2, f) = (other.clone(), ca.clone(), token_file("tok-good"));
+    let out =
+        tokio::task::spawn_blocking(move || enroll(&st, addr, &ca2, &[], &["--token-file", &f]))
+            .await
+            .unwrap();
+    assert_eq!(out.status.code(), Some(26), "{out:?}");
+    assert!(!other.join("trust").exists());
+
+    // From a systemd credential.
+    let creds = tmp.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("rakkr-enroll-token"), "tok-cred").unwrap();
+    let (st, ca2) = (other.clone(), ca.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        enroll(
+            &st,
+            addr,
+            &ca2,
+            &[("CREDENTIALS_DIRECTORY", creds.display().to_string())],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(other.join("trust/node.pem").exists());
+}
