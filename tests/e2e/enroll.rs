@@ -169,3 +169,49 @@ async fn enrollment_from_an_empty_state_directory_with_a_one_time_token() {
     assert!(out.status.success(), "{out:?}");
     assert!(other.join("trust/node.pem").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_enrolls_by_itself_with_a_systemd_credential() {
+    rakkr_e2e::init_logging();
+    let pki = TestPki::new();
+    let ctl = start_controller(
+        pki.server_config_opts(ServerOptions {
+            enrollment: true,
+            ..Default::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let h = ctl.handle();
+    h.set_renewal(Some(std::sync::Arc::new(Renewal::new(
+        pki.ca.clone(),
+        Duration::from_secs(86_400),
+    ))));
+    h.add_enroll_token("tok-svc", "node-svc", Duration::from_secs(3600));
+    let mut events = h.subscribe();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // What provisioning leaves: the fleet CA bundle, and the token as a
+    // credential (LoadCredential=rakkr-enroll-token in the unit).
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
+    let creds = tmp.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("rakkr-enroll-token"), "tok-svc\n").unwrap();
+    let mut env = agent_env(&state, ctl.local_addr());
+    env.insert("RAKKR_NODE_ID".into(), "node-svc".into());
+    env.insert("CREDENTIALS_DIRECTORY".into(), creds.display().to_string());
+    let agent = AgentProcess::spawn(&env);
+    let issued = wait_for(&mut events, T, "Enrolled", |e| match e {
+        ControllerEvent::Enrolled { node, sha256 } if node == "node-svc" => Some(sha256.clone()),
+        _ => None,
+    })
+    .await;
+    let presented = wait_for(&mut events, T, "Connected", |e| match e {
+        ControllerEvent::Connected { cert_sha256, .. } => Some(cert_sha256.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(presented, issued);
+    assert!(agent.count(&["enrolled with the controller"]) >= 1);
+}

@@ -144,6 +144,52 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node without an identity whose service got a one-time token
+/// (RAKKR_ENROLL_TOKEN, or the systemd credential `rakkr-enroll-token`)
+/// and the fleet CA bundle at its trust path enrolls by itself.
+async fn auto_enroll(node: &Arc<Node>) -> bool {
+    let cfg = &node.config;
+    if cfg.trust.cert.exists() {
+        return false;
+    }
+    let Ok(token) = super::enroll::token(None) else {
+        return false;
+    };
+    let (Some(endpoint), Some(node_id)) = (cfg.controller.endpoint.as_ref(), cfg.node.id.as_ref())
+    else {
+        tracing::warn!(
+            "an enrollment token is there, but enrolling needs controller.url and node.id"
+        );
+        return false;
+    };
+    let ca_pem = match std::fs::read(&cfg.trust.ca_bundle) {
+        Ok(pem) => pem,
+        Err(e) => {
+            tracing::warn!(
+                ca = %cfg.trust.ca_bundle.display(),
+                error = %e,
+                "an enrollment token is there, but no fleet CA bundle to check the controller with"
+            );
+            return false;
+        }
+    };
+    let timeout = cfg.controller.connect_timeout.max(Duration::from_secs(5));
+    match super::enroll::enroll(&cfg.trust, endpoint, node_id, token, ca_pem, timeout).await {
+        Ok(at) => {
+            tracing::info!(%node_id, installed = %at.display(), "enrolled with the controller");
+            node.reload_trust.notify_one();
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "enrollment failed; trying again in a minute"
+            );
+            false
+        }
+    }
+}
+
 /// Waits until the link has a session (welcomed, or renewal-only), or `cancel`.
 async fn link_up(node: &Node, cancel: &CancellationToken) -> bool {
     let mut status = node.status.subscribe();
@@ -178,8 +224,14 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 Duration::from_secs(at.saturating_sub(now).max(0) as u64)
             }
-            // No identity yet: look again later (or when asked).
-            Err(_) => Duration::from_secs(60),
+            // No identity yet: enroll if the service was given a token;
+            // else look again later (or when trust is installed).
+            Err(_) => {
+                if auto_enroll(&node).await {
+                    continue;
+                }
+                Duration::from_secs(60)
+            }
         };
         let reason = tokio::select! {
             _ = cancel.cancelled() => return,
