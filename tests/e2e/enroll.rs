@@ -41,8 +41,9 @@ fn enroll(
     run_agent(&all, &env)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enrollment_from_an_empty_state_directory_with_a_one_time_token() {
+/// A controller whose TLS lets certificate-less clients enroll, with a CA
+/// that signs for a day.
+async fn enrolling_controller() -> (TestPki, rakkr_protocol::controller::Controller) {
     rakkr_e2e::init_logging();
     let pki = TestPki::new();
     let ctl = start_controller(
@@ -53,11 +54,18 @@ async fn enrollment_from_an_empty_state_directory_with_a_one_time_token() {
         |_| {},
     )
     .await;
+    ctl.handle()
+        .set_renewal(Some(std::sync::Arc::new(Renewal::new(
+            pki.ca.clone(),
+            Duration::from_secs(86_400),
+        ))));
+    (pki, ctl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_from_an_empty_state_directory_with_a_one_time_token() {
+    let (pki, ctl) = enrolling_controller().await;
     let h = ctl.handle();
-    h.set_renewal(Some(std::sync::Arc::new(Renewal::new(
-        pki.ca.clone(),
-        Duration::from_secs(86_400),
-    ))));
     h.add_enroll_token("tok-good", "node-new", Duration::from_secs(3600));
     h.add_enroll_token("tok-expired", "node-new", Duration::ZERO);
     h.add_enroll_token("tok-other", "node-other", Duration::from_secs(3600));
@@ -172,21 +180,8 @@ async fn enrollment_from_an_empty_state_directory_with_a_one_time_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_enrolls_by_itself_with_a_systemd_credential() {
-    rakkr_e2e::init_logging();
-    let pki = TestPki::new();
-    let ctl = start_controller(
-        pki.server_config_opts(ServerOptions {
-            enrollment: true,
-            ..Default::default()
-        }),
-        |_| {},
-    )
-    .await;
+    let (pki, ctl) = enrolling_controller().await;
     let h = ctl.handle();
-    h.set_renewal(Some(std::sync::Arc::new(Renewal::new(
-        pki.ca.clone(),
-        Duration::from_secs(86_400),
-    ))));
     h.add_enroll_token("tok-svc", "node-svc", Duration::from_secs(3600));
     let mut events = h.subscribe();
     let tmp = tempfile::tempdir().unwrap();

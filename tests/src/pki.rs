@@ -35,29 +35,28 @@ impl TestPki {
         Self { ca, controller }
     }
 
+    fn controller_identity(&self) -> Identity {
+        Identity::from_pem(
+            self.controller.cert_pem.as_bytes(),
+            self.controller.key_pem.as_bytes(),
+            "controller",
+        )
+        .expect("controller identity")
+    }
+
     /// The controller's TLS config (TLS 1.3 only unless `versions` says otherwise).
     pub fn server_config_with(
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<rustls::ServerConfig> {
-        let id = Identity::from_pem(
-            self.controller.cert_pem.as_bytes(),
-            self.controller.key_pem.as_bytes(),
-            "controller",
-        )
-        .expect("controller identity");
+        let id = self.controller_identity();
         tls::server_config(std::slice::from_ref(&self.ca.cert_der), id, versions)
             .expect("server config")
     }
 
     /// The controller's TLS config with `options` (enrollment, renewal grace).
     pub fn server_config_opts(&self, options: tls::ServerOptions) -> Arc<rustls::ServerConfig> {
-        let id = Identity::from_pem(
-            self.controller.cert_pem.as_bytes(),
-            self.controller.key_pem.as_bytes(),
-            "controller",
-        )
-        .expect("controller identity");
+        let id = self.controller_identity();
         tls::server_config_for(
             std::slice::from_ref(&self.ca.cert_der),
             id,
@@ -73,12 +72,7 @@ impl TestPki {
         &self,
         grace: std::time::Duration,
     ) -> Arc<rustls::ServerConfig> {
-        let id = Identity::from_pem(
-            self.controller.cert_pem.as_bytes(),
-            self.controller.key_pem.as_bytes(),
-            "controller",
-        )
-        .expect("controller identity");
+        let id = self.controller_identity();
         tls::server_config_with_grace(
             std::slice::from_ref(&self.ca.cert_der),
             id,

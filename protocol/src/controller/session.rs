@@ -357,6 +357,16 @@ fn handle(
     }
 }
 
+/// SHA-256 (hex) of the first certificate in `pem`; empty if none parses.
+fn leaf_sha256(pem: &str) -> String {
+    use sha2::Digest;
+    crate::tls::certs_from_pem(pem.as_bytes(), "issued")
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| hex::encode(sha2::Sha256::digest(c.as_ref())))
+        .unwrap_or_default()
+}
+
 /// Answers a renewal request from the node certified as `node`.
 fn renew(shared: &Shared, node: &str, r: &crate::message::Renew) -> ControllerMsg {
     let signer = lock(&shared.renewal).clone();
@@ -376,14 +386,7 @@ fn renew(shared: &Shared, node: &str, r: &crate::message::Renew) -> ControllerMs
             };
         }
     };
-    let sha256 = crate::tls::certs_from_pem(pem.as_bytes(), "issued")
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .map(|c| {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(c.as_ref()))
-        })
-        .unwrap_or_default();
+    let sha256 = leaf_sha256(&pem);
     tracing::info!(%node, %sha256, "renewed a node certificate");
     shared.emit(ControllerEvent::CertificateIssued {
         node: node.into(),
@@ -438,14 +441,7 @@ async fn enroll(shared: &Arc<Shared>, peer: SocketAddr, mut framed: ServerFramed
     };
     let reply = match verdict {
         Ok(chain_pem) => {
-            let sha256 = crate::tls::certs_from_pem(chain_pem.as_bytes(), "issued")
-                .ok()
-                .and_then(|c| c.into_iter().next())
-                .map(|c| {
-                    use sha2::Digest;
-                    hex::encode(sha2::Sha256::digest(c.as_ref()))
-                })
-                .unwrap_or_default();
+            let sha256 = leaf_sha256(&chain_pem);
             tracing::info!(node = %e.node_id, %peer, %sha256, "node enrolled");
             shared.emit(ControllerEvent::Enrolled {
                 node: e.node_id.clone(),
