@@ -107,7 +107,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$rtree/usr/lib/systemd"
   mv "$rtree/lib/systemd/system" "$rtree/usr/lib/systemd/system"
   rm -rf "$rtree/lib" "$rtree/usr/share/lintian" "$rtree/usr/share/doc/rakkr-recorder-agent/changelog.Debian.gz"
-  sed -e "s/@VERSION@/$rpm_version/" -e "s/@RELEASE@/$rpm_release/" -e "s/@ARCH@/$t/" \
+  sed -e "s/@VERSION@/$rpm_version/" -e "s/@RELEASE@/$rpm_release/" \
     "$root/packaging/rpm/rakkr-recorder-agent.spec.in" > "$top/SPECS/rakkr-recorder-agent.spec"
   SOURCE_DATE_EPOCH=$epoch rpmbuild --quiet -bb --target "$t-linux" \
     --define "_topdir $top" --define "tree $rtree" \

@@ -98,6 +98,7 @@ for t in "${targets[@]}"; do
     "PKG_CONFIG_PATH_$triple=$prefix/lib/pkgconfig" \
     FFMPEG_DIR="$prefix" \
     CARGO_TARGET_DIR="$root/target/release-musl" \
+    CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
     cargo-zigbuild build --release --locked -p rakkr-recorder-agent --features static \
       --target "$triple" -Zbuild-std=std,panic_abort
   bin=$root/target/release-musl/$triple/release/rakkr-recorder-agent
