@@ -53,12 +53,26 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
 /// daemon, which runs as that user, can still read and replace it. A no-op
 /// for anyone else, who cannot give files away anyway.
 pub fn give_like(path: &std::path::Path, like: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let m = std::fs::metadata(like)?;
-    std::os::unix::fs::lchown(path, Some(m.uid()), Some(m.gid()))
+    give_to(path, owner_of(like)?)
+}
+
+/// (uid, gid) of `path`.
+pub fn owner_of(path: &std::path::Path) -> std::io::Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.uid(), m.gid()))
+}
+
+/// Gives `path` (a link itself, not its target) to `owner` when running as
+/// root; a no-op otherwise (see [`give_like`]).
+pub fn give_to(path: &std::path::Path, owner: (u32, u32)) -> std::io::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(owner.0), Some(owner.1))
 }
 
 #[cfg(test)]

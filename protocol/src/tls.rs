@@ -95,20 +95,33 @@ fn root_store(cas: &[CertificateDer<'static>], what: &str) -> Result<RootCertSto
     Ok(roots)
 }
 
+/// The agent's side of TLS 1.3 trusting only the fleet CA bundle;
+/// `identity`: its client certificate (none while enrolling).
+fn agent_config(
+    ca_bundle: &[CertificateDer<'static>],
+    identity: Option<Identity>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = root_store(ca_bundle, "the CA bundle")?;
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Identity)?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(TlsError::Identity)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The agent's TLS configuration: TLS 1.3, fleet CA bundle only, client cert.
 pub fn client_config(
     ca_bundle: &[CertificateDer<'static>],
     identity: Identity,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = root_store(ca_bundle, "the CA bundle")?;
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Identity)?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(identity.chain, identity.key)
-        .map_err(TlsError::Identity)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Arc::new(config))
+    agent_config(ca_bundle, Some(identity))
 }
 
 /// The controller's TLS configuration. `versions` is TLS 1.3 only in
@@ -188,14 +201,7 @@ pub fn server_config_for(
 pub fn enroll_client_config(
     ca_bundle: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = root_store(ca_bundle, "the CA bundle")?;
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Identity)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Arc::new(config))
+    agent_config(ca_bundle, None)
 }
 
 /// The only protocol version the link allows.

@@ -8,7 +8,6 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::control;
 use crate::exit::Failure;
-use crate::trust::validate;
 
 pub struct Args {
     pub controller: Option<String>,
@@ -34,10 +33,7 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         .context("no node id: give --node-id or set node.id")
         .context(Failure::Config)?;
     let token = crate::trust::enroll::token(a.token_file.as_deref())?;
-    let ca_pem = std::fs::read(&a.ca).map_err(|e| validate::Refusal::Unreadable {
-        what: format!("CA bundle {}", a.ca.display()),
-        detail: e.to_string(),
-    })?;
+    let ca_pem = super::trust::read(&a.ca, "CA bundle")?;
     let installed = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

@@ -52,7 +52,8 @@ pub struct InstallArgs {
     pub no_reload: bool,
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, validate::Refusal> {
+/// Reads an input file of `trust install`/`enroll`; unreadable is refusal 20.
+pub(crate) fn read(path: &Path, what: &str) -> Result<Vec<u8>, validate::Refusal> {
     std::fs::read(path).map_err(|e| validate::Refusal::Unreadable {
         what: format!("{what} {}", path.display()),
         detail: e.to_string(),

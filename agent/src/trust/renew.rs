@@ -87,7 +87,7 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
         .request(csr, ANSWER_TIMEOUT)
         .await
         .map_err(|m| anyhow::anyhow!("the controller did not renew: {m}"))?;
-    let checked = validate::check(
+    validate::check(
         &ca_pem,
         chain_pem.as_bytes(),
         key_pem.as_bytes(),
@@ -140,7 +140,6 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
         reason: reason.to_owned(),
     })
     .await?;
-    let _ = checked;
     Ok(())
 }
 
@@ -214,7 +213,9 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
     let mut retry = Duration::ZERO;
     let mut installed = node.trust.installed.subscribe();
     loop {
-        let wait = match super::load(&node.config.trust) {
+        let loaded = super::load(&node.config.trust);
+        let has_identity = loaded.is_ok();
+        let wait = match loaded {
             Ok(l) => {
                 let at = renew_at(
                     l.not_before_unix,
@@ -240,7 +241,8 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
             // Trust installed from outside: schedule from the new certificate.
             _ = installed.changed() => continue,
         };
-        if super::load(&node.config.trust).is_err() {
+        // No identity when the wait began: schedule again from what is there now.
+        if !has_identity {
             continue;
         }
         if !link_up(&node, &cancel).await {

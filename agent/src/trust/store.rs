@@ -23,7 +23,6 @@
 //! runs as the service user: everything created here is given to the
 //! owner of the directory it is created in.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -92,10 +91,7 @@ pub fn restore_previous(paths: &TrustPaths) -> anyhow::Result<()> {
         }
         None => {
             for path in [&paths.ca_bundle, &paths.cert, &paths.key] {
-                let previous = path.with_extension(format!(
-                    "{}.previous",
-                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
-                ));
+                let previous = previous_file(path);
                 if previous.exists() {
                     let old = std::fs::read(&previous)
                         .with_context(|| format!("reading {}", previous.display()))?;
@@ -110,17 +106,21 @@ pub fn restore_previous(paths: &TrustPaths) -> anyhow::Result<()> {
 }
 
 fn owner_of(dir: &Path) -> anyhow::Result<(u32, u32)> {
-    let m = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    Ok((m.uid(), m.gid()))
+    crate::util::owner_of(dir).with_context(|| format!("reading {}", dir.display()))
 }
 
 /// Gives `path` to `owner` (only root can, and only root needs to).
 fn give(path: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        std::os::unix::fs::lchown(path, Some(owner.0), Some(owner.1))
-            .with_context(|| format!("giving {} to uid {}", path.display(), owner.0))?;
-    }
-    Ok(())
+    crate::util::give_to(path, owner)
+        .with_context(|| format!("giving {} to uid {}", path.display(), owner.0))
+}
+
+/// Where the file an explicit-path install replaced is kept.
+fn previous_file(path: &Path) -> std::path::PathBuf {
+    path.with_extension(format!(
+        "{}.previous",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ))
 }
 
 fn make_dir(path: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
@@ -140,10 +140,7 @@ fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let owner = owner_of(dir)?;
     if path.exists() {
-        let previous = path.with_extension(format!(
-            "{}.previous",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("")
-        ));
+        let previous = previous_file(path);
         let old = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         atomic_write(&previous, &old, mode)
             .with_context(|| format!("keeping {}", previous.display()))?;

@@ -39,26 +39,29 @@ impl ClientCertVerifier for GraceVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        match self
+        let strict = self
             .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
-            Err(Error::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            )) if not_after(end_entity).is_some_and(|na| {
-                let expired_for = now.as_secs() as i64 - na;
-                expired_for >= 0 && (expired_for as u64) <= self.grace.as_secs()
-            }) =>
+            .verify_client_cert(end_entity, intermediates, now);
+        let Err(Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        )) = strict
+        else {
+            return strict;
+        };
+        match not_after(end_entity) {
+            Some(na)
+                if now.as_secs() as i64 >= na
+                    && (now.as_secs() as i64 - na) as u64 <= self.grace.as_secs() =>
             {
                 // Everything else is checked as of the last second it was valid.
-                let at = not_after(end_entity).unwrap_or_default().max(1) as u64 - 1;
+                let at = na.max(1) as u64 - 1;
                 self.inner.verify_client_cert(
                     end_entity,
                     intermediates,
                     UnixTime::since_unix_epoch(Duration::from_secs(at)),
                 )
             }
-            other => other,
+            _ => strict,
         }
     }
 

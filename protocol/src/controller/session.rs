@@ -87,7 +87,8 @@ async fn serve(
             "client did not negotiate ALPN rakkr-agent/1".into(),
         );
     }
-    let (certified, cert_sha256) = match conn.peer_certificates().and_then(|c| c.first()) {
+    let (certified, cert_sha256, not_after) = match conn.peer_certificates().and_then(|c| c.first())
+    {
         // Only a TLS configuration that allows enrollment gets here
         // without a certificate: such a session may only enroll.
         None => {
@@ -97,17 +98,17 @@ async fn serve(
         Some(cert) => match crate::tls::common_name(cert) {
             Ok(cn) => {
                 use sha2::Digest;
-                (cn, hex::encode(sha2::Sha256::digest(cert.as_ref())))
+                (
+                    cn,
+                    hex::encode(sha2::Sha256::digest(cert.as_ref())),
+                    super::grace::not_after(cert),
+                )
             }
             Err(e) => return fail(shared, peer, e.to_string()),
         },
     };
     // Accepted by the grace verifier although expired: renewal only.
-    let expired = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(super::grace::not_after)
-        .is_some_and(|na| na < (now_ms() / 1000) as i64);
+    let expired = not_after.is_some_and(|na| na < (now_ms() / 1000) as i64);
     if lock(&shared.revoked).contains(&cert_sha256) {
         return fail(
             shared,
