@@ -74,10 +74,15 @@ pub struct TrackWriter {
     octx: format::context::Output,
     enc: encoder::Audio,
     channels: u16,
-    pending: Vec<i32>,
-    /// Frames per encoder call (0: any).
-    frame_size: usize,
-    rate: u32,
+    /// The one frame this writer fills and hands to the encoder, over and
+    /// over: samples go straight into it (no staging copy, no allocation
+    /// per encoder call).
+    frame: frame::Audio,
+    /// Frames `frame` holds so far.
+    filled: usize,
+    /// Frames per encoder call: the encoder's frame size, or
+    /// `PCM_CHUNK_FRAMES` for codecs that take any size.
+    step: usize,
     pts: i64,
     frames: u64,
 }
@@ -116,6 +121,17 @@ fn avio_flush(octx: &mut format::context::Output) {
             ffmpeg_next::ffi::avio_flush(pb);
         }
     }
+}
+
+#[allow(unsafe_code)]
+fn make_writable(f: &mut frame::Audio) -> anyhow::Result<()> {
+    // SAFETY: `f` is a valid frame with buffers (from `new_frame`). When the
+    // encoder still holds a reference to them, this gives `f` fresh ones.
+    let ret = unsafe { ffmpeg_next::ffi::av_frame_make_writable(f.as_mut_ptr()) };
+    if ret < 0 {
+        anyhow::bail!("av_frame_make_writable failed ({ret}): out of memory");
+    }
+    Ok(())
 }
 
 fn layout(channels: u16) -> ChannelLayout {
@@ -226,7 +242,10 @@ impl TrackWriter {
         octx.set_metadata(meta);
         octx.write_header_with(options)
             .with_context(|| ctx("writing the header of"))?;
-        let frame_size = enc.frame_size() as usize;
+        let step = match enc.frame_size() as usize {
+            0 => PCM_CHUNK_FRAMES,
+            n => n,
+        };
         let sync_handle = std::fs::File::open(path).with_context(|| ctx("opening for sync"))?;
         Ok(Self {
             sync_handle,
@@ -234,61 +253,80 @@ impl TrackWriter {
             octx,
             enc,
             channels,
-            pending: Vec::with_capacity(
-                frame_size.max(PCM_CHUNK_FRAMES) * usize::from(channels) * 2,
-            ),
-            frame_size,
-            rate,
+            frame: new_frame(channels, step, rate),
+            filled: 0,
+            step,
             pts: 0,
             frames: 0,
         })
     }
 
     /// Appends interleaved samples (a whole number of frames).
-    pub fn write(&mut self, interleaved: &[i32]) -> anyhow::Result<()> {
+    pub fn write(&mut self, mut interleaved: &[i32]) -> anyhow::Result<()> {
         let ch = usize::from(self.channels);
         debug_assert_eq!(interleaved.len() % ch, 0);
-        self.pending.extend_from_slice(interleaved);
-        self.frames += (interleaved.len() / ch) as u64;
-        self.encode_pending()
-    }
-
-    /// Appends channel `channel` of an interleaved block of `channels`
-    /// channels (a mono writer's input straight from the capture block).
-    /// Call [`TrackWriter::encode_pending`] when the block is done.
-    pub fn push_channel(&mut self, block: &[i32], channel: usize, channels: usize) {
-        debug_assert_eq!(self.channels, 1);
-        debug_assert_eq!(block.len() % channels, 0);
-        self.pending
-            .extend(block.chunks_exact(channels).map(|frame| frame[channel]));
-        self.frames += (block.len() / channels) as u64;
-    }
-
-    /// Encodes every whole encoder frame waiting in `pending`.
-    pub fn encode_pending(&mut self) -> anyhow::Result<()> {
-        let ch = usize::from(self.channels);
-        let step = if self.frame_size == 0 {
-            PCM_CHUNK_FRAMES
-        } else {
-            self.frame_size
-        };
-        while self.pending.len() >= step * ch {
-            self.encode(step)?;
+        while interleaved.len() >= ch {
+            let n = (self.step - self.filled).min(interleaved.len() / ch);
+            let at = self.filled * ch;
+            self.frame.plane_mut::<i32>(0)[at..at + n * ch].copy_from_slice(&interleaved[..n * ch]);
+            interleaved = &interleaved[n * ch..];
+            self.advance(n)?;
         }
         Ok(())
     }
 
-    fn encode(&mut self, frames: usize) -> anyhow::Result<()> {
-        let n = frames * usize::from(self.channels);
-        let mut f = new_frame(self.channels, frames, self.rate);
-        f.plane_mut::<i32>(0)[..n].copy_from_slice(&self.pending[..n]);
-        f.set_pts(Some(self.pts));
-        self.pts += frames as i64;
-        self.pending.drain(..n);
+    /// Appends channel `channel` of an interleaved block of `channels`
+    /// channels (a mono writer's input straight from the capture block),
+    /// encoding each time a whole encoder frame is there.
+    pub fn push_channel(
+        &mut self,
+        block: &[i32],
+        channel: usize,
+        channels: usize,
+    ) -> anyhow::Result<()> {
+        debug_assert_eq!(self.channels, 1);
+        debug_assert_eq!(block.len() % channels, 0);
+        let mut rows = block.chunks_exact(channels);
+        while rows.len() > 0 {
+            let n = (self.step - self.filled).min(rows.len());
+            let dst = &mut self.frame.plane_mut::<i32>(0)[self.filled..self.filled + n];
+            for (d, row) in dst.iter_mut().zip(rows.by_ref()) {
+                *d = row[channel];
+            }
+            self.advance(n)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more frames in `frame`; encodes it once it is full.
+    fn advance(&mut self, n: usize) -> anyhow::Result<()> {
+        self.filled += n;
+        self.frames += n as u64;
+        if self.filled == self.step {
+            self.encode()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the `filled` frames of `frame` to the encoder and writes what
+    /// comes out; `frame` is then free to fill again.
+    fn encode(&mut self) -> anyhow::Result<()> {
+        let full = self.filled == self.step;
+        if !full {
+            // Only the last call of a file is short (the encoders take a
+            // short last frame).
+            self.frame.set_samples(self.filled);
+        }
+        self.frame.set_pts(Some(self.pts));
+        self.pts += self.filled as i64;
+        self.filled = 0;
         self.enc
-            .send_frame(&f)
+            .send_frame(&self.frame)
             .with_context(|| format!("encoding {}", self.path.display()))?;
-        self.drain()
+        self.drain()?;
+        // NOTE: the encoder took a reference to the frame's buffers; it has
+        // let go of them once its packets are out (then this is a no-op).
+        make_writable(&mut self.frame)
     }
 
     fn drain(&mut self) -> anyhow::Result<()> {
@@ -316,9 +354,8 @@ impl TrackWriter {
     /// Flushes, writes the trailer (final headers), syncs the file.
     /// Returns the path and the number of frames written.
     pub fn finish(mut self) -> anyhow::Result<(PathBuf, u64)> {
-        let left = self.pending.len() / usize::from(self.channels);
-        if left > 0 {
-            self.encode(left)?;
+        if self.filled > 0 {
+            self.encode()?;
         }
         self.enc
             .send_eof()

@@ -42,7 +42,8 @@ pub struct FileEntry {
     /// Take position (frames) of the file's first sample.
     pub first_sample: u64,
     pub samples: u64,
-    /// SHA-256 of the closed file (empty while it is open).
+    /// SHA-256 of the closed file (empty while it is open and until the
+    /// sealer has read it back; see `seal`).
     pub sha256: String,
 }
 

@@ -9,7 +9,9 @@ pub mod manifest;
 pub mod reclaim;
 pub mod recover;
 pub mod riffscan;
+pub mod seal;
 pub mod segment;
+pub mod spread;
 pub mod take;
 
 /// fsyncs a directory so that new files in it are durable.

@@ -6,7 +6,8 @@
 //! open segment's files are cut to the audio they hold completely — WAV/W64
 //! sizes fixed, a torn FLAC frame dropped and STREAMINFO's sample count
 //! fixed — and to the same length on every channel, then hashed and moved
-//! to `files`; the manifest says `recovered` and what was done.
+//! to `files`; closed files the sealer had not hashed yet are hashed too;
+//! the manifest says `recovered` and what was done.
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +96,8 @@ pub fn recover_take(dir: &Path) -> anyhow::Result<Option<Recovered>> {
         return Ok(None);
     };
     let open = std::mem::take(&mut m.open_files);
+    // Between two segments (device lost, say) no file is open.
+    let had_open = !open.is_empty();
     let files_channels = |e: &FileEntry| e.channels.len() as u16;
     let held: Vec<Held> = open
         .iter()
@@ -119,7 +122,22 @@ pub fn recover_take(dir: &Path) -> anyhow::Result<Option<Recovered>> {
         entry.sha256 = sha256_file(&path)?;
         m.files.push(entry);
     }
-    if frames == 0 && segment == m.segments && m.segments > 1 {
+    // Segments closed just before the crash may not have been hashed yet
+    // (the sealer works behind the writer): their files are final, hash them.
+    for entry in m.files.iter_mut().filter(|e| e.sha256.is_empty()) {
+        let path = dir.join(&entry.file);
+        match sha256_file(&path) {
+            Ok(sha) => {
+                entry.sha256 = sha;
+                actions.push(format!(
+                    "{}: closed before the interruption, hashed now",
+                    entry.file
+                ));
+            }
+            Err(e) => actions.push(format!("{}: could not be hashed: {e:#}", entry.file)),
+        }
+    }
+    if had_open && frames == 0 && segment == m.segments && m.segments > 1 {
         m.segments -= 1;
     }
     super::sync_dir(dir)?;

@@ -1,5 +1,5 @@
 //! The files of a take: one segment at a time, opened, written, synced,
-//! closed and hashed. Owned by the writer thread (see `take`).
+//! closed (and handed to the sealer). Owned by the writer thread (see `take`).
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::encoder::{Bext, Container, TrackWriter};
 use super::manifest::FileEntry;
+use super::spread::Spread;
 
 /// A safe file-name fragment from a channel name.
 pub fn slug(name: &str) -> String {
@@ -29,105 +30,37 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("hashing {}", path.display()))
 }
 
-/// Fewest files per encoder thread: below this one thread does it all.
-const MIN_TRACKS_PER_THREAD: usize = 4;
-
-/// Frames de-interleaved at a time: 256 frames of 32 channels are 32 KiB,
-/// which stay in the L1/L2 cache while every channel is gathered from them.
-const TILE_FRAMES: usize = 256;
-
-/// De-interleaves `block` into mono writers `group` (channels `first..`)
-/// one cache-sized tile at a time, then encodes what they hold.
-fn feed(
-    group: &mut [(TrackWriter, FileEntry)],
-    first: usize,
-    block: &[i32],
-    channels: usize,
-) -> anyhow::Result<()> {
-    for tile in block.chunks(TILE_FRAMES * channels) {
-        for (i, (w, _)) in group.iter_mut().enumerate() {
-            w.push_channel(tile, first + i, channels);
-        }
-    }
-    for (w, _) in group.iter_mut() {
-        w.encode_pending()?;
-    }
-    Ok(())
-}
-
-/// Encodes each channel's samples into its file, spreading the files over
-/// the available cores when there are enough of them (32 FLAC encoders
-/// are more than one small core keeps up with in real time).
-///
-/// NOTE: scoped threads per block keep ownership simple (every writer is
-/// borrowed by exactly one thread for one block); a block is 10–85 ms of
-/// audio, so the spawn cost (tens of µs) is noise.
-fn encode_spread(
-    tracks: &mut [(TrackWriter, FileEntry)],
-    block: &[i32],
-    channels: usize,
-) -> anyhow::Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = cores.min(tracks.len() / MIN_TRACKS_PER_THREAD).max(1);
-    if threads == 1 {
-        return feed(tracks, 0, block, channels);
-    }
-    let per = tracks.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = tracks
-            .chunks_mut(per)
-            .enumerate()
-            .map(|(n, group)| s.spawn(move || feed(group, n * per, block, channels)))
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| anyhow::anyhow!("an encoder thread panicked"))??;
-        }
-        Ok(())
-    })
-}
-
 /// The open files of one segment.
 pub struct Segment {
     pub number: u32,
     pub frames: u64,
-    /// (writer, file entry with `samples`/`sha256` still unset)
-    tracks: Vec<(TrackWriter, FileEntry)>,
+    /// The files, spread over the encoder threads.
+    spread: Spread,
 }
 
 impl Segment {
     /// Makes everything written so far durable.
     pub fn sync(&mut self) -> anyhow::Result<()> {
-        for (w, _) in &mut self.tracks {
-            w.sync()?;
-        }
-        Ok(())
+        self.spread.sync()
     }
 
     /// Writes interleaved `block` (whole frames) into the segment's files.
     pub fn write(&mut self, channels: usize, block: &[i32]) -> anyhow::Result<()> {
-        if self.tracks.len() > 1 || channels == 1 {
-            encode_spread(&mut self.tracks, block, channels)?;
-        } else if let Some((w, _)) = self.tracks.first_mut() {
-            w.write(block)?;
-        }
+        self.spread.write(block, channels)?;
         self.frames += (block.len() / channels) as u64;
         Ok(())
     }
 
-    /// Finishes every file (final headers, fsync) and hashes it. Tries every
-    /// file even when one fails, so that as many as possible end valid.
+    /// Finishes every file (final headers, fsync); the entries get their
+    /// sample counts (hashing is the sealer's, see `seal`). Tries every file
+    /// even when one fails, so that as many as possible end valid.
     pub fn close(self, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
         let mut out = Vec::new();
-        let mut first_err = None;
-        for (w, mut entry) in self.tracks {
-            match w
-                .finish()
-                .and_then(|(path, n)| Ok((n, sha256_file(&path)?)))
-            {
-                Ok((samples, sha)) => {
+        let (tracks, mut first_err) = self.spread.into_tracks();
+        for (w, mut entry) in tracks {
+            match w.finish() {
+                Ok((_, samples)) => {
                     entry.samples = samples;
-                    entry.sha256 = sha;
                     out.push(entry);
                 }
                 Err(e) => {
@@ -219,7 +152,7 @@ impl Layout {
         Ok(Segment {
             number,
             frames: 0,
-            tracks,
+            spread: Spread::new(tracks, self.channel_names.len())?,
         })
     }
 }

@@ -14,6 +14,9 @@
 //! Consecutive segments are sample-continuous: concatenated, each channel
 //! equals the input (a gap — device lost, overflow — is in the manifest).
 //!
+//! A closed segment is hashed on the sealer's thread (`seal`): reading
+//! gigabytes back must not keep this thread from the capture ring.
+//!
 //! Durability: every `sync_frames` (0.5 s of audio) the open files are
 //! flushed and fsynced; the manifest (rewritten whole at start and at each
 //! segment change) lists the open files, so `recover` can repair them after
@@ -28,6 +31,7 @@ use super::disk;
 use super::encoder::Container;
 use super::lock::TakeLock;
 use super::manifest::{FileEntry, Gap, Manifest, Marker, TakeStatus};
+use super::seal::{Sealed, Sealer};
 use super::segment::{Layout, Segment};
 use crate::config::DiskGuard;
 
@@ -77,6 +81,8 @@ pub struct Take {
     sync_frames: u64,
     last_sync: std::time::Instant,
     guard: disk::Watch,
+    /// Hashes closed segments on its own thread (see `seal`).
+    sealer: Sealer,
     _lock: TakeLock,
 }
 
@@ -144,6 +150,7 @@ impl Take {
             limit: spec.segment_frames.clamp(1, fmt_limit),
             sync_frames: u64::from(spec.sample_rate / 2).max(1),
             guard: disk::Watch::new(&dir, &spec.disk),
+            sealer: Sealer::start(&spec.take_id)?,
             spec,
             layout,
             manifest,
@@ -183,9 +190,12 @@ impl Take {
         Ok(())
     }
 
-    fn close_segment(&mut self) -> anyhow::Result<Option<TakeEvent>> {
+    /// Finishes the open segment's files (final headers, fsync), lists them
+    /// in the manifest and hands them to the sealer; `SegmentClosed` follows
+    /// once they are hashed (see `take_sealed`).
+    fn close_segment(&mut self) -> anyhow::Result<()> {
         let Some(seg) = self.seg.take() else {
-            return Ok(None);
+            return Ok(());
         };
         let (number, frames) = (seg.number, seg.frames);
         let files = seg.close(&self.layout.dir)?;
@@ -194,10 +204,35 @@ impl Take {
         self.manifest.open_files.clear();
         self.manifest.write(&self.layout.dir)?;
         tracing::info!(take = %self.spec.take_id, segment = number, frames, "segment closed");
-        Ok(Some(TakeEvent::SegmentClosed {
-            segment: number,
-            files,
-        }))
+        self.sealer.submit(number, self.layout.dir.clone(), files);
+        Ok(())
+    }
+
+    /// Puts the hashes of sealed segments into the manifest and reports
+    /// each segment as closed.
+    fn take_sealed(
+        &mut self,
+        sealed: Vec<Sealed>,
+        events: &mut Vec<TakeEvent>,
+    ) -> anyhow::Result<()> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        for s in sealed {
+            for (file, why) in &s.failed {
+                tracing::error!(take = %self.spec.take_id, file = %file, error = %why, "a closed file could not be read back to hash it; its manifest entry has no sha256");
+            }
+            for f in &s.files {
+                if let Some(m) = self.manifest.files.iter_mut().find(|m| m.file == f.file) {
+                    m.sha256.clone_from(&f.sha256);
+                }
+            }
+            events.push(TakeEvent::SegmentClosed {
+                segment: s.segment,
+                files: s.files,
+            });
+        }
+        self.manifest.write(&self.layout.dir)
     }
 
     /// Appends interleaved whole frames. Events (segment closed, disk low)
@@ -208,6 +243,8 @@ impl Take {
         events: &mut Vec<TakeEvent>,
     ) -> anyhow::Result<Option<MustStop>> {
         let ch = self.spec.channel_names.len();
+        let sealed = self.sealer.ready();
+        self.take_sealed(sealed, events)?;
         if let Some(stop) = self.check_disk(events) {
             return Ok(Some(stop));
         }
@@ -222,7 +259,7 @@ impl Take {
             block = &block[n * ch..];
             self.done += n as u64;
             if seg.frames >= self.limit {
-                events.extend(self.close_segment()?);
+                self.close_segment()?;
                 self.synced = self.done;
             }
         }
@@ -262,9 +299,10 @@ impl Take {
     /// Audio stopped coming (device lost): closes the open segment so all
     /// that was captured is final; the next write opens a new segment.
     pub fn suspend(&mut self, events: &mut Vec<TakeEvent>) -> anyhow::Result<()> {
-        events.extend(self.close_segment()?);
+        self.close_segment()?;
         self.synced = self.done;
-        Ok(())
+        let sealed = self.sealer.ready();
+        self.take_sealed(sealed, events)
     }
 
     /// `frames_lost` frames are missing at the current position.
@@ -310,8 +348,10 @@ impl Take {
             }
             (_, s) => s,
         };
-        if let Ok(ev) = closed {
-            events.extend(ev);
+        // Every segment's hashes are in the final manifest.
+        let sealed = self.sealer.wait_all();
+        if let Err(e) = self.take_sealed(sealed, events) {
+            tracing::error!(take = %self.spec.take_id, error = format!("{e:#}"), "writing the hashes to the manifest");
         }
         if let Some(reason) = &stopped {
             tracing::warn!(take = %self.spec.take_id, reason = %reason, "take stopped early");
@@ -325,5 +365,97 @@ impl Take {
         self.manifest.finished_at = crate::util::now_iso8601();
         self.manifest.write(&self.layout.dir)?;
         Ok(self.manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::encoder::tests::signal;
+
+    fn spec(dir: &std::path::Path, segment_frames: u64) -> TakeSpec {
+        TakeSpec {
+            take_id: "t1".into(),
+            output: dir.to_owned(),
+            container: Container::Flac,
+            segment_frames,
+            channel_names: vec!["Kick".into(), "Snare".into(), "Vox".into()],
+            device: "test".into(),
+            disk: DiskGuard {
+                min_free_bytes: 0,
+                warn_free_bytes: 0,
+                stop_free_bytes: 0,
+            },
+            sample_rate: 48_000,
+            capture_format: "i32".into(),
+        }
+    }
+
+    /// Three segments of three channels; returns the events and manifest.
+    fn record(dir: &std::path::Path) -> (Vec<TakeEvent>, Manifest) {
+        let mut take = Take::start(spec(dir, 10_000)).unwrap();
+        let mut events = Vec::new();
+        for block in signal(3, 25_000).chunks(3 * 4_000) {
+            assert!(take.write(block, &mut events).unwrap().is_none());
+        }
+        let m = take.finish(None, &mut events).unwrap();
+        (events, m)
+    }
+
+    #[test]
+    fn closed_segments_are_reported_with_the_hashes_of_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, m) = record(dir.path());
+        let closed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                TakeEvent::SegmentClosed { segment, files } => Some((*segment, files)),
+                TakeEvent::DiskLow { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            closed.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "every segment reported once, in order"
+        );
+        assert_eq!(m.files.len(), 9);
+        let take_dir = dir.path().join("t1");
+        for (_, files) in &closed {
+            for f in *files {
+                let on_disk = crate::util::sha256_file(&take_dir.join(&f.file)).unwrap().0;
+                assert_eq!(f.sha256, on_disk, "{}", f.file);
+                let listed = m.files.iter().find(|e| e.file == f.file).unwrap();
+                assert_eq!(listed.sha256, on_disk, "manifest entry of {}", f.file);
+            }
+        }
+        let written = Manifest::read(&take_dir).unwrap();
+        assert_eq!(written.files, m.files);
+        assert_eq!(written.status, TakeStatus::Complete);
+    }
+
+    #[test]
+    fn recovery_hashes_closed_files_the_sealer_had_not_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, done) = record(dir.path());
+        let take_dir = dir.path().join("t1");
+        // A crash right after segment 3 closed: listed, not hashed yet.
+        let mut m = done.clone();
+        m.status = TakeStatus::Recording;
+        for f in m.files.iter_mut().filter(|f| f.segment == 3) {
+            f.sha256.clear();
+        }
+        m.write(&take_dir).unwrap();
+        let r = crate::record::recover::recover_take(&take_dir)
+            .unwrap()
+            .expect("the take needed recovery");
+        assert_eq!(r.manifest.files, done.files, "every hash is back");
+        assert_eq!(r.manifest.frames, done.frames);
+        assert_eq!(r.manifest.segments, 3, "no open segment: none dropped");
+        let actions = &r.manifest.recovery.as_ref().unwrap().actions;
+        assert_eq!(
+            actions.iter().filter(|a| a.contains("hashed now")).count(),
+            3,
+            "{actions:?}"
+        );
     }
 }
