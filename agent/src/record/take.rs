@@ -235,6 +235,14 @@ impl Take {
         self.manifest.write(&self.layout.dir)
     }
 
+    /// Reports the segments hashed since the last call. Never blocks: the
+    /// engine calls it between blocks and while no audio comes (a device
+    /// gone for a while must not hold back the segment it closed).
+    pub fn poll(&mut self, events: &mut Vec<TakeEvent>) -> anyhow::Result<()> {
+        let sealed = self.sealer.ready();
+        self.take_sealed(sealed, events)
+    }
+
     /// Appends interleaved whole frames. Events (segment closed, disk low)
     /// go to `events`; `Ok(Some(MustStop))` asks the caller to `finish`.
     pub fn write(
@@ -243,8 +251,7 @@ impl Take {
         events: &mut Vec<TakeEvent>,
     ) -> anyhow::Result<Option<MustStop>> {
         let ch = self.spec.channel_names.len();
-        let sealed = self.sealer.ready();
-        self.take_sealed(sealed, events)?;
+        self.poll(events)?;
         if let Some(stop) = self.check_disk(events) {
             return Ok(Some(stop));
         }
@@ -301,8 +308,7 @@ impl Take {
     pub fn suspend(&mut self, events: &mut Vec<TakeEvent>) -> anyhow::Result<()> {
         self.close_segment()?;
         self.synced = self.done;
-        let sealed = self.sealer.ready();
-        self.take_sealed(sealed, events)
+        self.poll(events)
     }
 
     /// `frames_lost` frames are missing at the current position.
@@ -431,6 +437,32 @@ mod tests {
         let written = Manifest::read(&take_dir).unwrap();
         assert_eq!(written.files, m.files);
         assert_eq!(written.status, TakeStatus::Complete);
+    }
+
+    #[test]
+    fn a_segment_closed_when_audio_stops_is_reported_without_more_audio() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut take = Take::start(spec(dir.path(), 1_000_000)).unwrap();
+        let mut events = Vec::new();
+        take.write(&signal(3, 5_000), &mut events).unwrap();
+        take.suspend(&mut events).unwrap();
+        // Bounded: 400 polls, 10 ms apart.
+        for _ in 0..400 {
+            if !events.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            take.poll(&mut events).unwrap();
+        }
+        let [TakeEvent::SegmentClosed { segment: 1, files }] = events.as_slice() else {
+            panic!("expected segment 1 closed, got {events:?}");
+        };
+        assert_eq!(files.len(), 3);
+        assert!(
+            files
+                .iter()
+                .all(|f| f.sha256.len() == 64 && f.samples == 5_000)
+        );
     }
 
     #[test]

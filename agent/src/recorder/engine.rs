@@ -150,6 +150,7 @@ impl Engine {
         }
         self.check_counters();
         if frames == 0 {
+            self.poll_take();
             self.check_device();
             return false;
         }
@@ -219,6 +220,21 @@ impl Engine {
             .is_some_and(|a| a.limit.is_some_and(|l| a.take.position() >= l));
         if stop.is_some() || reached {
             self.end_take(stop);
+        }
+    }
+
+    /// Passes on what the take finished in the background (hashed segments)
+    /// while no audio comes to drive `write`.
+    fn poll_take(&mut self) {
+        let Some(active) = self.take.as_mut() else {
+            return;
+        };
+        let mut events = Vec::new();
+        if let Err(e) = active.take.poll(&mut events) {
+            tracing::error!(take = %active.info.take_id, error = format!("{e:#}"), "recording the hashes of a closed segment");
+        }
+        if !events.is_empty() {
+            self.emit_take_events(events);
         }
     }
 
