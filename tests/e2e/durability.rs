@@ -82,14 +82,17 @@ fn kill_mid_take_then_recover(format: &str) {
     assert_eq!(m["status"], "recovered");
     assert_eq!(m.get("openFiles"), None);
     let saved = m["recovery"]["framesSaved"].as_u64().unwrap();
-    assert_eq!(m["recovery"]["segment"], 2);
+    // Normally segment 2; a loaded machine can put the writer behind its
+    // log and the kill into segment 3. Either way: the closed ones whole.
+    let open = m["recovery"]["segment"].as_u64().unwrap();
+    assert!(open >= 2, "killed after segment 1 closed, recovered {open}");
     assert!(saved > 0, "part of the open segment was saved");
     let frames = rakkr_e2e::takecheck::check_content(&take, &m);
     assert_eq!(m["frames"].as_u64().unwrap(), frames);
     assert_eq!(
         frames,
-        2 * 48_000 + saved,
-        "segment 1 whole, then what was saved"
+        (open - 1) * 2 * 48_000 + saved,
+        "the closed segments whole, then what was saved"
     );
     // What the device had delivered when the agent died, at least: all it
     // was fed except what still sat in the pipe (and what the take skipped
