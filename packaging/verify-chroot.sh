@@ -11,12 +11,8 @@
 set -euo pipefail
 bin=$(realpath "$1")
 arch=${2:-$(uname -m)}
-cache=${RAKKR_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rakkr-release}
-base=$cache/chroot-bookworm-minbase
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
-
 . "$(dirname "$0")/lib/chroot.sh"
+base=$minbase_root
 ensure_minbase_chroot "$base"
 # A throwaway copy: the cached tree stays pristine for other checks.
 scratch=$(mktemp -d)

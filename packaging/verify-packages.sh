@@ -15,11 +15,8 @@
 set -euo pipefail
 deb=$(realpath "$1")
 rpm=${2:+$(realpath "$2")}
-cache=${RAKKR_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rakkr-release}
-base=$cache/chroot-bookworm-minbase
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
 . "$(dirname "$0")/lib/chroot.sh"
+base=$minbase_root
 ensure_minbase_chroot "$base"
 
 work=$(mktemp -d)

@@ -1,6 +1,11 @@
-# Sourced: ensure_minbase_chroot ROOT creates (once) a Debian bookworm
-# debootstrap --variant=minbase tree at ROOT from the machine's apt mirror.
-# Needs $sudo set ("" as root, else "sudo").
+# Sourced. Sets $sudo ("" as root, else "sudo") and $minbase_root, where
+# the cached chroot lives ($RAKKR_RELEASE_CACHE, default
+# ~/.cache/rakkr-release); ensure_minbase_chroot ROOT creates (once) a
+# Debian bookworm debootstrap --variant=minbase tree at ROOT from the
+# machine's apt mirror.
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+minbase_root=${RAKKR_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rakkr-release}/chroot-bookworm-minbase
 ensure_minbase_chroot() {
   local root=$1 p mirror lock
   mkdir -p "$(dirname "$root")"

@@ -162,27 +162,50 @@ pub async fn enroll(
     let address = endpoint.address.as_str();
     let stream = open(endpoint, tls, timeout).await?;
     let mut framed: AgentFramed = Framed::new(stream, FrameCodec::default());
+    let reply = ask(
+        &mut framed,
+        AgentMsg::Enroll(enroll),
+        address,
+        timeout,
+        (
+            "waiting for the enrollment answer",
+            "before the enrollment answer",
+        ),
+    )
+    .await?;
+    match reply {
+        ControllerMsg::Enrolled { chain_pem } => Ok(Ok(chain_pem)),
+        ControllerMsg::EnrollRefused { message } => Ok(Err(message)),
+        other => Err(LinkError::Unexpected {
+            got: other.kind(),
+            during: "enrollment",
+        }),
+    }
+}
+
+/// Sends `msg` and waits up to `timeout` for the controller's answer.
+/// `(stage, during)` name that answer in a timeout and in a closed link.
+async fn ask(
+    framed: &mut AgentFramed,
+    msg: AgentMsg,
+    address: &str,
+    timeout: Duration,
+    (stage, during): (&'static str, &'static str),
+) -> Result<ControllerMsg, LinkError> {
     framed
-        .send(AgentMsg::Enroll(enroll))
+        .send(msg)
         .await
         .map_err(|e| LinkError::from_frame(e, address))?;
     let reply = tokio::time::timeout(timeout, framed.next())
         .await
         .map_err(|_| LinkError::Timeout {
-            stage: "waiting for the enrollment answer",
+            stage,
             after: timeout,
         })?;
     match reply {
-        None => Err(LinkError::Closed {
-            during: "before the enrollment answer",
-        }),
+        None => Err(LinkError::Closed { during }),
         Some(Err(e)) => Err(LinkError::from_frame(e, address)),
-        Some(Ok(ControllerMsg::Enrolled { chain_pem })) => Ok(Ok(chain_pem)),
-        Some(Ok(ControllerMsg::EnrollRefused { message })) => Ok(Err(message)),
-        Some(Ok(other)) => Err(LinkError::Unexpected {
-            got: other.kind(),
-            during: "enrollment",
-        }),
+        Some(Ok(m)) => Ok(m),
     }
 }
 
@@ -236,27 +259,19 @@ pub async fn handshake(
         FrameCodec::default(),
         4 * crate::message::MAX_CHUNK_LEN as usize,
     );
-    framed
-        .send(AgentMsg::Hello(hello))
-        .await
-        .map_err(|e| LinkError::from_frame(e, address))?;
-    let reply = tokio::time::timeout(timeout, framed.next())
-        .await
-        .map_err(|_| LinkError::Timeout {
-            stage: "waiting for Welcome",
-            after: timeout,
-        })?;
+    let reply = ask(
+        &mut framed,
+        AgentMsg::Hello(hello),
+        address,
+        timeout,
+        ("waiting for Welcome", "before Welcome"),
+    )
+    .await?;
     match reply {
-        None => Err(LinkError::Closed {
-            during: "before Welcome",
-        }),
-        Some(Err(e)) => Err(LinkError::from_frame(e, address)),
-        Some(Ok(ControllerMsg::Welcome(w))) => Ok((framed, Handshake::Welcome(w))),
-        Some(Ok(ControllerMsg::RenewalOnly { message })) => {
-            Ok((framed, Handshake::RenewalOnly(message)))
-        }
-        Some(Ok(ControllerMsg::Reject(r))) => Err(LinkError::Rejected(r)),
-        Some(Ok(other)) => Err(LinkError::Unexpected {
+        ControllerMsg::Welcome(w) => Ok((framed, Handshake::Welcome(w))),
+        ControllerMsg::RenewalOnly { message } => Ok((framed, Handshake::RenewalOnly(message))),
+        ControllerMsg::Reject(r) => Err(LinkError::Rejected(r)),
+        other => Err(LinkError::Unexpected {
             got: other.kind(),
             during: "before Welcome",
         }),

@@ -52,7 +52,7 @@ fn temp_root(into: &Path) -> PathBuf {
         .unwrap_or_else(|| cache().join("rakkr-release"))
         .join("chroot-bookworm-minbase");
     let script = format!(
-        "set -e; sudo=''; [ \"$(id -u)\" -eq 0 ] || sudo=sudo; . '{}'; ensure_minbase_chroot '{}'",
+        "set -e; . '{}'; ensure_minbase_chroot '{}'",
         repo().join("packaging/lib/chroot.sh").display(),
         base.display()
     );

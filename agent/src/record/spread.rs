@@ -182,29 +182,33 @@ impl Spread {
             }
             None => self.shared = Arc::new(block.to_vec()),
         }
-        let mut first_err = None;
-        let mut started = 0;
-        for w in &self.workers {
-            match w.send(Job::Feed(Arc::clone(&self.shared))) {
-                Ok(()) => started += 1,
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                    break;
-                }
-            }
-        }
-        if let Err(e) = feed(&mut self.own, 0, block, channels) {
-            first_err.get_or_insert(e);
-        }
-        self.collect(started, first_err)
+        let shared = Arc::clone(&self.shared);
+        self.on_every_thread(
+            || Job::Feed(Arc::clone(&shared)),
+            |own| feed(own, 0, block, channels),
+        )
     }
 
     /// Makes everything written so far durable (each thread its own files).
     pub fn sync(&mut self) -> anyhow::Result<()> {
+        self.on_every_thread(
+            || Job::Sync,
+            |own| own.iter_mut().try_for_each(|(w, _)| w.sync()),
+        )
+    }
+
+    /// Sends each worker `job()`, runs `own` on the writer's group
+    /// meanwhile, then waits for every worker it reached; the first error
+    /// wins.
+    fn on_every_thread(
+        &mut self,
+        job: impl Fn() -> Job,
+        own: impl FnOnce(&mut [Track]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let mut first_err = None;
         let mut started = 0;
         for w in &self.workers {
-            match w.send(Job::Sync) {
+            match w.send(job()) {
                 Ok(()) => started += 1,
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -212,14 +216,9 @@ impl Spread {
                 }
             }
         }
-        if let Err(e) = self.own.iter_mut().try_for_each(|(w, _)| w.sync()) {
+        if let Err(e) = own(&mut self.own) {
             first_err.get_or_insert(e);
         }
-        self.collect(started, first_err)
-    }
-
-    /// Waits for the first `started` workers' replies.
-    fn collect(&self, started: usize, mut first_err: Option<anyhow::Error>) -> anyhow::Result<()> {
         for w in &self.workers[..started] {
             match w.recv() {
                 Ok(Done::Ok | Done::Tracks(_)) => {}

@@ -95,17 +95,7 @@ pub async fn enroll(
         Some(node_id),
         UnixTime::now(),
     )?;
-    let paths = paths.clone();
-    tokio::task::spawn_blocking(move || {
-        store::install(
-            &paths,
-            &store::Pems {
-                ca: &ca_pem,
-                cert: chain_pem.as_bytes(),
-                key: key_pem.as_bytes(),
-            },
-        )
-    })
-    .await?
-    .context(Failure::TrustStore)
+    store::install_off_runtime(paths, ca_pem, chain_pem, key_pem)
+        .await
+        .context(Failure::TrustStore)
 }

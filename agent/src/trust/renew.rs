@@ -96,19 +96,9 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
     )
     .context("the controller's certificate was refused")?;
     let sessions = *node.sessions.borrow();
-    let install_paths = paths.clone();
-    tokio::task::spawn_blocking(move || {
-        store::install(
-            &install_paths,
-            &store::Pems {
-                ca: &ca_pem,
-                cert: chain_pem.as_bytes(),
-                key: key_pem.as_bytes(),
-            },
-        )
-    })
-    .await?
-    .context("installing the renewed identity")?;
+    store::install_off_runtime(&paths, ca_pem, chain_pem, key_pem)
+        .await
+        .context("installing the renewed identity")?;
     node.reload_trust.notify_one();
     let mut welcomed = node.sessions.subscribe();
     let accepted = tokio::time::timeout(WELCOME_TIMEOUT, async {

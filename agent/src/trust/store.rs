@@ -73,6 +73,28 @@ pub fn install(paths: &TrustPaths, pems: &Pems<'_>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// [`install`] on a blocking thread, for the async tasks that got the
+/// identity over the network (renewal, enrollment).
+pub async fn install_off_runtime(
+    paths: &TrustPaths,
+    ca: Vec<u8>,
+    cert: String,
+    key: String,
+) -> anyhow::Result<PathBuf> {
+    let paths = paths.clone();
+    tokio::task::spawn_blocking(move || {
+        install(
+            &paths,
+            &Pems {
+                ca: &ca,
+                cert: cert.as_bytes(),
+                key: key.as_bytes(),
+            },
+        )
+    })
+    .await?
+}
+
 /// Puts the previous identity back (a renewal the controller did not
 /// accept). Managed: `current` and `previous` swap; explicit paths: the
 /// `*.previous` files come back.
