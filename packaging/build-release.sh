@@ -88,6 +88,16 @@ for t in "${targets[@]}"; do
   triple=$t-unknown-linux-musl
   prefix=$cache/$t/prefix
   log "cargo build $triple"
+  # NOTE: the -sys crates copy the static C libraries into their rlibs when
+  # they compile, and cargo never sees those libraries change. When
+  # build-clibs.sh rebuilt them (new sources, flags or FFmpeg patches: its
+  # .stamp differs from the one this target directory was built with),
+  # those crates are compiled again, or the binary keeps the old C code.
+  seen=$root/target/release-musl/$triple.clibs-stamp
+  if ! cmp -s "$prefix/.stamp" "$seen"; then
+    CARGO_TARGET_DIR="$root/target/release-musl" RUSTC=/usr/bin/rustc /usr/bin/cargo clean -q \
+      --release --target "$triple" -p ffmpeg-sys-next -p alsa-sys
+  fi
   # NOTE: Debian's rustc-web/cargo-web pair (std sources of the same
   # version) builds std for musl; cargo-zigbuild links with zig's musl.
   env PATH="$cache/bin:$cache/venv/bin:/usr/bin:$PATH" \
@@ -103,6 +113,7 @@ for t in "${targets[@]}"; do
       --target "$triple" -Zbuild-std=std,panic_abort
   bin=$root/target/release-musl/$triple/release/rakkr-recorder-agent
   file "$bin" | grep -q "statically linked" || { file "$bin"; echo "$bin is not static" >&2; exit 1; }
+  cp "$prefix/.stamp" "$seen"
 
   name=rakkr-recorder-agent-$version-$triple
   stage=$(mktemp -d)

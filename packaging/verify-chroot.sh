@@ -101,4 +101,24 @@ for f in m["files"]:
     assert data[:4] == b"fLaC", f["file"]
 print(f"take in the chroot: ok, {m['frames']} frames x {m['channels']} channels, {len(m['files'])} files")
 PY
+# What the static binary's own FFmpeg (built with packaging/ffmpeg-patches)
+# wrote, checked by the reference decoder outside the chroot: `flac -t`
+# verifies every frame's CRCs and the STREAMINFO MD5 of the audio, and the
+# decoded samples of each channel must be the known signal, bit for bit.
+command -v flac >/dev/null || { echo "flac (the reference decoder) is not installed" >&2; exit 1; }
+flac -t -s "$root$work"/takes/chroot/*.flac || { echo "flac -t rejected a file the agent wrote" >&2; exit 1; }
+python3 - "$root$work/takes/chroot" <<'PY'
+import json, os, subprocess, sys
+take = sys.argv[1]
+m = json.load(open(os.path.join(take, "manifest.json")))
+for f in m["files"]:
+    c = f["channels"][0] - 1
+    raw = subprocess.run(["flac", "-d", "-s", "-c", "--force-raw-format", "--endian=little",
+                          "--sign=signed", os.path.join(take, f["file"])],
+                         check=True, capture_output=True).stdout
+    got = [int.from_bytes(raw[i:i + 3], "little", signed=True) for i in range(0, len(raw), 3)]
+    want = [(c << 18) + n for n in range(m["frames"])]
+    assert got == want, f"{f['file']}: decoded samples differ from channel {c + 1} of the input"
+print(f"flac -t and bit-exact decode: ok, {len(m['files'])} files")
+PY
 echo "chroot check passed ($arch)" >&2

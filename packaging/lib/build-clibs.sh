@@ -27,8 +27,12 @@ ffmpeg_flags=(--prefix="$prefix" --enable-cross-compile --target-os=linux --arch
   --enable-decoder=flac,pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le
   --enable-muxer=flac,wav,w64 --enable-demuxer=flac,wav,w64
   --enable-parser=flac --enable-protocol=file)
+# Our patches to FFmpeg (packaging/ffmpeg-patches, each says why): applied to
+# a copy of the source, so the fetched tree stays as Debian ships it.
+patches=$(cd "$(dirname "$0")/../ffmpeg-patches" && pwd)
+patch_sums=$(cd "$patches" && sha256sum ./*.patch | sha256sum | cut -c1-16)
 zig_version=$(python3 -m ziglang version)
-stamp="zig $zig_version; $(basename "$alsa_src") ${alsa_flags[*]}; $(basename "$ffmpeg_src") ${ffmpeg_flags[*]}"
+stamp="zig $zig_version; $(basename "$alsa_src") ${alsa_flags[*]}; $(basename "$ffmpeg_src") ${ffmpeg_flags[*]}; patches $patch_sums"
 if [ -f "$prefix/.stamp" ] && [ "$(cat "$prefix/.stamp")" = "$stamp" ]; then
   echo "cached: $prefix" >&2
   exit 0
@@ -59,9 +63,13 @@ quiet "$work/alsa.log" "$alsa_src/configure" "${alsa_flags[@]}"
 quiet "$work/alsa.log" make -j"$jobs"
 quiet "$work/alsa.log" make install
 t1=$(date +%s)
+cp -a "$ffmpeg_src" "$work/ffmpeg-src"
+for p in "$patches"/*.patch; do
+  quiet "$work/ffmpeg.log" patch -d "$work/ffmpeg-src" -p1 --forward --batch -i "$p"
+done
 mkdir -p "$work/ffmpeg-build"
 cd "$work/ffmpeg-build"
-quiet "$work/ffmpeg.log" "$ffmpeg_src/configure" "${ffmpeg_flags[@]}" \
+quiet "$work/ffmpeg.log" "$work/ffmpeg-src/configure" "${ffmpeg_flags[@]}" \
   --cc="$CC" --ar="$AR" --ranlib="$RANLIB"
 quiet "$work/ffmpeg.log" make -j"$jobs"
 quiet "$work/ffmpeg.log" make install

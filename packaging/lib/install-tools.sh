@@ -9,6 +9,7 @@ pkgs=(
   rustc-web rust-web-src cargo-web       # a rustc whose std sources build std for musl
   clang libclang-dev pkg-config          # bindgen for ffmpeg-sys-next
   nasm make file xz-utils bzip2 dpkg-dev # FFmpeg's x86 assembly, builds, apt-get source
+  patch flac                             # our FFmpeg patches; flac -t checks what the build writes
   python3-venv                           # zig and cargo-zigbuild from PyPI
   qemu-user-static                       # runs the aarch64 binary for its smoke check
 )
