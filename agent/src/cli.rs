@@ -118,6 +118,10 @@ pub enum Command {
         /// Longest segment (e.g. 30m); default: capture.segment_seconds.
         #[arg(long, value_parser = parse_duration)]
         segment: Option<std::time::Duration>,
+        /// Encoder threads: "auto" (one while it encodes faster than twice
+        /// real time, as a live take does; every core otherwise) or a number.
+        #[arg(long, default_value = "auto")]
+        threads: crate::record::spread::Threads,
     },
     /// Install a release (verified first), show what is installed, or roll back.
     Update {

@@ -1,6 +1,7 @@
 //! rakkr-recorder-agent: parses the command line, sets up logging,
 //! dispatches, and maps errors to exit codes (see `exit.rs`).
 
+mod aligned;
 mod backoff;
 mod build_info;
 mod capture;
@@ -235,6 +236,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             output,
             take_id,
             segment,
+            threads,
         } => ops::encode::run(
             &config,
             ops::encode::Args {
@@ -245,6 +247,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 output,
                 take_id,
                 segment: segment.unwrap_or(config.capture.segment),
+                threads,
             },
         ),
     };

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::record::encoder::Container;
+use crate::record::spread::Threads;
 use crate::record::take::{Take, TakeSpec};
 
 #[derive(Debug)]
@@ -21,6 +22,7 @@ pub struct Args {
     pub output: PathBuf,
     pub take_id: String,
     pub segment: std::time::Duration,
+    pub threads: Threads,
 }
 
 pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
@@ -44,9 +46,12 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         disk: config.disk.clone(),
         sample_rate: a.rate,
         capture_format: "i32".into(),
+        threads: a.threads,
     };
     let mut take = Take::start(spec).context(Failure::Capture)?;
-    let mut block = vec![0i32; 4096 * ch];
+    // NOTE: aligned, or the kernel's copy into it costs several times more
+    // (see `aligned`).
+    let mut block = crate::aligned::Aligned::<i32>::new(4096 * ch);
     let mut events = Vec::new();
     loop {
         let n = read_full(&mut input, bytemuck::cast_slice_mut(&mut block))

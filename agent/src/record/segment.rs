@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::encoder::{Bext, Container, TrackWriter};
 use super::manifest::FileEntry;
-use super::spread::Spread;
+use super::spread::{Spread, Threads};
 
 /// A safe file-name fragment from a channel name.
 pub fn slug(name: &str) -> String {
@@ -85,6 +85,8 @@ pub struct Layout {
     pub channel_names: Vec<String>,
     pub rate: u32,
     pub started: time::OffsetDateTime,
+    /// How many threads encode each segment.
+    pub threads: Threads,
 }
 
 impl Layout {
@@ -152,7 +154,7 @@ impl Layout {
         Ok(Segment {
             number,
             frames: 0,
-            spread: Spread::new(tracks, self.channel_names.len())?,
+            spread: Spread::new(tracks, self.channel_names.len(), self.rate, self.threads)?,
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct TakeSpec {
     pub sample_rate: u32,
     /// The device's sample format (for the manifest).
     pub capture_format: String,
+    /// How many threads encode (`Auto`: more only when one is not enough).
+    pub threads: super::spread::Threads,
 }
 
 /// What a take reports while it records (the daemon makes events of them).
@@ -123,6 +125,7 @@ impl Take {
             channel_names: spec.channel_names.clone(),
             rate: spec.sample_rate,
             started,
+            threads: spec.threads,
         };
         let manifest = Manifest {
             take_id: spec.take_id.clone(),
@@ -394,6 +397,7 @@ mod tests {
             },
             sample_rate: 48_000,
             capture_format: "i32".into(),
+            threads: crate::record::spread::Threads::Auto,
         }
     }
 

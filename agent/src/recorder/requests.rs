@@ -117,6 +117,7 @@ impl Engine {
             disk: self.cfg.disk.clone(),
             sample_rate: rate,
             capture_format: live.cap.format.to_string(),
+            threads: crate::record::spread::Threads::Auto,
         };
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
