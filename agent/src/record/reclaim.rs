@@ -6,6 +6,11 @@
 //! encoder with 4608-sample blocks touches a few hundred KB of it, yet the
 //! zeroing makes every page resident: 32 encoders would hold over 200 MB.
 //!
+//! NOTE: the release binary's own FFmpeg no longer does this (see
+//! `packaging/ffmpeg-patches/0005-*`: its context is 56 KB and there is
+//! nothing to give back); builds against a stock FFmpeg (development builds
+//! linking the system's libavcodec) still need it.
+//!
 //! Pages that hold only zeros are handed back with `MADV_DONTNEED`. For
 //! private anonymous memory (all malloc memory) the kernel then maps a zero
 //! page on the next access, so the contents seen by the encoder do not
