@@ -349,11 +349,9 @@ async fn a_new_binary_that_cannot_connect_is_rolled_back_and_the_controller_hear
 fn cli(installed: &Path, state: &Path, args: &[&str]) -> std::process::Output {
     let mut env = HashMap::new();
     env.insert("RAKKR_STATE_DIR".to_owned(), state.display().to_string());
-    rakkr_e2e::agent::bin_command(installed, &env)
-        .arg("update")
-        .args(args)
-        .output()
-        .expect("running update")
+    let mut cmd = rakkr_e2e::agent::bin_command(installed, &env);
+    cmd.arg("update").args(args);
+    rakkr_e2e::agent::retry_busy(|| cmd.output()).expect("running update")
 }
 
 #[test]

@@ -34,10 +34,9 @@ pub struct AgentProcess {
 
 /// Runs the agent to completion with a clean environment plus `env`.
 pub fn run_agent(args: &[&str], env: &HashMap<String, String>) -> std::process::Output {
-    base_command(env)
-        .args(args)
-        .output()
-        .expect("running the agent")
+    let mut cmd = base_command(env);
+    cmd.args(args);
+    retry_busy(|| cmd.output()).expect("running the agent")
 }
 
 /// An empty config file, so tests never read a machine's real one.
@@ -66,6 +65,27 @@ pub fn bin_command(bin: &Path, env: &HashMap<String, String>) -> Command {
     cmd
 }
 
+/// Runs `start` (a spawn of a binary), again while the binary is "text
+/// file busy", for up to two seconds.
+///
+/// NOTE: a binary this process has just written (an install copy, a stamped
+/// build) stays open for writing in any child another test thread forked
+/// meanwhile, until that child execs; exec of it fails with ETXTBSY in that
+/// window. The agent's own `--version` check of a candidate retries the same
+/// way. See: https://github.com/golang/go/issues/22315
+pub fn retry_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    const ATTEMPTS: u32 = 100;
+    for _ in 1..ATTEMPTS {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            done => return done,
+        }
+    }
+    start()
+}
+
 impl AgentProcess {
     /// Spawns `rakkr-recorder-agent run` (config file explicitly absent:
     /// everything comes from `env`).
@@ -82,7 +102,8 @@ impl AgentProcess {
     pub fn spawn_bin(bin: &Path, args: &[&str], env: &HashMap<String, String>) -> Self {
         let mut cmd = bin_command(bin, env);
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawning the agent");
+        let mut child = retry_busy(|| cmd.spawn())
+            .unwrap_or_else(|e| panic!("spawning the agent {}: {e}", bin.display()));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = lines.clone();
