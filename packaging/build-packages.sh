@@ -36,16 +36,8 @@ epoch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sourceD
 [ ${#targets[@]} -gt 0 ] ||
   mapfile -t targets < <(python3 -c 'import json,sys; [print(t.split("-")[0]) for t in json.load(open(sys.argv[1]))["targets"]]' "$manifest")
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
-need=()
-for p in dpkg-dev rpm lintian fakeroot; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. "$(dirname "$0")/lib/apt.sh"
+apt_install dpkg-dev rpm lintian fakeroot
 
 # Versions: the release YYYY.MM.DD-N is the Debian version as is; rpm has
 # no '-' in Version, so N becomes the Release. A development build

@@ -104,7 +104,7 @@ ok "purge removes binary, config and trust; recordings intact"
 
 # --- .rpm -------------------------------------------------------------------
 if [ -n "$rpm" ]; then
-  command -v rpm >/dev/null || { $sudo apt-get install -y -qq rpm >/dev/null; }
+  command -v rpm >/dev/null || apt_install rpm
   fresh_root rpm
   rroot=$fresh
   rpm -qp --configfiles "$rpm" 2>/dev/null | grep -qx /etc/rakkr/recorder-agent.toml || fail "rpm: config not a config file"

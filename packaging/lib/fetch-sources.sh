@@ -5,6 +5,7 @@ set -euo pipefail
 src=$1
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
+. "$(dirname "$0")/apt.sh"
 mkdir -p "$src"
 if ls "$src"/alsa-lib-*/configure "$src"/ffmpeg-*/configure >/dev/null 2>&1; then
   exit 0
@@ -17,7 +18,7 @@ if ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sour
   if [ -f /etc/apt/sources.list ]; then
     $sudo sed -i -n 'p; s/^deb \(.*\)$/deb-src \1/p' /etc/apt/sources.list
   fi
-  $sudo apt-get update -qq
+  apt_locked apt-get -o DPkg::Lock::Timeout=600 update -qq
 fi
 cd "$src"
 apt-get source --download-only -qq alsa-lib ffmpeg

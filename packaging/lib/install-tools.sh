@@ -3,8 +3,6 @@
 # Debian packages, and zig + cargo-zigbuild from PyPI in a venv under $1.
 set -euo pipefail
 cache=$1
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
 pkgs=(
   rustc-web rust-web-src cargo-web       # a rustc whose std sources build std for musl
   clang libclang-dev pkg-config          # bindgen for ffmpeg-sys-next
@@ -13,15 +11,8 @@ pkgs=(
   python3-venv                           # zig and cargo-zigbuild from PyPI
   qemu-user-static                       # runs the aarch64 binary for its smoke check
 )
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$(dirname "$0")/apt.sh"
+apt_install "${pkgs[@]}"
 # NOTE: versions pinned so two machines build with the same linker.
 if ! "$cache/venv/bin/python3" -m ziglang version >/dev/null 2>&1 ||
    ! [ -x "$cache/venv/bin/cargo-zigbuild" ]; then

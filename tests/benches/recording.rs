@@ -143,9 +143,11 @@ fn ensure_ffmpeg() {
     if Command::new("ffmpeg").arg("-version").output().is_ok() {
         return;
     }
-    let st = Command::new("apt-get")
-        .args(["install", "-y", "-q", "ffmpeg"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
+    let apt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/lib/apt.sh");
+    let st = Command::new("bash")
+        .arg("-c")
+        .arg(". \"$0\" && apt_install ffmpeg")
+        .arg(apt)
         .status()
         .unwrap();
     assert!(st.success(), "installing ffmpeg");
