@@ -26,10 +26,10 @@ impl Engine {
                 self.device_error = None;
                 self.live = Some(live);
                 self.last_audio = Instant::now();
-                if let Some(req) = self.cfg.autostart.take() {
-                    if let Err(refusal) = self.start(req) {
-                        (self.out)(Output::StartFailed { refusal });
-                    }
+                if let Some(req) = self.cfg.autostart.take()
+                    && let Err(refusal) = self.start(req)
+                {
+                    (self.out)(Output::StartFailed { refusal });
                 }
             }
             Err(e) => {

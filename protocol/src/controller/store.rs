@@ -75,10 +75,10 @@ impl EventStore {
         };
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
-            if path.to_string_lossy().ends_with(".events.jsonl") {
-                if let Some((node, pos)) = load_log(&path)? {
-                    store.positions.insert(node, pos);
-                }
+            if path.to_string_lossy().ends_with(".events.jsonl")
+                && let Some((node, pos)) = load_log(&path)?
+            {
+                store.positions.insert(node, pos);
             }
         }
         Ok(store)
