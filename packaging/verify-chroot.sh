@@ -108,7 +108,7 @@ PY
 command -v flac >/dev/null || { echo "flac (the reference decoder) is not installed" >&2; exit 1; }
 flac -t -s "$root$work"/takes/chroot/*.flac || { echo "flac -t rejected a file the agent wrote" >&2; exit 1; }
 python3 - "$root$work/takes/chroot" <<'PY'
-import json, os, subprocess, sys
+import hashlib, json, os, subprocess, sys
 take = sys.argv[1]
 m = json.load(open(os.path.join(take, "manifest.json")))
 for f in m["files"]:
@@ -119,6 +119,11 @@ for f in m["files"]:
     got = [int.from_bytes(raw[i:i + 3], "little", signed=True) for i in range(0, len(raw), 3)]
     want = [(c << 18) + n for n in range(m["frames"])]
     assert got == want, f"{f['file']}: decoded samples differ from channel {c + 1} of the input"
-print(f"flac -t and bit-exact decode: ok, {len(m['files'])} files")
+    # The STREAMINFO MD5 (file bytes 26..42), which the agent computes and
+    # writes itself, is set (flac -t only warns when it is all zero) and is
+    # the MD5 of the decoded samples.
+    head = open(os.path.join(take, f["file"]), "rb").read(42)
+    assert head[26:42] == hashlib.md5(raw).digest(), f"{f['file']}: STREAMINFO MD5 {head[26:42].hex()} is not the MD5 of its samples"
+print(f"flac -t, STREAMINFO MD5 and bit-exact decode: ok, {len(m['files'])} files")
 PY
 echo "chroot check passed ($arch)" >&2

@@ -4,14 +4,17 @@
 //! Input is interleaved left-justified `i32` (see `capture`). The FLAC
 //! encoder is told the content is 24-bit; the PCM encoder for 24-bit
 //! little-endian stores the top 24 bits of each S32 sample. On `finish`
-//! the muxers rewrite their headers (FLAC STREAMINFO with the sample count
-//! and MD5, WAV/W64 sizes) and the file is fsynced.
+//! the muxers rewrite their headers (FLAC STREAMINFO with the sample count,
+//! WAV/W64 sizes), the FLAC MD5 goes in (see `md5`: hashed beside the
+//! encoder, many files at once) and the file is fsynced.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use ffmpeg_next::{ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame};
 use serde::Serialize;
+
+use super::md5::SampleMd5;
 
 /// Frames per encoder call for codecs without a fixed frame size (PCM).
 const PCM_CHUNK_FRAMES: usize = 4096;
@@ -85,6 +88,8 @@ pub struct TrackWriter {
     step: usize,
     pts: i64,
     frames: u64,
+    /// FLAC only: the MD5 of the samples handed to the encoder.
+    md5: Option<SampleMd5>,
 }
 
 impl std::fmt::Debug for TrackWriter {
@@ -101,6 +106,21 @@ fn set_bits_per_raw_sample(enc: &mut encoder::audio::Audio, bits: i32) {
     // SAFETY: the pointer is the encoder context ffmpeg-next owns; this
     // plain int field is read by avcodec_open2, which has not run yet.
     unsafe { (*enc.as_mut_ptr()).bits_per_raw_sample = bits };
+}
+
+/// Tells FFmpeg's FLAC encoder to leave the STREAMINFO MD5 to us (the
+/// option our FFmpeg build has; see `md5`). False with a stock FFmpeg,
+/// whose encoder then hashes too, and ours is checked against it.
+#[allow(unsafe_code)]
+fn leave_md5_to_us(enc: &mut encoder::audio::Audio) -> bool {
+    // SAFETY: priv_data is the encoder's private context, allocated with
+    // its option defaults when the context was made for the codec, and not
+    // opened yet; av_opt_set only looks the option up and stores an int.
+    unsafe {
+        let priv_data = (*enc.as_mut_ptr()).priv_data;
+        !priv_data.is_null()
+            && ffmpeg_next::ffi::av_opt_set(priv_data, c"md5".as_ptr(), c"0".as_ptr(), 0) >= 0
+    }
 }
 
 #[allow(unsafe_code)]
@@ -192,6 +212,10 @@ impl TrackWriter {
         enc.set_format(format::Sample::I32(format::sample::Type::Packed));
         enc.set_time_base(Rational::new(1, rate as i32));
         set_bits_per_raw_sample(&mut enc, 24);
+        if container == Container::Flac {
+            let ours = leave_md5_to_us(&mut enc);
+            tracing::trace!(ours, "FLAC STREAMINFO MD5");
+        }
         let mut enc = enc
             .open_as(codec)
             .with_context(|| ctx("opening the encoder for"))?;
@@ -258,6 +282,7 @@ impl TrackWriter {
             step,
             pts: 0,
             frames: 0,
+            md5: (container == Container::Flac).then(|| SampleMd5::new(step)),
         })
     }
 
@@ -317,6 +342,9 @@ impl TrackWriter {
             // short last frame).
             self.frame.set_samples(self.filled);
         }
+        if let Some(m) = self.md5.as_mut() {
+            m.push(&self.frame.plane::<i32>(0)[..self.filled]);
+        }
         self.frame.set_pts(Some(self.pts));
         self.pts += self.filled as i64;
         self.filled = 0;
@@ -327,6 +355,12 @@ impl TrackWriter {
         // NOTE: the encoder took a reference to the frame's buffers; it has
         // let go of them once its packets are out (then this is a no-op).
         make_writable(&mut self.frame)
+    }
+
+    /// The MD5 of a FLAC file's samples, for hashing many files together
+    /// (`md5::update_together`).
+    pub fn md5_mut(&mut self) -> Option<&mut SampleMd5> {
+        self.md5.as_mut()
     }
 
     fn drain(&mut self) -> anyhow::Result<()> {
@@ -353,7 +387,20 @@ impl TrackWriter {
 
     /// Flushes, writes the trailer (final headers), syncs the file.
     /// Returns the path and the number of frames written.
-    pub fn finish(mut self) -> anyhow::Result<(PathBuf, u64)> {
+    pub fn finish(self) -> anyhow::Result<(PathBuf, u64)> {
+        let (path, frames, md5) = self.finish_reporting_md5()?;
+        if let Some(Err(e)) = md5 {
+            // NOTE: a mismatch with the encoder's own MD5 (stock FFmpeg)
+            // is our bug, not the audio's: logged, the file kept as is.
+            tracing::error!(error = format!("{e:#}"), "FLAC MD5");
+        }
+        Ok((path, frames))
+    }
+
+    /// `finish`, also saying what became of a FLAC file's MD5.
+    fn finish_reporting_md5(
+        mut self,
+    ) -> anyhow::Result<(PathBuf, u64, Option<anyhow::Result<super::md5::Stored>>)> {
         if self.filled > 0 {
             self.encode()?;
         }
@@ -365,10 +412,14 @@ impl TrackWriter {
             .write_trailer()
             .with_context(|| format!("closing {}", self.path.display()))?;
         drop(self.octx);
+        let md5 = self
+            .md5
+            .take()
+            .map(|m| super::md5::store(&self.path, m.finish()));
         std::fs::File::open(&self.path)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("syncing {}", self.path.display()))?;
-        Ok((self.path, self.frames))
+        Ok((self.path, self.frames, md5))
     }
 }
 
@@ -461,6 +512,53 @@ pub(crate) mod tests {
     #[test]
     fn flac_mono_round_trip_is_bit_exact() {
         round_trip(Container::Flac, 1);
+    }
+
+    #[test]
+    fn flac_streaminfo_md5_is_the_md5_of_the_samples() {
+        // Fed like a segment's files (one channel each of an interleaved
+        // block, hashed together per tile), including a short last frame.
+        use super::super::md5::{Stored, update_together};
+        let dir = tempfile::tempdir().unwrap();
+        let ch = 3;
+        let input = signal(ch, 3 * 4608 + 1001);
+        let mut ws: Vec<TrackWriter> = (0..ch)
+            .map(|c| {
+                let p = dir.path().join(format!("{c}.flac"));
+                TrackWriter::create(&p, Container::Flac, 1, 48_000, "t", None).unwrap()
+            })
+            .collect();
+        for tile in input.chunks(ch * 700) {
+            for (c, w) in ws.iter_mut().enumerate() {
+                w.push_channel(tile, c, ch).unwrap();
+            }
+            update_together(ws.iter_mut().filter_map(TrackWriter::md5_mut));
+        }
+        for (c, w) in ws.into_iter().enumerate() {
+            let (path, _, md5) = w.finish_reporting_md5().unwrap();
+            // Written (our FFmpeg leaves it to us) or Matched (a stock
+            // FFmpeg's own MD5 equals ours); a mismatch is an error.
+            let how = md5.expect("a FLAC file has an MD5").unwrap();
+            assert!(matches!(how, Stored::Written | Stored::Matched));
+            let bytes: Vec<u8> = input
+                .iter()
+                .skip(c)
+                .step_by(ch)
+                .flat_map(|s| (s >> 8).to_le_bytes().into_iter().take(3))
+                .collect();
+            use md5_reference::Digest;
+            let want: [u8; 16] = md5_reference::Md5::digest(&bytes).into();
+            assert_eq!(std::fs::read(&path).unwrap()[26..42], want, "channel {c}");
+            assert_eq!(
+                decode(&path).1,
+                input
+                    .iter()
+                    .skip(c)
+                    .step_by(ch)
+                    .copied()
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

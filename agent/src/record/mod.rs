@@ -6,6 +6,7 @@ pub mod encoder;
 pub mod flacscan;
 pub mod lock;
 pub mod manifest;
+pub mod md5;
 pub mod reclaim;
 pub mod recover;
 pub mod riffscan;

@@ -78,7 +78,9 @@ impl std::str::FromStr for Threads {
 const TILE_FRAMES: usize = 256;
 
 /// De-interleaves `block` into mono writers `group` one cache-sized tile at
-/// a time; each encodes as its frames fill up.
+/// a time; each encodes as its frames fill up. After each tile, the FLAC
+/// MD5s of the frames just encoded are hashed together (the files fill in
+/// lockstep: one SIMD pass for all of them).
 ///
 /// NOTE: each file's channel comes from its manifest entry (1-based), not
 /// from its place in the group: a group may hold any channels (see
@@ -89,6 +91,7 @@ fn feed(group: &mut [Track], block: &[i32], channels: usize) -> anyhow::Result<(
             let c = usize::from(e.channels.first().copied().unwrap_or(1).max(1)) - 1;
             w.push_channel(tile, c, channels)?;
         }
+        super::md5::update_together(group.iter_mut().filter_map(|(w, _)| w.md5_mut()));
     }
     Ok(())
 }
