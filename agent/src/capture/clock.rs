@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-/// Finds audio the device skipped, from capture timestamps: a stream that
-/// delivered fewer frames than the time that passed. Lives in the callback
-/// closure; no allocation.
+/// Finds audio the device skipped: a stream that delivered fewer frames
+/// than the time that passed.
 ///
 /// Lateness is the capture time of a callback's first frame minus the time
 /// its frames account for (everything delivered or found missing before
@@ -29,8 +28,6 @@ use std::time::Duration;
 /// the size of the next real loss.
 #[derive(Debug, Default)]
 pub(super) struct Clock {
-    /// Capture time of the stream's first frame.
-    origin: Option<Duration>,
     /// Frames the stream accounts for (delivered plus found missing).
     frames: u64,
     /// Steady lateness in seconds (negative: the device runs fast).
@@ -49,7 +46,8 @@ pub(super) struct Clock {
 const LATE_CALLBACKS: u32 = 8;
 
 impl Clock {
-    /// Feeds a callback of `frames` frames captured at `at`, when `pushed`
+    /// Feeds a callback of `frames` frames captured at `at` (since the
+    /// stream's first frame, as the callback measures it), when `pushed`
     /// frames were already in the ring stream. Returns (position, frames)
     /// of a loss once it is certain.
     pub(super) fn gap(
@@ -60,9 +58,7 @@ impl Clock {
         pushed: u64,
     ) -> Option<(u64, u64)> {
         let per_frame = 1.0 / f64::from(rate);
-        let origin = *self.origin.get_or_insert(at);
-        let expected = self.frames as f64 * per_frame;
-        let lateness = (at.as_secs_f64() - origin.as_secs_f64()) - expected;
+        let lateness = at.as_secs_f64() - self.frames as f64 * per_frame;
         self.frames += frames as u64;
         let threshold = (2.0 * frames as f64 * per_frame).max(0.02);
         let excess = lateness - self.base;
