@@ -77,8 +77,8 @@ pub enum Command {
         /// Capture device (exact ALSA name, glob, or auto); default: capture.device.
         #[arg(long)]
         device: Option<String>,
-        /// Channels to capture; default: capture.channels, else all the device offers.
-        #[arg(long)]
+        /// Channels to capture (1-512); default: capture.channels, else all the device offers.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
         channels: Option<u16>,
         /// File format; default: capture.format (flac).
         #[arg(long, value_enum)]
@@ -104,10 +104,17 @@ pub enum Command {
         /// The raw file.
         #[arg(long)]
         input: PathBuf,
-        #[arg(long)]
+        /// Channels interleaved in the input (1-512).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
         channels: u16,
-        #[arg(long, default_value_t = 48_000)]
+        /// Sample rate in Hz (8000-384000).
+        #[arg(long, default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=384_000))]
         rate: u32,
+        /// Encode the whole frames of an input whose size is not a whole
+        /// number of frames, dropping the bytes after the last one (without
+        /// it such an input is refused: it usually means a wrong --channels).
+        #[arg(long)]
+        keep_whole_frames: bool,
         #[arg(long, value_enum, default_value = "flac")]
         format: FileFormat,
         /// Directory to create the take directory in.
@@ -133,10 +140,27 @@ pub enum Command {
         #[command(subcommand)]
         action: TrustAction,
     },
-    /// Repair takes a crash or power cut interrupted (the daemon and `record` also do this at start).
+    /// Repair takes a crash or power cut interrupted (the daemon and `record` also do this at start), then verify them.
     Recover {
         /// A take directory, or a directory of takes; default: storage.recordings_path.
         dir: Option<PathBuf>,
+    },
+    /// Takes on this node.
+    Takes {
+        #[command(subcommand)]
+        action: TakesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TakesAction {
+    /// Check every file of a take against its manifest's SHA-256 and its format's own checks; changes nothing (exit 9: damaged).
+    Verify {
+        /// A take directory, or a take id under storage.recordings_path; default: every take there.
+        take: Option<PathBuf>,
+        /// One JSON report per take.
+        #[arg(long)]
+        json: bool,
     },
 }
 

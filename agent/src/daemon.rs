@@ -86,11 +86,11 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
                     error = format!("{e:#}"),
                     "could not look for interrupted takes"
                 );
-                Vec::new()
+                crate::record::recover::Report::default()
             });
     let engine_cfg = crate::recorder::EngineConfig::from_config(&config);
     let node = Node::new(config, outbox, commands);
-    for r in &recovered {
+    for r in &recovered.recovered {
         node.emit(crate::recorder::events::recovered(&r.manifest))
             .await
             .context(Failure::State)?;

@@ -26,6 +26,10 @@ pub enum Failure {
     EnrollRefused,
     #[error("the controller could not be reached")]
     Unreachable,
+    #[error("usage error")]
+    Usage,
+    #[error("a take is damaged or could not be repaired")]
+    Damaged,
 }
 
 impl Failure {
@@ -40,6 +44,8 @@ impl Failure {
             Failure::TrustStore => 25,
             Failure::EnrollRefused => 26,
             Failure::Unreachable => 27,
+            Failure::Usage => USAGE,
+            Failure::Damaged => 9,
         }
     }
 }

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, TrustAction, UpdateAction};
+use crate::cli::{Cli, Command, TakesAction, TrustAction, UpdateAction};
 use crate::exit::Failure;
 
 fn init_logging(filter: &str) {
@@ -228,6 +228,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Meter { once, json } => ops::meter::run(&config, once, json),
         Command::Recover { dir } => ops::record::recover(&config, dir),
+        Command::Takes {
+            action: TakesAction::Verify { take, json },
+        } => ops::takes::verify(&config, take, json),
         Command::Encode {
             input,
             channels,
@@ -237,6 +240,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             take_id,
             segment,
             threads,
+            keep_whole_frames,
         } => ops::encode::run(
             &config,
             ops::encode::Args {
@@ -248,6 +252,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 take_id,
                 segment: segment.unwrap_or(config.capture.segment),
                 threads,
+                keep_whole_frames,
             },
         ),
     };

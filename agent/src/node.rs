@@ -333,7 +333,8 @@ async fn take_command(
             }
         }
         CommandBody::StopTake { take_id } => {
-            let (take, manifest) = rec.stop(take_id.clone()).await?;
+            let ending = crate::record::take::Ending::asked("controller");
+            let (take, manifest) = rec.stop(take_id.clone(), ending).await?;
             Reply::TakeStopped {
                 take,
                 manifest_json: crate::recorder::events::manifest_json(&manifest),

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::exit::Failure;
 use crate::record::encoder::Container;
 use crate::record::spread::Threads;
-use crate::record::take::{Take, TakeSpec};
+use crate::record::take::{Ending, Take, TakeSpec};
 
 #[derive(Debug)]
 pub struct Args {
@@ -23,17 +23,36 @@ pub struct Args {
     pub take_id: String,
     pub segment: std::time::Duration,
     pub threads: Threads,
+    /// Encode the whole frames of an input that ends in a partial frame.
+    pub keep_whole_frames: bool,
 }
 
 pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
-    if a.channels == 0 {
-        bail!("--channels must be at least 1");
-    }
     // NOTE: no BufReader: blocks are read straight into the sample buffer
     // (one copy from the page cache, none in userspace).
-    let mut input =
-        std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input.display()))?;
+    let mut input = std::fs::File::open(&a.input)
+        .with_context(|| format!("opening {}", a.input.display()))
+        .context(Failure::Usage)?;
     let ch = usize::from(a.channels);
+    let frame = ch as u64 * 4;
+    // A regular file's size is known: a partial last frame is refused
+    // before anything is written (for a pipe, it is found at its end).
+    let size = input
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    if let Some(size) = size {
+        check_whole(size, frame, a.channels, a.keep_whole_frames)?;
+        eprintln!(
+            "{}: {} frames of {} channels ({:.2} s at {} Hz)",
+            a.input.display(),
+            size / frame,
+            a.channels,
+            (size / frame) as f64 / f64::from(a.rate),
+            a.rate
+        );
+    }
     let spec = TakeSpec {
         take_id: a.take_id.clone(),
         output: a.output.clone(),
@@ -53,33 +72,36 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
     // (see `aligned`).
     let mut block = crate::aligned::Aligned::<i32>::new(4096 * ch);
     let mut events = Vec::new();
-    loop {
-        let n = read_full(&mut input, bytemuck::cast_slice_mut(&mut block))
-            .with_context(|| format!("reading {}", a.input.display()))?;
+    let mut total = 0u64;
+    let ending = loop {
+        let n = match read_full(&mut input, bytemuck::cast_slice_mut(&mut block)) {
+            Ok(n) => n,
+            Err(e) => {
+                break Ending::early("error", format!("reading {}: {e}", a.input.display()));
+            }
+        };
+        total += n as u64;
         let whole = n / (ch * 4) * ch;
-        if whole == 0 {
-            break;
-        }
         // The input is little-endian; a no-op on the targets we ship.
         for s in &mut block[..whole] {
             *s = i32::from_le(*s);
         }
-        let full = n == block.len() * 4;
-        if let Some(stop) = take.write(&block[..whole], &mut events)? {
-            let m = take.finish(Some(stop.0.clone()), &mut events)?;
-            bail!(
-                "{} (take {} kept with {} frames)",
-                stop.0,
-                m.take_id,
-                m.frames
-            );
+        match take.write(&block[..whole], &mut events) {
+            Ok(None) => {}
+            Ok(Some(stop)) => break Ending::early("disk", stop.0),
+            Err(e) => break Ending::early("error", format!("writing failed: {e:#}")),
         }
         events.clear();
-        if !full {
-            break;
+        if n < block.len() * 4 {
+            break match check_whole(total, frame, a.channels, a.keep_whole_frames) {
+                Ok(()) => Ending::asked("end of input"),
+                Err(e) => Ending::early("error", format!("{e:#}")),
+            };
         }
-    }
-    let m = take.finish(None, &mut events)?;
+    };
+    let early = ending.early.clone();
+    let f = take.finish(ending, &mut events);
+    let m = &f.manifest;
     println!(
         "take {}: {} frames x {} channels, {} segment(s), {} files in {}",
         m.take_id,
@@ -89,7 +111,32 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         m.files.len(),
         a.output.join(&m.take_id).display()
     );
+    if let Err(e) = f.persisted {
+        return Err(e).context(Failure::Capture);
+    }
+    if let Some(why) = early {
+        bail!("{why} (take {} kept with {} frames)", m.take_id, m.frames);
+    }
     Ok(())
+}
+
+/// Refuses `size` bytes that are not whole frames, unless asked to keep
+/// the whole ones (then says what is dropped).
+fn check_whole(size: u64, frame: u64, channels: u16, keep: bool) -> anyhow::Result<()> {
+    let extra = size % frame;
+    if extra == 0 {
+        return Ok(());
+    }
+    if keep {
+        eprintln!(
+            "dropping the last {extra} bytes: not a whole frame of {channels} channels ({frame} bytes)"
+        );
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "the input is {size} bytes, not a whole number of {channels}-channel S32_LE frames ({frame} bytes each; {extra} bytes left over): check --channels, or pass --keep-whole-frames to encode the whole frames and drop the rest"
+    ))
+    .context(Failure::Usage)
 }
 
 /// Reads until `buf` is full or the input ends.

@@ -11,6 +11,7 @@ pub mod encode;
 pub mod enroll;
 pub mod meter;
 pub mod record;
+pub mod takes;
 pub mod trust;
 pub mod update;
 

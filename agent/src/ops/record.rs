@@ -14,6 +14,7 @@ use crate::exit::Failure;
 use crate::record::encoder::Container;
 use crate::record::manifest::Manifest;
 use crate::record::recover::{self, Recovered};
+use crate::record::take::Ending;
 use crate::recorder::{Engine, EngineConfig, Handle, Output, StartRequest};
 
 /// How long `record` waits for the device to deliver a configuration.
@@ -65,15 +66,39 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     if let Some(legacy) = &config.capture.legacy_sample_format {
         tracing::info!(capture_format = %legacy, "sample format is negotiated with the device; recording {container:?}");
     }
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| config.recordings_path.clone());
+    // A bad --output is the caller's mistake (2); a bad configured path,
+    // the configuration's (3).
+    let (output, bad) = match &args.output {
+        Some(o) => (o.clone(), (Failure::Usage, "--output")),
+        None => (
+            config.recordings_path.clone(),
+            (Failure::Config, "storage.recordings_path"),
+        ),
+    };
+    if output.exists() && !output.is_dir() {
+        return Err(anyhow::anyhow!(
+            "{} ({}) is not a directory: give a directory to create the take directory in",
+            output.display(),
+            bad.1
+        ))
+        .context(bad.0);
+    }
     std::fs::create_dir_all(&output)
-        .with_context(|| format!("creating {}", output.display()))
-        .context(Failure::State)?;
-    for r in recover::recover_all(&output).context(Failure::State)? {
-        report_recovered(&r);
+        .with_context(|| format!("creating {} ({})", output.display(), bad.1))
+        .context(bad.0)?;
+    let report = recover::recover_all(&output)
+        .with_context(|| format!("looking for interrupted takes in {}", output.display()))
+        .context(bad.0)?;
+    for r in &report.recovered {
+        report_recovered(r);
+    }
+    for (dir, e) in &report.failed {
+        // An old take that cannot be repaired must not keep a new one from
+        // recording: said, and left as it is.
+        eprintln!(
+            "warning: take {} could not be repaired ({e:#}); its files are left as they are, see `takes verify`",
+            dir.display()
+        );
     }
     let take_id = args.take_id.clone().unwrap_or_else(default_take_id);
     let rate = config.capture.sample_rate;
@@ -99,7 +124,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (handle, thread) = Engine::spawn(cfg, Box::new(move |o| drop(tx.send(o))))?;
-    let res = rt.block_on(record(&handle, rx, &take_id));
+    let res = rt.block_on(record(&handle, rx, &take_id, args.duration));
     rt.block_on(handle.shutdown("the record command ended".into()));
     let _ = thread.join();
     let (dir, manifest) = res?;
@@ -128,18 +153,21 @@ async fn record(
     handle: &Handle,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Output>,
     take_id: &str,
+    duration: Option<Duration>,
 ) -> anyhow::Result<(String, Manifest)> {
     let deadline = Instant::now() + OPEN_TIMEOUT;
     let mut dir = None;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
+    let mut started = None;
+    let signal_name = loop {
         tokio::select! {
             o = rx.recv() => match o {
                 Some(Output::Started(info)) => {
                     println!("recording take {} into {}", info.take_id, info.dir);
                     println!("manifest: {}/manifest.json", info.dir);
                     dir = Some(info.dir);
+                    started = Some(Instant::now());
                 }
                 Some(Output::StartFailed { refusal, .. }) => {
                     return Err(anyhow::anyhow!("{refusal}")).context(Failure::Capture);
@@ -159,13 +187,26 @@ async fn record(
                     return Err(anyhow::anyhow!("the capture device did not open within {OPEN_TIMEOUT:?}")).context(Failure::Capture);
                 }
             }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break "SIGINT",
+            _ = term.recv() => break "SIGTERM",
         }
-    }
-    tracing::info!("stopping the take");
+    };
+    tracing::info!(signal = signal_name, "stopping the take");
+    // Without --duration a signal is the way to end the take; with one,
+    // a signal cuts it short, and the manifest says so.
+    let ending = match duration {
+        None => Ending::asked(signal_name),
+        Some(d) => Ending::early(
+            signal_name,
+            format!(
+                "stopped by {signal_name} after {:.1} s of the {:.1} s asked",
+                started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+                d.as_secs_f64()
+            ),
+        ),
+    };
     let (_, m) = handle
-        .stop(take_id.to_owned())
+        .stop(take_id.to_owned(), ending)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((dir.unwrap_or_default(), m))
@@ -184,21 +225,56 @@ fn report_recovered(r: &Recovered) {
 }
 
 /// `recover [DIR]`: DIR is a take directory or a directory of takes.
+/// Repairs what a crash interrupted, then verifies every take it looked
+/// at (`takes verify`): exit 9 when a take could not be repaired or is
+/// damaged.
 pub fn recover(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| config.recordings_path.clone());
-    let found = if dir.join(crate::record::manifest::FILE_NAME).is_file() {
-        recover::recover_take(&dir)
-            .context(Failure::State)?
-            .into_iter()
-            .collect()
+    if !dir.is_dir() {
+        return Err(anyhow::anyhow!(
+            "{} is not a directory: give a take directory or a directory of takes",
+            dir.display()
+        ))
+        .context(Failure::Usage);
+    }
+    let single = dir.join(crate::record::manifest::FILE_NAME).exists();
+    let report = if single {
+        match recover::recover_take(&dir) {
+            Ok(r) => recover::Report {
+                recovered: r.into_iter().collect(),
+                failed: Vec::new(),
+            },
+            Err(e) => recover::Report {
+                recovered: Vec::new(),
+                failed: vec![(dir.clone(), e)],
+            },
+        }
     } else {
         recover::recover_all(&dir).context(Failure::State)?
     };
-    for r in &found {
+    for r in &report.recovered {
         report_recovered(r);
     }
-    if found.is_empty() {
+    for (d, e) in &report.failed {
+        println!("could not recover take {}: {e:#}", d.display());
+    }
+    if report.recovered.is_empty() && report.failed.is_empty() {
         println!("nothing to recover under {}", dir.display());
+    }
+    let dirs = if single {
+        vec![dir.clone()]
+    } else {
+        crate::record::verify::take_dirs(&dir)
+            .with_context(|| format!("listing {}", dir.display()))
+            .context(Failure::State)?
+    };
+    let damaged = super::takes::verify_and_print(&dirs, false);
+    if !report.failed.is_empty() || damaged > 0 {
+        return Err(anyhow::anyhow!(
+            "{} take(s) could not be repaired, {damaged} take(s) damaged: their files are kept as they are",
+            report.failed.len()
+        ))
+        .context(Failure::Damaged);
     }
     Ok(())
 }

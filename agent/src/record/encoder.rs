@@ -7,6 +7,10 @@
 //! the muxers rewrite their headers (FLAC STREAMINFO with the sample count,
 //! WAV/W64 sizes), the FLAC MD5 goes in (see `md5`: hashed beside the
 //! encoder, many files at once) and the file is fsynced.
+//!
+//! NOTE: a WAV/W64 header always declares the audio made durable so far:
+//! 0 when the file is created, the synced length at every `sync` (see
+//! `riffscan`). Recovery takes no PCM byte past it as audio.
 
 use std::path::{Path, PathBuf};
 
@@ -90,6 +94,9 @@ pub struct TrackWriter {
     frames: u64,
     /// FLAC only: the MD5 of the samples handed to the encoder.
     md5: Option<SampleMd5>,
+    /// WAV/W64 only: where the audio starts, and the audio bytes the
+    /// header declares (the length at the last sync).
+    pcm: Option<(Container, super::riffscan::DataChunk, u64)>,
 }
 
 impl std::fmt::Debug for TrackWriter {
@@ -270,7 +277,22 @@ impl TrackWriter {
             0 => PCM_CHUNK_FRAMES,
             n => n,
         };
-        let sync_handle = std::fs::File::open(path).with_context(|| ctx("opening for sync"))?;
+        let sync_handle = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| ctx("opening for sync"))?;
+        let pcm = if container == Container::Flac {
+            None
+        } else {
+            // The header on disk, declaring no audio yet, before any audio.
+            avio_flush(&mut octx);
+            let data = super::riffscan::find_data(path, container)?;
+            super::riffscan::write_sizes(&sync_handle, container, data, 0)
+                .and_then(|()| sync_handle.sync_data())
+                .with_context(|| ctx("writing the header sizes of"))?;
+            Some((container, data, 0))
+        };
         Ok(Self {
             sync_handle,
             path: path.to_owned(),
@@ -283,6 +305,7 @@ impl TrackWriter {
             pts: 0,
             frames: 0,
             md5: (container == Container::Flac).then(|| SampleMd5::new(step)),
+            pcm,
         })
     }
 
@@ -380,6 +403,23 @@ impl TrackWriter {
     /// to the file, then fsyncs its data.
     pub fn sync(&mut self) -> anyhow::Result<()> {
         avio_flush(&mut self.octx);
+        if let Some((container, data, declared)) = self.pcm.as_mut() {
+            // Whole frames only: the header never declares a torn one.
+            let frame = container.frame_bytes(self.channels);
+            let len = self
+                .sync_handle
+                .metadata()
+                .with_context(|| format!("reading the size of {}", self.path.display()))?
+                .len();
+            let bytes = len.saturating_sub(data.start) / frame * frame;
+            if bytes != *declared {
+                super::riffscan::write_sizes(&self.sync_handle, *container, *data, bytes)
+                    .with_context(|| {
+                        format!("writing the header sizes of {}", self.path.display())
+                    })?;
+                *declared = bytes;
+            }
+        }
         self.sync_handle
             .sync_data()
             .with_context(|| format!("syncing {}", self.path.display()))

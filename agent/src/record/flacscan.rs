@@ -163,8 +163,8 @@ impl<R: Read> Window<R> {
     }
 }
 
-/// Every complete frame of the file at `path`, in order.
-pub fn scan(path: &Path) -> anyhow::Result<Vec<FrameEnd>> {
+/// Where the first frame starts, and every complete frame, in order.
+pub fn scan_with_start(path: &Path) -> anyhow::Result<(u64, Vec<FrameEnd>)> {
     let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut r = std::io::BufReader::new(f);
     let start = metadata_end(&mut r)
@@ -175,7 +175,8 @@ pub fn scan(path: &Path) -> anyhow::Result<Vec<FrameEnd>> {
         buf: Vec::new(),
         eof: false,
     };
-    scan_frames(&mut w).with_context(|| format!("reading {}", path.display()))
+    let frames = scan_frames(&mut w).with_context(|| format!("reading {}", path.display()))?;
+    Ok((start, frames))
 }
 
 fn scan_frames<R: Read>(w: &mut Window<R>) -> std::io::Result<Vec<FrameEnd>> {
@@ -213,6 +214,19 @@ fn scan_frames<R: Read>(w: &mut Window<R>) -> std::io::Result<Vec<FrameEnd>> {
         break;
     }
     Ok(out)
+}
+
+/// STREAMINFO's total sample count.
+pub fn streaminfo_samples(path: &Path) -> anyhow::Result<u64> {
+    let mut b = [0u8; 26];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .with_context(|| format!("reading the STREAMINFO of {}", path.display()))?;
+    if &b[..4] != b"fLaC" {
+        bail!("not a FLAC file (no fLaC marker)");
+    }
+    Ok((u64::from(b[21] & 0x0F) << 32)
+        | u64::from(u32::from_be_bytes([b[22], b[23], b[24], b[25]])))
 }
 
 /// Cuts the file after `frame` and writes its sample count into

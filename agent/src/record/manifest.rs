@@ -83,6 +83,10 @@ pub struct Manifest {
     pub status: TakeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// What ended the take (`duration`, `controller`, `SIGINT`, `SIGTERM`,
+    /// `shutdown`, `disk`, `error`, `update`); absent while recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
     pub agent_version: String,
     pub started_at: String,
     /// Empty while recording.
@@ -116,10 +120,12 @@ impl Manifest {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     }
 
-    /// Replaces `manifest.json` in `dir` atomically.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Replaces `manifest.json` in `dir` atomically; returns its size.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<u64> {
         let path = dir.join(FILE_NAME);
         let bytes = serde_json::to_vec_pretty(self).context("serialising the manifest")?;
-        atomic_write(&path, &bytes, 0o644).with_context(|| format!("writing {}", path.display()))
+        atomic_write(&path, &bytes, 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(bytes.len() as u64)
     }
 }

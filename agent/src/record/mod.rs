@@ -9,11 +9,13 @@ pub mod manifest;
 pub mod md5;
 pub mod reclaim;
 pub mod recover;
+pub mod reserve;
 pub mod riffscan;
 pub mod seal;
 pub mod segment;
 pub mod spread;
 pub mod take;
+pub mod verify;
 
 /// fsyncs a directory so that new files in it are durable.
 pub fn sync_dir(dir: &std::path::Path) -> anyhow::Result<()> {

@@ -1,15 +1,19 @@
 //! Finds and fixes the sizes in a WAV or W64 header whose writer died.
 //!
-//! While recording, FFmpeg leaves placeholders in the sizes it only knows
-//! at the end: the RIFF size and the `data` chunk size (WAV: 0xFFFFFFFF;
-//! W64: INT64_MAX). Chunks before `data` are complete. Layouts:
+//! FFmpeg leaves placeholders in the sizes it only knows at the end: the
+//! RIFF size and the `data` chunk size (WAV: 0xFFFFFFFF; W64: INT64_MAX).
+//! The agent overwrites them with the true sizes when it creates a file
+//! (no audio yet) and at every sync (`write_sizes`), so after a crash the
+//! header says how much audio was made durable; bytes past that cannot be
+//! told from damage (PCM has no checksums) and are not taken as audio.
+//! Chunks before `data` are complete. Layouts:
 //! - WAV (RIFF): `RIFF` u32le size `WAVE`, then chunks of 4-byte id, u32le
 //!   size, body padded to even. Sizes exclude the 8-byte chunk header.
 //! - W64 (Sony Wave64): 16-byte `riff` GUID, u64le size of the whole file,
 //!   16-byte `wave` GUID, then chunks of 16-byte GUID, u64le size including
 //!   the 24-byte chunk header, body padded to 8.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -30,6 +34,9 @@ pub struct DataChunk {
     pub start: u64,
     /// Audio bytes present in the file (to its end).
     pub present: u64,
+    /// Audio bytes the header's `data` size declares (the length at the
+    /// writer's last sync; the placeholder reads as more than any file).
+    pub declared: u64,
 }
 
 pub fn find_data(path: &Path, container: Container) -> anyhow::Result<DataChunk> {
@@ -65,6 +72,7 @@ pub fn find_data(path: &Path, container: Container) -> anyhow::Result<DataChunk>
                 header: pos,
                 start: pos + hdr_len,
                 present: len - pos - hdr_len,
+                declared: size.saturating_sub(hdr_len),
             });
         }
         if size < hdr_len {
@@ -89,27 +97,39 @@ pub fn truncate_at(
     data: DataChunk,
     bytes: u64,
 ) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let end = data.start + bytes;
     // RIFF pads an odd-sized chunk with one zero byte.
     let pad = u64::from(container == Container::Wav && bytes % 2 == 1);
-    f.set_len(end + pad)
+    f.set_len(data.start + bytes + pad)
         .with_context(|| format!("truncating {}", path.display()))?;
-    if container == Container::W64 {
-        f.seek(SeekFrom::Start(16))?;
-        f.write_all(&end.to_le_bytes())?;
-        f.seek(SeekFrom::Start(data.header + 16))?;
-        f.write_all(&(24 + bytes).to_le_bytes())?;
-    } else {
-        let riff = u32::try_from(end + pad - 8).context("a WAV over 4 GiB cannot exist")?;
-        f.seek(SeekFrom::Start(4))?;
-        f.write_all(&riff.to_le_bytes())?;
-        f.seek(SeekFrom::Start(data.header + 4))?;
-        f.write_all(&(bytes as u32).to_le_bytes())?;
-    }
+    write_sizes(&f, container, data, bytes)
+        .with_context(|| format!("writing the sizes of {}", path.display()))?;
     f.sync_all()
         .with_context(|| format!("syncing {}", path.display()))
+}
+
+/// Writes the RIFF and `data` sizes for `bytes` of audio into the header
+/// (positioned writes: the file's offset, which FFmpeg may share, is not
+/// moved). Does not sync.
+pub fn write_sizes(
+    f: &std::fs::File,
+    container: Container,
+    data: DataChunk,
+    bytes: u64,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let end = data.start + bytes;
+    if container == Container::W64 {
+        f.write_all_at(&end.to_le_bytes(), 16)?;
+        f.write_all_at(&(24 + bytes).to_le_bytes(), data.header + 16)
+    } else {
+        let pad = u64::from(bytes % 2 == 1);
+        let riff = u32::try_from(end + pad - 8)
+            .map_err(|_| std::io::Error::other("a WAV over 4 GiB cannot exist"))?;
+        f.write_all_at(&riff.to_le_bytes(), 4)?;
+        f.write_all_at(&(bytes as u32).to_le_bytes(), data.header + 4)
+    }
 }

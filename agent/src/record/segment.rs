@@ -53,27 +53,35 @@ impl Segment {
 
     /// Finishes every file (final headers, fsync); the entries get their
     /// sample counts (hashing is the sealer's, see `seal`). Tries every file
-    /// even when one fails, so that as many as possible end valid.
-    pub fn close(self, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
+    /// even when one fails, so that as many as possible end valid. Returns
+    /// the closed files, and the files that must be repaired with why: those
+    /// whose close failed, and every file once a write failed (FFmpeg stops
+    /// writing a file after an I/O error, so its count cannot be trusted).
+    #[allow(clippy::type_complexity)]
+    pub fn close(self, dir: &Path) -> (Vec<FileEntry>, Vec<(FileEntry, anyhow::Error)>) {
         let mut out = Vec::new();
-        let (tracks, mut first_err) = self.spread.into_tracks();
+        let mut failed = Vec::new();
+        let (tracks, write_err) = self.spread.into_tracks();
+        let write_err = write_err.map(|e| format!("{e:#}"));
         for (w, mut entry) in tracks {
-            match w.finish() {
-                Ok((_, samples)) => {
+            match (w.finish(), &write_err) {
+                (Ok((_, samples)), None) => {
                     entry.samples = samples;
                     out.push(entry);
                 }
-                Err(e) => {
+                (Ok(_), Some(why)) => {
+                    failed.push((entry, anyhow::anyhow!("an earlier write failed: {why}")));
+                }
+                (Err(e), _) => {
                     tracing::error!(file = %entry.file, error = format!("{e:#}"), "could not close");
-                    first_err.get_or_insert(e);
+                    failed.push((entry, e));
                 }
             }
         }
-        super::sync_dir(dir)?;
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(out),
+        if let Err(e) = super::sync_dir(dir) {
+            tracing::error!(error = format!("{e:#}"), "syncing the take directory");
         }
+        (out, failed)
     }
 }
 

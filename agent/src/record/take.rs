@@ -10,6 +10,7 @@
 //! <output>/<take-id>/<take-id>-s001.w64                          (w64)
 //! <output>/<take-id>/manifest.json
 //! <output>/<take-id>/.lock          (flock held while the take records)
+//! <output>/<take-id>/.reserve       (space for the last writes, see `reserve`)
 //! ```
 //! Consecutive segments are sample-continuous: concatenated, each channel
 //! equals the input (a gap — device lost, overflow — is in the manifest).
@@ -21,6 +22,11 @@
 //! flushed and fsynced; the manifest (rewritten whole at start and at each
 //! segment change) lists the open files, so `recover` can repair them after
 //! a crash. At most 0.5 s plus one encoder block is at risk.
+//!
+//! Ending: `finish` first frees the space reserve, then closes every file
+//! (a file whose close fails is repaired as after a crash, never dropped)
+//! and writes the final manifest. It always returns the final manifest;
+//! whether it reached the disk is said beside it (see `Finished`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +36,8 @@ use anyhow::{Context, bail};
 use super::disk;
 use super::encoder::Container;
 use super::lock::TakeLock;
-use super::manifest::{FileEntry, Gap, Manifest, Marker, TakeStatus};
+use super::manifest::{FileEntry, Gap, Manifest, Marker, Recovery, TakeStatus};
+use super::reserve::{self, Reserve};
 use super::seal::{Sealed, Sealer};
 use super::segment::{Layout, Segment};
 use crate::config::DiskGuard;
@@ -72,6 +79,42 @@ pub enum TakeEvent {
 #[derive(Debug, Clone)]
 pub struct MustStop(pub String);
 
+/// How a take ended: what ended it (`endedBy` in the manifest: `duration`,
+/// `controller`, `SIGINT`, `SIGTERM`, `shutdown`, `disk`, `error`, …), and
+/// why, when it ended before it was meant to (status `stopped`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub by: String,
+    pub early: Option<String>,
+}
+
+impl Ending {
+    /// Ended as planned (status `complete`).
+    pub fn asked(by: &str) -> Self {
+        Self {
+            by: by.to_owned(),
+            early: None,
+        }
+    }
+
+    /// Ended before it was meant to (status `stopped`, with the reason).
+    pub fn early(by: &str, why: impl Into<String>) -> Self {
+        Self {
+            by: by.to_owned(),
+            early: Some(why.into()),
+        }
+    }
+}
+
+/// What `finish` leaves: the final manifest, and whether it could be
+/// written (if not, the take directory still says `recording` and the
+/// next start's recovery finishes it; every file is closed already).
+#[derive(Debug)]
+pub struct Finished {
+    pub manifest: Manifest,
+    pub persisted: anyhow::Result<()>,
+}
+
 pub struct Take {
     spec: TakeSpec,
     layout: Layout,
@@ -85,21 +128,26 @@ pub struct Take {
     guard: disk::Watch,
     /// Hashes closed segments on its own thread (see `seal`).
     sealer: Sealer,
+    /// Room for the last writes (see `reserve`).
+    reserve: Reserve,
+    /// Files per segment (the reserve holds a tail for each).
+    per_segment: usize,
+    /// Set when the reserve could not grow: the take must stop.
+    short: Option<String>,
+    /// Files whose close failed, and what was done to each.
+    repairs: Vec<String>,
     _lock: TakeLock,
 }
 
 impl Take {
     /// Creates the take directory, checks the disk, writes the first
-    /// manifest and opens segment 1.
+    /// manifest and opens segment 1. A take that cannot start leaves
+    /// nothing behind (no empty take directory).
     pub fn start(spec: TakeSpec) -> anyhow::Result<Self> {
-        let ch = spec.channel_names.len();
-        if ch == 0 {
+        if spec.channel_names.is_empty() {
             bail!("a take needs at least one channel");
         }
         let dir = spec.output.join(&spec.take_id);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating take directory {}", dir.display()))?;
-        let lock = TakeLock::acquire(&dir)?;
         if dir.join(super::manifest::FILE_NAME).exists() {
             bail!(
                 "take {} already exists in {}: choose another take id",
@@ -107,12 +155,35 @@ impl Take {
                 spec.output.display()
             );
         }
-        disk::check_start(&dir, &spec.disk)?;
+        std::fs::create_dir_all(&spec.output)
+            .with_context(|| format!("creating {}", spec.output.display()))?;
+        disk::check_start(&spec.output, &spec.disk)?;
+        let created = match std::fs::create_dir(&dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("creating take directory {}", dir.display()));
+            }
+        };
+        Self::start_in(spec, dir.clone()).inspect_err(|_| {
+            if created {
+                remove_unstarted(&dir);
+            }
+        })
+    }
+
+    fn start_in(spec: TakeSpec, dir: PathBuf) -> anyhow::Result<Self> {
+        let ch = spec.channel_names.len();
+        let lock = TakeLock::acquire(&dir)?;
         let per_file = if spec.container.per_channel() {
             1
         } else {
             ch as u16
         };
+        let per_segment = if spec.container.per_channel() { ch } else { 1 };
+        let reserve = Reserve::make(&dir, reserve::size_for(per_segment, 0))
+            .context("no room for the take's space reserve: free some space or record elsewhere")?;
         let fmt_limit = match spec.container {
             Container::Wav => WAV_MAX_DATA / spec.container.frame_bytes(per_file),
             Container::Flac | Container::W64 => u64::MAX,
@@ -131,6 +202,7 @@ impl Take {
             take_id: spec.take_id.clone(),
             status: TakeStatus::Recording,
             stop_reason: None,
+            ended_by: None,
             agent_version: crate::build_info::VERSION.to_owned(),
             started_at: crate::util::iso8601(started.unix_timestamp()),
             finished_at: String::new(),
@@ -161,6 +233,10 @@ impl Take {
             done: 0,
             synced: 0,
             last_sync: std::time::Instant::now(),
+            reserve,
+            per_segment,
+            short: None,
+            repairs: Vec::new(),
             _lock: lock,
         };
         take.open_segment()?;
@@ -186,29 +262,74 @@ impl Take {
 
     fn open_segment(&mut self) -> anyhow::Result<()> {
         let number = self.manifest.segments + 1;
+        let plan = self.layout.plan(number, self.done);
         self.manifest.segments = number;
-        self.manifest.open_files = self.layout.plan(number, self.done);
-        self.manifest.write(&self.layout.dir)?;
-        self.seg = Some(self.layout.open(self.manifest.open_files.clone())?);
-        Ok(())
+        self.manifest.open_files = plan.clone();
+        let opened = self
+            .manifest
+            .write(&self.layout.dir)
+            .and_then(|_| self.layout.open(plan.clone()));
+        match opened {
+            Ok(seg) => {
+                self.seg = Some(seg);
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing was recorded into this segment: it does not exist.
+                for f in &plan {
+                    let _ = std::fs::remove_file(self.layout.dir.join(&f.file));
+                }
+                self.manifest.segments = number - 1;
+                self.manifest.open_files.clear();
+                Err(e)
+            }
+        }
     }
 
     /// Finishes the open segment's files (final headers, fsync), lists them
     /// in the manifest and hands them to the sealer; `SegmentClosed` follows
-    /// once they are hashed (see `take_sealed`).
+    /// once they are hashed (see `take_sealed`). A file whose close fails
+    /// (disk full, I/O error) is repaired as after a crash and listed with
+    /// the audio it holds; the error says which files that was.
     fn close_segment(&mut self) -> anyhow::Result<()> {
         let Some(seg) = self.seg.take() else {
             return Ok(());
         };
-        let (number, frames) = (seg.number, seg.frames);
-        let files = seg.close(&self.layout.dir)?;
-        self.manifest.frames += frames;
+        let number = seg.number;
+        let (mut files, failed) = seg.close(&self.layout.dir);
+        let mut problems = Vec::new();
+        for (entry, err) in failed {
+            problems.push(format!("{}: {err:#}", entry.file));
+            match super::recover::repair_file(&self.layout.dir, self.spec.container, entry) {
+                Ok((kept, lines)) => {
+                    self.repairs.extend(lines);
+                    files.extend(kept);
+                }
+                Err(e) => self.repairs.push(format!("repair failed: {e:#}")),
+            }
+        }
+        files.sort_by_key(|f| f.channels.first().copied());
         self.manifest.files.extend(files.iter().cloned());
+        self.manifest.frames = super::recover::take_frames(&self.manifest.files);
         self.manifest.open_files.clear();
-        self.manifest.write(&self.layout.dir)?;
+        let written = self.manifest.write(&self.layout.dir);
+        let frames = files.iter().map(|f| f.samples).max().unwrap_or(0);
         tracing::info!(take = %self.spec.take_id, segment = number, frames, "segment closed");
         self.sealer.submit(number, self.layout.dir.clone(), files);
-        Ok(())
+        if let Ok(bytes) = &written {
+            let want = reserve::size_for(self.per_segment, *bytes);
+            if let Err(e) = self.reserve.grow(want) {
+                self.short = Some(format!("{e:#}"));
+            }
+        }
+        if !problems.is_empty() {
+            bail!(
+                "{} file(s) of segment {number} could not be closed normally and were repaired as after a crash: {}",
+                problems.len(),
+                problems.join("; ")
+            );
+        }
+        written.map(drop)
     }
 
     /// Puts the hashes of sealed segments into the manifest and reports
@@ -235,7 +356,7 @@ impl Take {
                 files: s.files,
             });
         }
-        self.manifest.write(&self.layout.dir)
+        self.manifest.write(&self.layout.dir).map(drop)
     }
 
     /// Reports the segments hashed since the last call. Never blocks: the
@@ -273,6 +394,11 @@ impl Take {
                 self.synced = self.done;
             }
         }
+        if let Some(why) = self.short.take() {
+            return Ok(Some(MustStop(format!(
+                "the disk has no room left for the take's space reserve ({why})"
+            ))));
+        }
         // NOTE: 0.5 s of audio, but not more often than every 100 ms of
         // wall time: a take catching up on a backlog (or `encode`) would
         // otherwise fsync hundreds of times a second for nothing.
@@ -298,7 +424,7 @@ impl Take {
                 None
             }
             disk::Low::Stop(free) => Some(MustStop(format!(
-                "disk almost full: {} MiB free on {}, below storage.stop_free_mb ({} MiB); every file was closed",
+                "disk almost full: {} MiB free on {}, below storage.stop_free_mb ({} MiB)",
                 free >> 20,
                 self.layout.dir.display(),
                 self.spec.disk.stop_free_bytes >> 20
@@ -342,38 +468,63 @@ impl Take {
         });
     }
 
-    /// Closes every file and writes the final manifest. `stopped`: why the
-    /// take ended early (`None`: it ended as asked). Even when closing a
-    /// file fails, the others are closed and the manifest is written.
-    pub fn finish(
-        mut self,
-        stopped: Option<String>,
-        events: &mut Vec<TakeEvent>,
-    ) -> anyhow::Result<Manifest> {
+    /// Closes every file and writes the final manifest: status `complete`,
+    /// or `stopped` with the reason when `ending` is early or a file could
+    /// not be closed normally. Frees the space reserve first, so that the
+    /// last writes find room even on a disk filled from outside. Always
+    /// returns the final manifest; `persisted` says whether it is on disk.
+    pub fn finish(mut self, ending: Ending, events: &mut Vec<TakeEvent>) -> Finished {
+        self.reserve.release();
         let closed = self.close_segment();
-        let stopped = match (&closed, stopped) {
-            (Err(e), s) => {
-                Some(s.unwrap_or_else(|| format!("closing the last segment failed: {e:#}")))
-            }
-            (_, s) => s,
-        };
         // Every segment's hashes are in the final manifest.
         let sealed = self.sealer.wait_all();
         if let Err(e) = self.take_sealed(sealed, events) {
-            tracing::error!(take = %self.spec.take_id, error = format!("{e:#}"), "writing the hashes to the manifest");
+            tracing::warn!(take = %self.spec.take_id, error = format!("{e:#}"), "writing the hashes to the manifest (the final manifest follows)");
         }
-        if let Some(reason) = &stopped {
+        let mut reason = ending.early;
+        if let Err(e) = closed {
+            let what = format!("closing the last segment: {e:#}");
+            reason = Some(match reason {
+                Some(r) => format!("{r}; {what}"),
+                None => what,
+            });
+        }
+        if !self.repairs.is_empty() {
+            self.manifest.recovery = Some(Recovery {
+                recovered_at: crate::util::now_iso8601(),
+                segment: self.manifest.segments,
+                frames_saved: self.manifest.frames,
+                actions: std::mem::take(&mut self.repairs),
+            });
+        }
+        if let Some(reason) = &reason {
             tracing::warn!(take = %self.spec.take_id, reason = %reason, "take stopped early");
         }
-        self.manifest.status = if stopped.is_some() {
+        self.manifest.status = if reason.is_some() {
             TakeStatus::Stopped
         } else {
             TakeStatus::Complete
         };
-        self.manifest.stop_reason = stopped;
+        self.manifest.stop_reason = reason;
+        self.manifest.ended_by = Some(ending.by);
         self.manifest.finished_at = crate::util::now_iso8601();
-        self.manifest.write(&self.layout.dir)?;
-        Ok(self.manifest)
+        let persisted = self.manifest.write(&self.layout.dir).map(drop);
+        Finished {
+            manifest: self.manifest,
+            persisted,
+        }
+    }
+}
+
+/// Removes what a take that could not start created (it recorded nothing).
+fn remove_unstarted(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove the directory of a take that did not start");
     }
 }
 
@@ -408,8 +559,9 @@ mod tests {
         for block in signal(3, 25_000).chunks(3 * 4_000) {
             assert!(take.write(block, &mut events).unwrap().is_none());
         }
-        let m = take.finish(None, &mut events).unwrap();
-        (events, m)
+        let f = take.finish(Ending::asked("duration"), &mut events);
+        f.persisted.unwrap();
+        (events, f.manifest)
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::preroll::PreRoll;
 use super::{Handle, Output, Request, StartRequest};
 use crate::capture::Capture;
 use crate::config::{CaptureConfig, DiskGuard};
-use crate::record::take::{MustStop, Take, TakeEvent};
+use crate::record::take::{Ending, MustStop, Take, TakeEvent};
 
 /// Frames moved from the ring per step.
 const BLOCK_FRAMES: usize = 4096;
@@ -115,14 +115,14 @@ impl Engine {
             loop {
                 match rx.try_recv() {
                     Ok(Request::Shutdown(reason, done)) => {
-                        self.end_take(Some(reason));
+                        self.end_take(Ending::early("shutdown", reason));
                         let _ = done.send(());
                         return;
                     }
                     Ok(req) => self.handle(req),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        self.end_take(None);
+                        self.end_take(Ending::early("shutdown", "the agent is shutting down"));
                         return;
                     }
                 }
@@ -210,16 +210,18 @@ impl Engine {
         let res = active.take.write(data, &mut events);
         self.emit_take_events(events);
         let stop = match res {
-            Ok(Some(MustStop(why))) => Some(why),
+            Ok(Some(MustStop(why))) => Some(Ending::early("disk", why)),
             Ok(None) => None,
-            Err(e) => Some(format!("writing failed: {e:#}")),
+            Err(e) => Some(Ending::early("error", format!("writing failed: {e:#}"))),
         };
         let reached = self
             .take
             .as_ref()
             .is_some_and(|a| a.limit.is_some_and(|l| a.take.position() >= l));
-        if stop.is_some() || reached {
-            self.end_take(stop);
+        if let Some(ending) = stop {
+            self.end_take(ending);
+        } else if reached {
+            self.end_take(Ending::asked("duration"));
         }
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::record::encoder::Container;
 use crate::record::manifest::Manifest;
-use crate::record::take::TakeEvent;
+use crate::record::take::{Ending, TakeEvent};
 
 pub use engine::{Engine, EngineConfig};
 
@@ -80,7 +80,8 @@ type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
 #[derive(Debug)]
 pub enum Request {
     Start(StartRequest, Reply<(TakeInfo, bool)>),
-    Stop(String, Reply<(TakeInfo, Manifest)>),
+    /// Ends the take (an empty id: whichever records), as `Ending` says.
+    Stop(String, Ending, Reply<(TakeInfo, Manifest)>),
     Mark(String, Reply<u64>),
     Status(oneshot::Sender<Status>),
     /// Ends a recording take cleanly (status `stopped`, with the reason)
@@ -156,10 +157,14 @@ impl Handle {
         rx.await.map_err(|_| gone())?
     }
 
-    pub async fn stop(&self, take_id: String) -> Result<(TakeInfo, Manifest), Refusal> {
+    pub async fn stop(
+        &self,
+        take_id: String,
+        ending: Ending,
+    ) -> Result<(TakeInfo, Manifest), Refusal> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Request::Stop(take_id, tx))
+            .send(Request::Stop(take_id, ending, tx))
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }

@@ -6,7 +6,7 @@ use rakkr_protocol::{FailureCode, TakeInfo};
 use super::engine::{Active, Engine};
 use super::{Output, Refusal, Request, StartRequest, Status, take_format};
 use crate::record::manifest::Manifest;
-use crate::record::take::{Take, TakeSpec};
+use crate::record::take::{Ending, Finished, Take, TakeSpec};
 
 impl Engine {
     pub(super) fn handle(&mut self, req: Request) {
@@ -14,7 +14,7 @@ impl Engine {
             Request::Start(r, reply) => {
                 let _ = reply.send(self.start(r));
             }
-            Request::Stop(id, reply) => {
+            Request::Stop(id, ending, reply) => {
                 let res = match &self.take {
                     None => Err(Refusal::new(
                         FailureCode::InvalidArgument,
@@ -24,12 +24,9 @@ impl Engine {
                         FailureCode::InvalidArgument,
                         format!("take {id} is not recording (take {} is)", a.info.take_id),
                     )),
-                    Some(_) => self.end_take(None).ok_or_else(|| {
-                        Refusal::new(
-                            FailureCode::Internal,
-                            "the take could not be closed; see the agent log",
-                        )
-                    }),
+                    Some(_) => self
+                        .end_take(ending)
+                        .ok_or_else(|| Refusal::new(FailureCode::Internal, "no take is recording")),
                 };
                 let _ = reply.send(res);
             }
@@ -152,31 +149,40 @@ impl Engine {
     }
 
     /// Ends the recording take (if any): closes its files, reports it.
-    pub(super) fn end_take(&mut self, stopped: Option<String>) -> Option<(TakeInfo, Manifest)> {
+    /// The take is always reported as ended (the agent records again at
+    /// once); when its final manifest could not be written, the reason says
+    /// so and the next start's recovery finishes the take directory.
+    pub(super) fn end_take(&mut self, ending: Ending) -> Option<(TakeInfo, Manifest)> {
         let a = self.take.take()?;
         let info = self.info_now(&a);
         let mut events = Vec::new();
-        let res = a.take.finish(stopped, &mut events);
+        let Finished {
+            mut manifest,
+            persisted,
+        } = a.take.finish(ending, &mut events);
         for event in events {
             (self.out)(Output::Take {
                 take_id: info.take_id.clone(),
                 event,
             });
         }
-        match res {
-            Ok(manifest) => {
-                tracing::info!(take = %info.take_id, frames = manifest.frames, status = ?manifest.status, "take ended");
-                (self.out)(Output::Stopped {
-                    info: info.clone(),
-                    manifest: Box::new(manifest.clone()),
-                });
-                Some((info, manifest))
-            }
-            Err(e) => {
-                tracing::error!(take = %info.take_id, error = format!("{e:#}"), "could not finish the take; `recover` will repair it");
-                None
-            }
+        if let Err(e) = persisted {
+            tracing::error!(take = %info.take_id, error = format!("{e:#}"), "could not write the final manifest; every file is closed, and the take is finished by `recover` at the next start");
+            let what = format!(
+                "the final manifest could not be written ({e:#}); every file is closed, and `recover` (run at every start) finishes the take directory"
+            );
+            manifest.stop_reason = Some(match manifest.stop_reason.take() {
+                Some(r) => format!("{r}; {what}"),
+                None => what,
+            });
+            manifest.status = crate::record::manifest::TakeStatus::Stopped;
         }
+        tracing::info!(take = %info.take_id, frames = manifest.frames, status = ?manifest.status, "take ended");
+        (self.out)(Output::Stopped {
+            info: info.clone(),
+            manifest: Box::new(manifest.clone()),
+        });
+        Some((info, manifest))
     }
 }
 
