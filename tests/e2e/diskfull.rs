@@ -130,3 +130,204 @@ async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
     assert!(agent.terminate(T).is_some_and(|s| s.success()));
     ctl.shutdown().await;
 }
+
+/// Fills the filesystem of `dir` from outside, as another process would
+/// (`dd if=/dev/zero of=filler`): writes until ENOSPC. Returns the file.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 << 10];
+    // Bounded: a 48 MiB filesystem holds at most 768 blocks.
+    for _ in 0..100_000 {
+        if f.write_all(&block).is_err() {
+            break;
+        }
+    }
+    path
+}
+
+const SMALL_GUARD: [(&str, &str); 3] = [
+    ("RAKKR_STORAGE_MIN_FREE_MB", "2"),
+    ("RAKKR_STORAGE_WARN_FREE_MB", "2"),
+    ("RAKKR_STORAGE_STOP_FREE_MB", "1"),
+];
+
+#[test]
+fn a_disk_filled_from_outside_ends_record_with_every_file_closed_and_a_true_status() {
+    rakkr_e2e::init_logging();
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("small");
+    let _fs = Tmpfs::mount(&rec, "48m");
+    let fifo = tmp.path().join("x32.fifo");
+    let _feeder =
+        rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(120));
+    let mut env: std::collections::HashMap<String, String> = [
+        (
+            "ALSA_CONFIG_PATH".to_owned(),
+            rakkr_e2e::alsa::x32_config_for(tmp.path(), &fifo),
+        ),
+        (
+            "RAKKR_STATE_DIR".to_owned(),
+            tmp.path().join("state").display().to_string(),
+        ),
+        ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
+    ]
+    .into();
+    env.extend(SMALL_GUARD.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    let args = [
+        "record",
+        "--device",
+        "x32file",
+        "--channels",
+        "32",
+        "--format",
+        "wav",
+        "--output",
+        rec.to_str().unwrap(),
+        "--duration",
+        "60s",
+        "--segment",
+        "2s",
+        "--take-id",
+        "full",
+    ];
+    let mut agent = rakkr_e2e::agent::AgentProcess::spawn_args(&args, &env);
+    agent.wait_log(&["segment closed", "segment=1"], 1, Duration::from_secs(30));
+    let filler = fill(&rec);
+    // It ends by itself, long before its 60 s (the bound only keeps a
+    // broken agent from hanging the suite).
+    let st = agent
+        .wait_exit(Duration::from_secs(45))
+        .unwrap_or_else(|| panic!("record hung on a full disk:\n{}", agent.log().join("\n")));
+    assert_eq!(st.code(), Some(8), "{}", agent.log().join("\n"));
+    let log = agent.log().join("\n");
+    assert!(!log.contains("every file was closed"), "{log}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.join("full/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["status"], "stopped", "{m}");
+    assert!(m["stopReason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(m["frames"].as_u64().unwrap() >= 96_000, "{m}");
+    assert!(!rec.join("full/.reserve").exists(), "the reserve is gone");
+    std::fs::remove_file(filler).unwrap();
+    let v = rakkr_e2e::agent::run_agent(
+        &["takes", "verify", rec.join("full").to_str().unwrap()],
+        &env,
+    );
+    assert!(v.status.success(), "every listed file is intact: {v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_survives_a_disk_filled_from_outside_and_records_again_when_space_is_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let _fs = Tmpfs::mount(&rec, "48m");
+    let rec_s = rec.display().to_string();
+    let mut extra = vec![("RAKKR_STORAGE_RECORDINGS_PATH", rec_s.as_str())];
+    extra.extend(SMALL_GUARD);
+    let crate::takes::Setup {
+        feeder: _feeder,
+        ctl,
+        env,
+        mut events,
+        ..
+    } = crate::takes::recording_setup(tmp.path(), &extra, false).await;
+    let mut agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
+    rakkr_e2e::wait_for(&mut events, T, "Connected", |e| {
+        matches!(
+            e,
+            rakkr_protocol::controller::ControllerEvent::Connected { .. }
+        )
+        .then_some(())
+    })
+    .await;
+    let h = ctl.handle();
+    crate::takes::wait_device(&h, || agent.log().join("\n")).await;
+    let wav = |id: &str| {
+        CommandBody::StartTake(StartTake {
+            take_id: id.into(),
+            channels: 0,
+            format: Some(TakeFormat::Wav),
+            segment_seconds: 2,
+            pre_roll_ms: 0,
+        })
+    };
+    let closed = |id: &'static str| {
+        move |log: &[EventBody]| {
+            log.iter()
+                .any(|b| matches!(b, EventBody::SegmentClosed { take_id, .. } if take_id == id))
+                .then_some(())
+        }
+    };
+    crate::takes::started(&h, wav("first")).await;
+    wait_logged(
+        &h,
+        Duration::from_secs(30),
+        || agent.log().join("\n"),
+        closed("first"),
+    )
+    .await;
+    let filler = fill(&rec);
+    let (status, reason) = wait_logged(
+        &h,
+        Duration::from_secs(45),
+        || format!("no TakeStopped; agent log:\n{}", agent.log().join("\n")),
+        |log| {
+            log.iter().find_map(|b| match b {
+                EventBody::TakeStopped {
+                    take_id,
+                    status,
+                    reason,
+                    ..
+                } if take_id == "first" => Some((status.clone(), reason.clone())),
+                _ => None,
+            })
+        },
+    )
+    .await;
+    assert_eq!(status, "stopped", "{reason}");
+    assert!(agent.is_running(), "the agent lives on");
+    // It answers, and says no take records.
+    assert!(matches!(
+        run(&h, CommandBody::TakeStatus).await,
+        Outcome::Done(Reply::TakeStatus { take: None, .. })
+    ));
+    // Space comes back: it records again.
+    std::fs::remove_file(&filler).unwrap();
+    crate::takes::started(&h, wav("second")).await;
+    // While a take records, an update is refused with its own code (13).
+    let junk = tmp.path().join("junk");
+    std::fs::write(&junk, b"not an agent").unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"not an agent"));
+    let busy = rakkr_e2e::agent::run_agent(
+        &[
+            "update",
+            "apply",
+            "--artifact",
+            junk.to_str().unwrap(),
+            "--sha256",
+            &sha,
+        ],
+        &env,
+    );
+    assert_eq!(busy.status.code(), Some(13), "{busy:?}");
+    wait_logged(
+        &h,
+        Duration::from_secs(30),
+        || agent.log().join("\n"),
+        closed("second"),
+    )
+    .await;
+    let m = crate::takes::stopped(&h, "second").await;
+    assert_eq!(m["status"], "complete");
+    let m1: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rec.join("first/manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        m1["status"], "stopped",
+        "the first take's manifest reached the disk"
+    );
+    let v = rakkr_e2e::agent::run_agent(&["takes", "verify"], &env);
+    assert!(v.status.success(), "both takes intact: {v:?}");
+    assert!(agent.terminate(T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}
