@@ -11,6 +11,7 @@ mod diskfull;
 mod durability;
 mod enroll;
 mod events;
+mod exit_codes;
 mod frames;
 mod handshake;
 mod inventory;

@@ -295,12 +295,76 @@ pub fn parse(
                 path: path.to_owned(),
                 detail: e.to_string(),
             })?;
+    // The file alone first: a wrong type or unknown key is reported with
+    // its line and column (the table the variables are merged into has no
+    // positions).
+    toml::from_str::<RawConfig>(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let file = table.clone();
     env::overlay(&mut table, env)?;
+    let merged = table.clone();
     let raw = RawConfig::deserialize(table).map_err(|e| ConfigError::Syntax {
         path: format!("{path} (with RAKKR_* variables applied)"),
         detail: e.to_string(),
     })?;
-    resolve(raw, state_dir)
+    resolve(raw, state_dir).map_err(|e| match e {
+        ConfigError::Invalid(msg) => {
+            ConfigError::Invalid(with_line(msg, text, path, &file, &merged))
+        }
+        other => other,
+    })
+}
+
+/// Appends where in the file the key an error names (its first word,
+/// `section.key`) is set, when the file's value is the one in force (no
+/// variable overrode it).
+fn with_line(
+    msg: String,
+    text: &str,
+    path: &str,
+    file: &toml::Table,
+    merged: &toml::Table,
+) -> String {
+    let Some((section, key)) = msg
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.split_once('.'))
+    else {
+        return msg;
+    };
+    let get = |t: &toml::Table| t.get(section).and_then(|s| s.get(key)).cloned();
+    if get(file).is_none() || get(file) != get(merged) {
+        return msg;
+    }
+    match line_of(text, section, key) {
+        Some(n) => format!("{msg} (line {n} of {path})"),
+        None => msg,
+    }
+}
+
+/// The 1-based line where `[section]` sets `key` (or `section.key` is set
+/// at the top level).
+fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim().to_owned();
+            continue;
+        }
+        let Some((k, _)) = l.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        if (current == section && k == key)
+            || (current.is_empty() && k == format!("{section}.{key}"))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {

@@ -281,3 +281,31 @@ fn realtime_is_for_hardware_by_default_and_validated() {
         );
     }
 }
+
+#[test]
+fn config_errors_name_the_line_of_the_key() {
+    let text = "# node\n[node]\nid = \"n\"\n\n[capture]\nchannels = 2\nsample_rate = 5\n";
+    let err = parse(text, "/etc/x.toml", &no_env, Path::new("/s"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("capture.sample_rate") && err.contains("line 7 of /etc/x.toml"),
+        "{err}"
+    );
+    // A wrong type: the parser's own line and column.
+    let err = parse(
+        "[capture]\n\nchannels = \"two\"\n",
+        "/etc/x.toml",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("line 3") && err.contains("channels"), "{err}");
+    // Set by a variable, the file's line would mislead: none is given.
+    let env = |k: &str| (k == "RAKKR_CAPTURE_SAMPLE_RATE").then(|| "6".to_owned());
+    let err = parse(text, "/etc/x.toml", &env, Path::new("/s"))
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("line 7"), "{err}");
+}
