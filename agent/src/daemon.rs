@@ -73,7 +73,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
         .context(Failure::AlreadyRunning)?;
     let outbox =
         Outbox::open(&state.join("outbox"), config.outbox_max_events).context(Failure::State)?;
-    let commands = CommandLog::open(state.join("commands.json")).context(Failure::State)?;
+    let commands = CommandLog::open(&state).context(Failure::State)?;
     // Takes a crash or power cut interrupted are repaired before anything
     // else can record into the same place.
     let recordings = config.recordings_path.clone();

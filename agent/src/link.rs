@@ -20,6 +20,10 @@ use crate::backoff::Backoff;
 use crate::build_info;
 use crate::node::{LinkStatus, Node};
 
+/// How long a welcomed session must last before the reconnect backoff
+/// starts over.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
 /// Runs until `cancel` fires.
 pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
     let c = &node.config.controller;
@@ -28,7 +32,7 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
         node.status.send_replace(LinkStatus::Connecting {
             attempt: backoff.attempt() + 1,
         });
-        let mut welcomed = false;
+        let mut welcomed = None;
         // NOTE: new trust (`trust install`) ends the session at once; what
         // was in flight is resent by the next session (nothing is acked yet).
         let result = tokio::select! {
@@ -39,7 +43,10 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
                 continue;
             }
         };
-        if welcomed {
+        // NOTE: a welcome alone does not reset the backoff: a controller
+        // that welcomes and then drops or breaks the session would get a
+        // reconnect every second. Only a session that stayed up resets it.
+        if welcomed.is_some_and(|at| at.elapsed() >= HEALTHY_SESSION) {
             backoff.reset();
         }
         let reason = match result {
@@ -63,7 +70,7 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
 async fn session(
     node: &Arc<Node>,
     cancel: &CancellationToken,
-    welcomed: &mut bool,
+    welcomed: &mut Option<std::time::Instant>,
 ) -> anyhow::Result<()> {
     let cfg = &node.config;
     let ep = cfg
@@ -130,7 +137,7 @@ async fn session(
             return serve_renewal_only(node, cancel, &mut framed, &endpoint.address).await;
         }
     };
-    *welcomed = true;
+    *welcomed = Some(std::time::Instant::now());
     let chain = framed
         .get_ref()
         .get_ref()
@@ -193,7 +200,7 @@ async fn send(
     framed
         .send(msg)
         .await
-        .map_err(|e| LinkError::from_frame(e, address))?;
+        .map_err(|e| LinkError::from_send(e, address))?;
     live.sent();
     Ok(())
 }
@@ -212,8 +219,11 @@ async fn send_pending(
 ) -> Result<bool, LinkError> {
     let batch = node.pending_after(*sent, EVENT_BATCH);
     let more = batch.len() == EVENT_BATCH;
-    for ev in batch {
+    for mut ev in batch {
         let seq = ev.seq;
+        // An event queued by an older agent may be over the limit: it is
+        // replaced, with its sequence number, never left to block the stream.
+        ev.body = crate::fit::within_limit(ev.body);
         send(framed, live, AgentMsg::Event(ev), address).await?;
         *sent = Some(seq);
     }
@@ -235,6 +245,7 @@ async fn serve(
     // NOTE: one session at a time holds the transfer and renewal requests.
     let mut fetches = node.fetch_rx.lock().await;
     let mut renewals = node.trust.requests_rx.lock().await;
+    let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
     loop {
         tokio::select! {
             biased;
@@ -261,8 +272,13 @@ async fn serve(
                         }
                     }
                     Some(Ok(ControllerMsg::Command(cmd))) => {
-                        let result = node.execute(cmd).await;
-                        send(framed, live, AgentMsg::Result(result), address).await?;
+                        // NOTE: off the loop: a command that takes long (a
+                        // StopTake closing an hour of files, a slow disk)
+                        // must not hold back heartbeats, meters or acks.
+                        let (node, tx) = (node.clone(), results_tx.clone());
+                        tokio::spawn(async move {
+                            let _ = tx.send(node.execute(cmd).await);
+                        });
                     }
                     Some(Ok(ControllerMsg::Chunk(c))) => node.deliver(Ok(c)),
                     Some(Ok(ControllerMsg::TransferFailed { transfer_id, message })) => {
@@ -292,6 +308,9 @@ async fn serve(
                         send(framed, live, AgentMsg::Meter(frame), address).await?;
                     }
                 }
+            }
+            Some(r) = results_rx.recv() => {
+                send(framed, live, AgentMsg::Result(r), address).await?;
             }
             Some(f) = fetches.recv() => {
                 send(framed, live, AgentMsg::Fetch(f), address).await?;
@@ -361,7 +380,7 @@ mod tests {
         let env = move |k: &str| (k == "RAKKR_CONTROLLER_URL").then(|| url.clone());
         let config = crate::config::parse("", "test", &env, state).unwrap();
         let outbox = crate::outbox::Outbox::open(&state.join("outbox"), 100_000).unwrap();
-        let commands = crate::commands::CommandLog::open(state.join("commands.json")).unwrap();
+        let commands = crate::commands::CommandLog::open(state).unwrap();
         Node::new(config, outbox, commands)
     }
 

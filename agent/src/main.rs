@@ -11,6 +11,7 @@ mod config;
 mod control;
 mod daemon;
 mod exit;
+mod fit;
 mod inventory;
 mod link;
 mod node;

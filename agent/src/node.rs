@@ -51,6 +51,9 @@ pub struct Node {
     pub config: Config,
     outbox: Mutex<Outbox>,
     commands: Mutex<CommandLog>,
+    /// Commands run one at a time (a repeated id waits for the first to
+    /// finish, then gets its result), off the link loop.
+    serial: tokio::sync::Mutex<()>,
     /// Signalled whenever an event is appended.
     pub new_events: Notify,
     pub status: watch::Sender<LinkStatus>,
@@ -86,6 +89,7 @@ impl Node {
             config,
             outbox: Mutex::new(outbox),
             commands: Mutex::new(commands),
+            serial: tokio::sync::Mutex::new(()),
             new_events: Notify::new(),
             status: watch::channel(LinkStatus::Starting).0,
             meter: watch::channel(None).0,
@@ -149,10 +153,20 @@ impl Node {
         lock(&self.outbox).len()
     }
 
-    /// Appends an event durably, then wakes the link.
+    /// Appends an event durably, then wakes the link. An event that would
+    /// not fit in a frame is made to fit first (see `fit`): a large
+    /// manifest goes ahead in parts; the event returned is `body`'s own.
     pub async fn emit(self: &Arc<Self>, body: EventBody) -> anyhow::Result<Event> {
         let me = self.clone();
-        let event = tokio::task::spawn_blocking(move || lock(&me.outbox).push(body)).await??;
+        let event = tokio::task::spawn_blocking(move || {
+            let mut outbox = lock(&me.outbox);
+            let mut last = None;
+            for b in crate::fit::event(body) {
+                last = Some(outbox.push(b)?);
+            }
+            last.ok_or_else(|| anyhow::anyhow!("no event to queue"))
+        })
+        .await??;
         tracing::debug!(seq = event.seq, "event queued");
         self.new_events.notify_one();
         Ok(event)
@@ -165,13 +179,22 @@ impl Node {
         Ok(())
     }
 
-    /// Runs a command at most once per id.
+    /// Runs a command at most once per id. A command with a field over its
+    /// limit is refused before anything else (and not remembered: the
+    /// reply carries its id cut to the limit).
     pub async fn execute(self: &Arc<Self>, cmd: Command) -> CommandResult {
+        if let Err(e) = cmd.check_limits() {
+            let id =
+                rakkr_protocol::limits::truncated(&cmd.id, rakkr_protocol::limits::COMMAND_ID_MAX);
+            tracing::warn!(id = %id, error = %e, "command refused: over a limit");
+            return failed(id, FailureCode::InvalidArgument, e.to_string());
+        }
+        let _one_at_a_time = self.serial.lock().await;
         if let Some(first) = lock(&self.commands).get(&cmd.id).cloned() {
             tracing::info!(id = %cmd.id, "repeated command id: returning the first result");
             return first;
         }
-        let result = self.act(&cmd).await;
+        let result = crate::fit::reply(self.act(&cmd).await);
         let me = self.clone();
         let to_store = result.clone();
         match tokio::task::spawn_blocking(move || lock(&me.commands).record(to_store)).await {

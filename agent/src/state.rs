@@ -4,7 +4,7 @@
 //! ```text
 //! <state>/trust/          CA bundle, node certificate and key
 //! <state>/outbox/         unacknowledged events (see outbox.rs)
-//! <state>/commands.json   results of recent controller commands
+//! <state>/commands.log    results of recent controller commands (append-only)
 //! <state>/agent.sock      local control socket of the running daemon
 //! ```
 

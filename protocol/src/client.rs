@@ -61,12 +61,25 @@ pub enum LinkError {
     },
     #[error("peer silent for {0:?}: declared dead")]
     Dead(Duration),
+    /// Our own message could not be encoded (too long, say): a defect of
+    /// this side, never blamed on the peer.
+    #[error("could not send our own message: {0}")]
+    Send(FrameError),
 }
 
 impl LinkError {
     /// Classifies a read/write error of an established connection. TLS
     /// alerts arrive here too (in TLS 1.3 a refused client certificate is
     /// only reported on the first read after the handshake).
+    /// Classifies an error sending a message: our encoder's refusals are
+    /// ours; I/O and TLS errors are classified as for reads.
+    pub fn from_send(err: FrameError, address: &str) -> Self {
+        match err {
+            FrameError::Io(_) => Self::from_frame(err, address),
+            other => LinkError::Send(other),
+        }
+    }
+
     pub fn from_frame(err: FrameError, address: &str) -> Self {
         match err {
             FrameError::Io(io) => {
@@ -239,6 +252,18 @@ async fn open(
     .map_err(|e| LinkError::Tls {
         address: address.to_owned(),
         explanation: crate::tls::explain(&e),
+    })
+    .and_then(|stream| {
+        // NOTE: rustls lets a server that ignores ALPN through; a peer
+        // that did not agree to speak rakkr-agent/1 is not our controller.
+        if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN) {
+            Ok(stream)
+        } else {
+            Err(LinkError::Tls {
+                address: address.to_owned(),
+                explanation: "the peer did not agree to the rakkr-agent/1 protocol (ALPN): it is not a Rakkr controller of this generation".into(),
+            })
+        }
     })
 }
 

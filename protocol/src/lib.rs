@@ -17,6 +17,7 @@ pub mod controller;
 pub mod devcerts;
 pub mod frame;
 pub mod fsutil;
+pub mod limits;
 pub mod liveness;
 pub mod message;
 pub mod tls;

@@ -124,7 +124,8 @@ pub struct Event {
 /// DiskLow 8, DeviceLost 9, DeviceBack 10, TakeRecovered 11,
 /// UpdateDeferred 12, UpdateInstalled 13, UpdateCommitted 14,
 /// UpdateRolledBack 15, UpdateFailed 16, TrustRenewed 17,
-/// TrustRenewFailed 18, TrustBundleChanged 19.
+/// TrustRenewFailed 18, TrustBundleChanged 19, ManifestPart 20,
+/// EventDropped 21.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The agent process started (one per process start).
@@ -219,6 +220,25 @@ pub enum EventBody {
     /// The CA bundle the agent trusts for the controller changed (CA
     /// rollover over the link); the SHA-256 of each CA certificate.
     TrustBundleChanged { ca_sha256: Vec<String> },
+    /// Part `part` (0-based) of `parts` of take `take_id`'s manifest, sent
+    /// just before the `TakeStopped` or `TakeRecovered` event (or after a
+    /// `StopTake` reply) whose `manifest_json` it replaces, when the
+    /// manifest is over the inline limit (`limits::MANIFEST_INLINE_MAX`).
+    /// The parts, concatenated in order, are the manifest.
+    ManifestPart {
+        take_id: String,
+        part: u32,
+        parts: u32,
+        json: String,
+    },
+    /// An event of kind `kind` was `bytes` long, over the limit
+    /// (`limits::EVENT_MAX`): this one stands in its place. `reason` says
+    /// what was lost and where to find it on the node.
+    EventDropped {
+        kind: String,
+        bytes: u64,
+        reason: String,
+    },
 }
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,

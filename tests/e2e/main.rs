@@ -15,6 +15,7 @@ mod exit_codes;
 mod frames;
 mod handshake;
 mod inventory;
+mod limits;
 mod packaging;
 mod realtime;
 mod record;

@@ -177,3 +177,12 @@ pub async fn connected_agent(
         hello,
     }
 }
+
+/// An event's variant name, for short test messages.
+pub fn kind_of(body: &rakkr_protocol::EventBody) -> String {
+    format!("{body:?}")
+        .split([' ', '(', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}

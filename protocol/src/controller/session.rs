@@ -334,9 +334,23 @@ fn handle(
             Ok(Some(ControllerMsg::Ack(Ack { up_to })))
         }
         AgentMsg::Result(result) => {
-            for waiter in lock(&shared.pending).remove(&result.id).unwrap_or_default() {
+            let mut pending = lock(&shared.pending);
+            // A refusal of a command whose id was over its limit carries the
+            // id cut to the limit (PROTOCOL.md §8.1).
+            let key = if pending.contains_key(&result.id)
+                || result.id.len() < crate::limits::COMMAND_ID_MAX
+            {
+                Some(result.id.clone())
+            } else {
+                pending
+                    .keys()
+                    .find(|k| k.len() > crate::limits::COMMAND_ID_MAX && k.starts_with(&result.id))
+                    .cloned()
+            };
+            for waiter in key.and_then(|k| pending.remove(&k)).unwrap_or_default() {
                 let _ = waiter.send(result.clone());
             }
+            drop(pending);
             shared.emit(ControllerEvent::Result {
                 node: node.into(),
                 result,

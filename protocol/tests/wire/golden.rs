@@ -648,7 +648,79 @@ fn vectors() -> Vec<Vector> {
                 message: "token already used".into(),
             },
         ),
+        // Limits (appended): large manifests in parts, oversized events
+        // replaced, and commands whose fields sit exactly at their limits.
+        agent(
+            "event.manifest_part",
+            ev(
+                26,
+                EventBody::ManifestPart {
+                    take_id: "show-1".into(),
+                    part: 1,
+                    parts: 3,
+                    json: "\"files\":[".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.event_dropped",
+            ev(
+                27,
+                EventBody::EventDropped {
+                    kind: "Annotated".into(),
+                    bytes: 300_000,
+                    reason: "over the limit".into(),
+                },
+            ),
+        ),
+        ctl(
+            "command.mark.at_limits",
+            cmd(
+                &"i".repeat(rakkr_protocol::limits::COMMAND_ID_MAX),
+                CommandBody::Mark {
+                    label: "l".repeat(rakkr_protocol::limits::LABEL_MAX),
+                },
+            ),
+        ),
+        ctl(
+            "command.stop_take.at_limit",
+            cmd(
+                "c11",
+                CommandBody::StopTake {
+                    take_id: "t".repeat(rakkr_protocol::limits::TAKE_ID_MAX),
+                },
+            ),
+        ),
     ]
+}
+
+#[test]
+fn commands_at_their_limits_pass_and_one_byte_over_is_refused_naming_the_field() {
+    let at = rakkr_protocol::Command {
+        id: "i".repeat(rakkr_protocol::limits::COMMAND_ID_MAX),
+        body: CommandBody::Mark {
+            label: "l".repeat(rakkr_protocol::limits::LABEL_MAX),
+        },
+    };
+    assert!(at.check_limits().is_ok());
+    let mut over = at.clone();
+    over.id.push('i');
+    assert!(
+        over.check_limits()
+            .unwrap_err()
+            .to_string()
+            .starts_with("command id is 129 bytes")
+    );
+    let mut over = at;
+    over.body = CommandBody::Mark {
+        label: "l".repeat(rakkr_protocol::limits::LABEL_MAX + 1),
+    };
+    assert!(
+        over.check_limits()
+            .unwrap_err()
+            .to_string()
+            .starts_with("label is 257 bytes")
+    );
 }
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/vectors.txt");

@@ -1,0 +1,160 @@
+//! Bounds on every length a peer supplies, and on what the agent sends.
+//!
+//! A frame may hold up to [`crate::MAX_FRAME_LEN`] bytes, but no single
+//! field needs to come close: each has its own limit, listed in
+//! `PROTOCOL.md` ("Limits"). The agent refuses a command with a field over
+//! its limit (`InvalidArgument`, naming the field) before acting on it.
+//!
+//! Outgoing, the agent never queues an event it could not send: a take's
+//! manifest over [`MANIFEST_INLINE_MAX`] travels in `ManifestPart` events
+//! ahead of the event that would have carried it (whose `manifest_json`
+//! is then empty), and any other event over [`EVENT_MAX`] is replaced by an
+//! `EventDropped` saying what it was and why.
+
+use crate::message::{Command, CommandBody, UpdateSource};
+
+/// A command id (the controller's correlation id).
+pub const COMMAND_ID_MAX: usize = 128;
+/// An operator note (`Annotate`, the local `annotate`).
+pub const NOTE_MAX: usize = 4096;
+/// A marker label (`Mark`).
+pub const LABEL_MAX: usize = 256;
+/// A take id (also a directory name).
+pub const TAKE_ID_MAX: usize = 128;
+/// A release version string.
+pub const VERSION_MAX: usize = 64;
+/// A Rust target triple.
+pub const TARGET_MAX: usize = 64;
+/// A hex SHA-256.
+pub const SHA256_HEX: usize = 64;
+/// An update transfer id.
+pub const TRANSFER_ID_MAX: usize = 128;
+/// An update URL.
+pub const URL_MAX: usize = 2048;
+/// A CA bundle (`TrustBundle`), PEM.
+pub const CA_BUNDLE_MAX: usize = 256 * 1024;
+/// A channel name (configuration, manifests, meters).
+pub const CHANNEL_NAME_MAX: usize = 64;
+/// The largest manifest carried inline by `TakeStopped`, `TakeRecovered`
+/// or the `StopTake` reply; larger ones go in `ManifestPart` events.
+pub const MANIFEST_INLINE_MAX: usize = 192 * 1024;
+/// The largest encoded event the agent queues (a quarter of the frame).
+pub const EVENT_MAX: usize = (crate::MAX_FRAME_LEN / 4) as usize;
+
+/// A field over its limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    #[error("{field} is {len} bytes; the limit is {max} bytes (PROTOCOL.md, Limits)")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
+/// `Err` when `value` is longer than `max` bytes.
+pub fn check(field: &'static str, value: &str, max: usize) -> Result<(), LimitError> {
+    if value.len() > max {
+        return Err(LimitError::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// The longest prefix of `s` of at most `max` bytes (on a char boundary).
+pub fn truncated(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Command {
+    /// Checks every length in the command against its limit.
+    pub fn check_limits(&self) -> Result<(), LimitError> {
+        check("command id", &self.id, COMMAND_ID_MAX)?;
+        match &self.body {
+            CommandBody::Annotate { text } => check("note", text, NOTE_MAX),
+            CommandBody::StartTake(s) => check("take id", &s.take_id, TAKE_ID_MAX),
+            CommandBody::StopTake { take_id } => check("take id", take_id, TAKE_ID_MAX),
+            CommandBody::Mark { label } => check("label", label, LABEL_MAX),
+            CommandBody::Update(o) => {
+                check("version", &o.version, VERSION_MAX)?;
+                check("target", &o.target, TARGET_MAX)?;
+                check("sha256", &o.sha256, SHA256_HEX)?;
+                match &o.source {
+                    UpdateSource::Stream { transfer_id } => {
+                        check("transfer id", transfer_id, TRANSFER_ID_MAX)
+                    }
+                    UpdateSource::Url { url } => check("url", url, URL_MAX),
+                }
+            }
+            CommandBody::TrustBundle { cas_pem } => check("CA bundle", cas_pem, CA_BUNDLE_MAX),
+            CommandBody::Inventory | CommandBody::TakeStatus | CommandBody::RotateTrust => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_at_its_limit_passes_and_one_byte_more_is_named() {
+        let id = |n| "i".repeat(n);
+        let cmd = |id: String, body| Command { id, body };
+        assert!(
+            cmd(
+                id(128),
+                CommandBody::Mark {
+                    label: "l".repeat(256)
+                }
+            )
+            .check_limits()
+            .is_ok()
+        );
+        let e = cmd(id(129), CommandBody::TakeStatus)
+            .check_limits()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command id is 129 bytes; the limit is 128 bytes (PROTOCOL.md, Limits)"
+        );
+        let e = cmd(
+            id(1),
+            CommandBody::Mark {
+                label: "l".repeat(257),
+            },
+        )
+        .check_limits()
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            LimitError::TooLong {
+                field: "label",
+                len: 257,
+                max: 256
+            }
+        ));
+        let e = cmd(
+            id(1),
+            CommandBody::Annotate {
+                text: "n".repeat(4097),
+            },
+        )
+        .check_limits()
+        .unwrap_err();
+        assert!(e.to_string().starts_with("note is 4097 bytes"));
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncated("héllo", 2), "h");
+        assert_eq!(truncated("abc", 10), "abc");
+    }
+}
