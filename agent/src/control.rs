@@ -1,6 +1,12 @@
 //! The local control socket `<state>/agent.sock` (mode 0600): how the CLI on
 //! the node talks to the running daemon. One JSON request per line, one JSON
 //! reply per line. Also the "is a daemon already running here?" lock.
+//!
+//! NOTE: the socket is private from its first moment: it is bound inside a
+//! fresh 0700 directory, made 0600, and only then renamed into place (a
+//! socket bound in the open and chmod'ed after can be connected to in
+//! between, whatever the umask). Every connection's peer credentials
+//! (SO_PEERCRED) are checked too: root or the agent's own user only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,12 +82,40 @@ pub async fn bind(state_dir: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(&path)
             .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("binding control socket {}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {}", path.display()))?;
-    Ok(listener)
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let private = state_dir.join(format!(".agent.sock.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("creating {}", private.display()))?;
+    let bound = (|| {
+        let inner = private.join("agent.sock");
+        let listener = UnixListener::bind(&inner)
+            .with_context(|| format!("binding control socket {}", inner.display()))?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", inner.display()))?;
+        std::fs::rename(&inner, &path)
+            .with_context(|| format!("moving the control socket to {}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound
+}
+
+/// Whether a control connection may talk to the daemon: root, or the
+/// user the agent runs as. Others are refused and logged.
+fn allowed(stream: &UnixStream) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == 0 || c.uid() == me => Ok(()),
+        Ok(c) => Err(format!(
+            "uid {} (pid {}) is neither root nor the agent's user (uid {me})",
+            c.uid(),
+            c.pid().map_or_else(|| "?".to_owned(), |p| p.to_string())
+        )),
+        Err(e) => Err(format!("its credentials could not be read: {e}")),
+    }
 }
 
 pub async fn serve(listener: UnixListener, node: Arc<Node>, cancel: CancellationToken) {
@@ -92,6 +126,11 @@ pub async fn serve(listener: UnixListener, node: Arc<Node>, cancel: Cancellation
         };
         match conn {
             Ok((stream, _)) => {
+                if let Err(who) = allowed(&stream) {
+                    tracing::warn!(peer = %who, "control connection refused");
+                    tokio::spawn(refuse(stream, who));
+                    continue;
+                }
                 let node = node.clone();
                 tokio::spawn(async move {
                     if let Err(e) = handle(stream, node).await {
@@ -109,6 +148,25 @@ pub async fn serve(listener: UnixListener, node: Arc<Node>, cancel: Cancellation
         && let Some(p) = addr.as_pathname()
     {
         let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Tells a refused peer why (after its request line, so that it is
+/// listening), then hangs up. Nothing it sent is acted on.
+async fn refuse(stream: UnixStream, who: String) {
+    let (r, mut stream) = stream.into_split();
+    let mut line = String::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        BufReader::new(r.take(64 * 1024)).read_line(&mut line),
+    )
+    .await;
+    let reply = Reply::Error {
+        message: format!("control connection refused: {who}"),
+    };
+    if let Ok(mut line) = serde_json::to_vec(&reply) {
+        line.push(b'\n');
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
     }
 }
 

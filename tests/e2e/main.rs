@@ -16,6 +16,7 @@ mod frames;
 mod handshake;
 mod inventory;
 mod limits;
+mod local_security;
 mod packaging;
 mod realtime;
 mod record;

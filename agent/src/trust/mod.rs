@@ -57,6 +57,7 @@ fn read_all(paths: &TrustPaths) -> anyhow::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
 
 /// Loads and checks the CA bundle, certificate and key.
 pub fn load(paths: &TrustPaths) -> anyhow::Result<Loaded> {
+    private_key(&paths.key)?;
     let (ca_pem, cert_pem, key_pem) = read_all(paths)?;
     let cas = tls::certs_from_pem(&ca_pem, &paths.ca_bundle.display().to_string())?;
     let identity = Identity::from_pem(
@@ -214,4 +215,29 @@ pub fn require(paths: &TrustPaths) -> anyhow::Result<Loaded> {
         );
     }
     load(paths)
+}
+
+/// The node key must be readable by its owner alone: one that others can
+/// read is made 0600 when it is ours (and the log says so), refused when
+/// it is not.
+pub fn private_key(key: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(m) = std::fs::metadata(key) else {
+        return Ok(()); // a missing key is reported by the read that follows
+    };
+    let mode = m.mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    if m.uid() != nix::unistd::geteuid().as_raw() {
+        bail!(
+            "the node key {} is readable by other users (mode {mode:o}) and not owned by this user: make it 0600 (chmod 600 {})",
+            key.display(),
+            key.display()
+        );
+    }
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making the node key {} private", key.display()))?;
+    tracing::warn!(key = %key.display(), was = format!("{mode:o}"), "the node key was readable by other users; it is now 0600");
+    Ok(())
 }

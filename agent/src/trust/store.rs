@@ -59,18 +59,61 @@ pub fn current_target(dir: &Path) -> Option<PathBuf> {
 /// directory (managed) or the certificate path (explicit paths).
 pub fn install(paths: &TrustPaths, pems: &Pems<'_>) -> anyhow::Result<PathBuf> {
     match managed_dir(paths) {
-        Some(dir) => install_generation(dir, pems),
-        None => {
-            for (path, bytes, mode) in [
-                (&paths.ca_bundle, pems.ca, 0o644),
-                (&paths.cert, pems.cert, 0o644),
-                (&paths.key, pems.key, 0o600),
-            ] {
-                replace_file(path, bytes, mode)?;
-            }
-            Ok(paths.cert.clone())
+        Some(dir) => {
+            refuse_symlinks(dir)?;
+            let state = dir.parent().unwrap_or(Path::new("."));
+            as_owner(owner_of(state)?, || install_generation(dir, pems))
+        }
+        None => as_owner(
+            owner_of(paths.cert.parent().unwrap_or(Path::new(".")))?,
+            || {
+                for (path, bytes, mode) in [
+                    (&paths.ca_bundle, pems.ca, 0o644),
+                    (&paths.cert, pems.cert, 0o644),
+                    (&paths.key, pems.key, 0o600),
+                ] {
+                    replace_file(path, bytes, mode)?;
+                }
+                Ok(paths.cert.clone())
+            },
+        ),
+    }
+}
+
+/// The managed trust directory and its `generations/` must be real
+/// directories: writing through a link planted there would write wherever
+/// it points (as root, anywhere).
+fn refuse_symlinks(dir: &Path) -> anyhow::Result<()> {
+    for d in [dir.to_owned(), dir.join("generations")] {
+        if std::fs::symlink_metadata(&d).is_ok_and(|m| m.file_type().is_symlink()) {
+            anyhow::bail!(
+                "{} is a symbolic link: trust is only written into a real directory of the state directory; remove the link (the agent recreates the directory)",
+                d.display()
+            );
         }
     }
+    Ok(())
+}
+
+/// Runs `f` with the filesystem identity (fsuid/fsgid) of `owner` when this
+/// process is root and the state directory belongs to another user (the
+/// service user): what root writes there is then checked as that user's
+/// writes, so a link the service user planted cannot make root write into,
+/// chmod or chown anything the service user could not. Restored after.
+/// See: setfsuid(2): capabilities such as CAP_DAC_OVERRIDE and CAP_CHOWN
+/// leave the effective set while the fsuid is not 0.
+fn as_owner<T>(owner: (u32, u32), f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    use nix::unistd::{Gid, Uid, setfsgid, setfsuid};
+    if !nix::unistd::geteuid().is_root() || owner.0 == 0 {
+        return f();
+    }
+    // NOTE: per thread; the group first, while still privileged.
+    let old_gid = setfsgid(Gid::from_raw(owner.1));
+    let old_uid = setfsuid(Uid::from_raw(owner.0));
+    let result = f();
+    setfsuid(old_uid);
+    setfsgid(old_gid);
+    result
 }
 
 /// [`install`] on a blocking thread, for the async tasks that got the
@@ -101,6 +144,7 @@ pub async fn install_off_runtime(
 pub fn restore_previous(paths: &TrustPaths) -> anyhow::Result<()> {
     match managed_dir(paths) {
         Some(dir) => {
+            refuse_symlinks(dir)?;
             let owner = owner_of(dir)?;
             let previous = std::fs::read_link(dir.join("previous"))
                 .with_context(|| format!("no previous trust generation in {}", dir.display()))?;
@@ -147,6 +191,12 @@ fn previous_file(path: &Path) -> std::path::PathBuf {
 
 fn make_dir(path: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        anyhow::bail!(
+            "{} is a symbolic link: trust is only written into real directories; remove the link",
+            path.display()
+        );
+    }
     if !path.is_dir() {
         std::fs::DirBuilder::new()
             .mode(0o700)
