@@ -118,6 +118,9 @@ mod tests {
             device: "hw:CARD=XUSB,DEV=0".into(),
             device_ok: true,
             error: None,
+            frames: 0,
+            lost: 0,
+            rate: 0,
         };
         assert_eq!(
             status_line(&link, Some(&idle)),

@@ -334,6 +334,20 @@ async fn a_new_binary_that_exits_at_start_is_rolled_back_and_the_controller_hear
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_binary_that_cannot_capture_its_device_is_rolled_back_though_welcomed() {
+    // Welcomed by the controller, but its configured device never delivers
+    // audio: the audio health gate rolls it back and names the device.
+    rolled_back_with(
+        &[
+            ("RAKKR_CAPTURE_DEVICE", "no-such-device"),
+            ("RAKKR_UPDATE_PROBATION_SECONDS", "4"),
+        ],
+        "no-such-device",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_binary_that_cannot_connect_is_rolled_back_and_the_controller_hears_why() {
     rolled_back_with(
         &[

@@ -105,13 +105,18 @@ impl TakeRig {
         .await;
     }
 
-    /// The node comes back as NEW, which is what is installed.
+    /// The node comes back as NEW, which is what is installed, and NEW is
+    /// committed once it has captured clean audio from the device.
     async fn back_as_new(&mut self) {
         connected(&mut self.events, NEW).await;
         assert_eq!(
             std::fs::read(&self.installed).unwrap(),
             std::fs::read(&self.new).unwrap()
         );
+        event(&mut self.events, "UpdateCommitted", |b| {
+            matches!(b, EventBody::UpdateCommitted { version, .. } if version == NEW).then_some(())
+        })
+        .await;
     }
 }
 

@@ -73,6 +73,12 @@ pub struct Status {
     pub device_ok: bool,
     /// Why no device could be opened (the last attempt's error).
     pub error: Option<String>,
+    /// Frames read from the device since its stream opened (0: no stream).
+    pub frames: u64,
+    /// Xruns and frames lost since the stream opened (any change: a loss).
+    pub lost: u64,
+    /// The stream's sample rate (0: no stream).
+    pub rate: u32,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;

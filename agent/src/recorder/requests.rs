@@ -54,6 +54,9 @@ impl Engine {
                     device: self.device.clone(),
                     device_ok: self.live.is_some() && self.lost.is_none(),
                     error: self.device_error.clone(),
+                    frames: self.live.as_ref().map_or(0, |l| l.consumed),
+                    lost: self.live.as_ref().map_or(0, |l| l.xruns + l.dropped),
+                    rate: self.live.as_ref().map_or(0, |l| l.cap.sample_rate),
                 });
             }
             Request::Shutdown(..) => {}
