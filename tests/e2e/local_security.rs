@@ -235,3 +235,37 @@ async fn a_server_that_does_not_speak_rakkr_agent_1_is_not_a_controller() {
     assert!(agent.terminate(T).is_some_and(|s| s.success()));
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_that_welcomes_and_drops_the_link_is_not_hammered() {
+    rakkr_e2e::init_logging();
+    let pki = rakkr_e2e::TestPki::new();
+    let ctl = rakkr_e2e::start_controller(pki.server_config(), |_| {}).await;
+    let h = ctl.handle();
+    let mut events = h.subscribe();
+    let state = tempfile::tempdir().unwrap();
+    pki.node_trust(state.path(), "node-flap", Validity::days(30));
+    let mut env = rakkr_e2e::agent::agent_env(state.path(), ctl.local_addr());
+    env.insert("RAKKR_CONTROLLER_BACKOFF_INITIAL_MS".into(), "200".into());
+    env.insert("RAKKR_CONTROLLER_BACKOFF_MAX_MS".into(), "3200".into());
+    let mut agent = AgentProcess::spawn(&env);
+    // Every session is dropped as soon as it is welcomed. Before, the
+    // backoff started over after each welcome: a reconnect every 0.1-0.2 s
+    // (30-60 in 6 s). Now the delays grow (0.1-0.2, 0.4, 0.8, 1.6, 3.2 s):
+    // at most 7 sessions in 6 s. A slow machine only makes fewer.
+    let window = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut sessions = 0;
+    while let Ok(Ok(e)) = tokio::time::timeout_at(window, events.recv()).await {
+        if let rakkr_protocol::controller::ControllerEvent::Connected { .. } = e {
+            sessions += 1;
+            let _ = h.disconnect("node-flap").await;
+        }
+    }
+    assert!(sessions >= 2, "it reconnects: {sessions}");
+    assert!(
+        sessions <= 8,
+        "{sessions} sessions in 6 s: the backoff was reset by each welcome"
+    );
+    assert!(agent.terminate(T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}
