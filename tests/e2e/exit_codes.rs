@@ -161,6 +161,31 @@ fn the_readme_table_and_the_behaviour_agree() {
             &env,
         ),
     );
+    let some = p.join("some-artifact");
+    std::fs::write(&some, b"x").unwrap();
+    expect(
+        2,
+        "update apply without a hash",
+        run_agent(
+            &["update", "apply", "--artifact", some.to_str().unwrap()],
+            &env,
+        ),
+    );
+    expect(
+        2,
+        "update apply with a hash that is not one",
+        run_agent(
+            &[
+                "update",
+                "apply",
+                "--artifact",
+                some.to_str().unwrap(),
+                "--sha256",
+                "xyz",
+            ],
+            &env,
+        ),
+    );
     let bad = p.join("bad.toml");
     std::fs::write(&bad, "[capture]\nsample_rate = 5\n").unwrap();
     let out = run_agent(

@@ -60,11 +60,15 @@ pub fn apply(config: &Config, a: ApplyArgs) -> anyhow::Result<()> {
         (None, Some(p)) => std::fs::read_to_string(p)
             .map_err(UpdateError::io(format!("reading {}", p.display())))?,
         (None, None) => {
-            anyhow::bail!("give the artifact's hash with --sha256 HEX or --sha256-file PATH")
+            return Err(anyhow::anyhow!(
+                "give the artifact's hash with --sha256 HEX or --sha256-file PATH"
+            ))
+            .context(crate::exit::Failure::Usage);
         }
     };
     let sha = artifact::parse_sha256(&sha)
-        .with_context(|| format!("{:?} is not a SHA-256 (64 hex digits)", sha.trim()))?;
+        .with_context(|| format!("{:?} is not a SHA-256 (64 hex digits)", sha.trim()))
+        .context(crate::exit::Failure::Usage)?;
     let paths = Paths::resolve(a.install_path.as_deref())?;
     let running = daemon(config);
     if let Some(take_id) = running
