@@ -235,6 +235,15 @@ fn the_readme_table_and_the_behaviour_agree() {
         "recover a take whose manifest is cut",
         run_agent(&["recover", damaged.to_str().unwrap()], &env),
     );
+    let root = p.join("takes-root");
+    std::fs::create_dir_all(root.join("ok-take")).unwrap();
+    std::fs::create_dir_all(root.join("cut-take")).unwrap();
+    std::fs::write(root.join("cut-take/manifest.json"), b"{\"takeId\":").unwrap();
+    expect(
+        9,
+        "recover a directory of takes, one of them unrecoverable",
+        run_agent(&["recover", root.to_str().unwrap()], &env),
+    );
     expect(
         9,
         "takes verify of that take",

@@ -54,6 +54,11 @@ fn crc16_update(mut crc: u16, b: u8) -> u16 {
 /// Parses a frame header at the start of `h`; returns its block size when
 /// the header is well-formed and its CRC-8 matches.
 fn header_block_size(h: &[u8]) -> Option<u64> {
+    header(h).map(|(bs, _)| bs)
+}
+
+/// [`header_block_size`], and the header's length (CRC-8 included).
+pub(super) fn header(h: &[u8]) -> Option<(u64, usize)> {
     if h.len() < 6 || h[0] != 0xFF || (h[1] & 0xFE) != 0xF8 {
         return None;
     }
@@ -96,7 +101,7 @@ fn header_block_size(h: &[u8]) -> Option<u64> {
         13 | 14 => 2,
         _ => 0,
     };
-    (h.len() > i && crc8(&h[..i]) == h[i]).then_some(bs)
+    (h.len() > i && crc8(&h[..i]) == h[i]).then_some((bs, i + 1))
 }
 
 /// Where the metadata blocks end (the first frame starts).
@@ -210,6 +215,15 @@ fn scan_frames<R: Read>(w: &mut Window<R>) -> std::io::Result<Vec<FrameEnd>> {
                 end: w.len() as u64,
                 samples,
             });
+        } else if let Some(end) = last_frame_end(w, p)? {
+            // The last frame is followed by bytes that are not a frame
+            // (garbage, damage): its own end, found by walking its
+            // subframes and checked by its CRC-16, keeps it.
+            samples += bs;
+            out.push(FrameEnd {
+                end: end as u64,
+                samples,
+            });
         }
         break;
     }
@@ -227,6 +241,16 @@ pub fn streaminfo_samples(path: &Path) -> anyhow::Result<u64> {
     }
     Ok((u64::from(b[21] & 0x0F) << 32)
         | u64::from(u32::from_be_bytes([b[22], b[23], b[24], b[25]])))
+}
+
+/// Where the frame at `p` ends when its subframes say so and its CRC-16
+/// checks out there (see `flacframe`); `None` otherwise.
+fn last_frame_end<R: Read>(w: &mut Window<R>, p: usize) -> std::io::Result<Option<usize>> {
+    // A frame is at most a few hundred KiB (32-bit verbatim at 65535 samples).
+    let bytes = w.peek(p, 1 << 20)?.to_vec();
+    Ok(super::flacframe::frame_len(&bytes)
+        .filter(|&len| bytes[..len].iter().fold(0u16, |c, b| crc16_update(c, *b)) == 0)
+        .map(|len| p + len))
 }
 
 /// Cuts the file after `frame` and writes its sample count into

@@ -3,6 +3,7 @@
 
 pub mod disk;
 pub mod encoder;
+pub mod flacframe;
 pub mod flacscan;
 pub mod lock;
 pub mod manifest;
