@@ -232,17 +232,8 @@ async fn the_daemon_survives_a_disk_filled_from_outside_and_records_again_when_s
         mut events,
         ..
     } = crate::takes::recording_setup(tmp.path(), &extra, false).await;
-    let mut agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
-    rakkr_e2e::wait_for(&mut events, T, "Connected", |e| {
-        matches!(
-            e,
-            rakkr_protocol::controller::ControllerEvent::Connected { .. }
-        )
-        .then_some(())
-    })
-    .await;
+    let mut agent = crate::takes::spawn_recording(&ctl, &mut events, &env).await;
     let h = ctl.handle();
-    crate::takes::wait_device(&h, || agent.log().join("\n")).await;
     let wav = |id: &str| {
         CommandBody::StartTake(StartTake {
             take_id: id.into(),

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use rakkr_e2e::agent::run_agent;
-use rakkr_protocol::devcerts::Validity;
 
 /// The codes of the table under "Exit codes" in README.md.
 fn readme_codes() -> Vec<u8> {
@@ -294,11 +293,7 @@ fn the_readme_table_and_the_behaviour_agree() {
     );
     // Trust: an unreadable file (20), and a store that cannot be written (25).
     let pki = rakkr_e2e::TestPki::new();
-    let leaf = pki.ca.issue_node("node-x", Validity::days(30)).unwrap();
-    let (ca, cert, key) = (p.join("ca.pem"), p.join("node.pem"), p.join("node.key"));
-    std::fs::write(&ca, &pki.ca.cert_pem).unwrap();
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let (ca, cert, key) = pki.identity_files(p, "node-x");
     let garbage = p.join("garbage.pem");
     std::fs::write(&garbage, "-----BEGIN nonsense").unwrap();
     let install_trust = |cert: &Path, env: &HashMap<String, String>| {

@@ -131,17 +131,8 @@ async fn a_manifest_over_the_frame_limit_reaches_the_controller_in_parts() {
         false,
     )
     .await;
-    let mut agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
-    rakkr_e2e::wait_for(&mut events, T, "Connected", |e| {
-        matches!(
-            e,
-            rakkr_protocol::controller::ControllerEvent::Connected { .. }
-        )
-        .then_some(())
-    })
-    .await;
+    let mut agent = crate::takes::spawn_recording(&ctl, &mut events, &env).await;
     let h = ctl.handle();
-    crate::takes::wait_device(&h, || agent.log().join("\n")).await;
     crate::takes::started(
         &h,
         CommandBody::StartTake(StartTake {

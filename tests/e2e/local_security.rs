@@ -99,17 +99,7 @@ fn trust_install_as_root_never_writes_through_a_planted_link() {
     std::fs::write(victim.join("keep"), b"root's").unwrap();
     chmod(&victim, 0o755);
     let pki = rakkr_e2e::TestPki::new();
-    let leaf = pki.ca.issue_node("node-l", Validity::days(30)).unwrap();
-    let files = tmp.path().join("in");
-    std::fs::create_dir(&files).unwrap();
-    let (ca, cert, key) = (
-        files.join("ca.pem"),
-        files.join("node.pem"),
-        files.join("node.key"),
-    );
-    std::fs::write(&ca, &pki.ca.cert_pem).unwrap();
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let (ca, cert, key) = pki.identity_files(&tmp.path().join("in"), "node-l");
     let env = HashMap::from([("RAKKR_STATE_DIR".to_owned(), state.display().to_string())]);
     let install = || {
         run_agent(

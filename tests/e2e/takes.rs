@@ -113,12 +113,7 @@ pub(crate) async fn recording_node_on(
         mut events,
         env,
     } = recording_setup(tmp, extra, jack).await;
-    let agent = AgentProcess::spawn(&env);
-    wait_for(&mut events, T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
-    wait_device(&ctl.handle(), || agent.log().join("\n")).await;
+    let agent = spawn_recording(&ctl, &mut events, &env).await;
     Rig {
         _feeder: feeder,
         jack: jack_dev,
@@ -127,6 +122,22 @@ pub(crate) async fn recording_node_on(
         ctl,
         agent,
     }
+}
+
+/// Starts the agent of a [`Setup`] and waits until it is connected and its
+/// capture device is open.
+pub(crate) async fn spawn_recording(
+    ctl: &Controller,
+    events: &mut tokio::sync::broadcast::Receiver<ControllerEvent>,
+    env: &HashMap<String, String>,
+) -> AgentProcess {
+    let agent = AgentProcess::spawn(env);
+    wait_for(events, T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    wait_device(&ctl.handle(), || agent.log().join("\n")).await;
+    agent
 }
 
 /// Polls the controller's stored event log of [`NODE`] (every 100 ms, up to

@@ -86,6 +86,25 @@ impl TestPki {
         self.server_config_with(tls::TLS13_ONLY)
     }
 
+    /// Writes `ca.pem`, `node.pem` and `node.key` for `node_id` into `dir`
+    /// (the files `trust install` takes); returns their paths.
+    pub fn identity_files(&self, dir: &Path, node_id: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let leaf = self
+            .ca
+            .issue_node(node_id, Validity::days(30))
+            .expect("node cert");
+        let paths = (
+            dir.join("ca.pem"),
+            dir.join("node.pem"),
+            dir.join("node.key"),
+        );
+        std::fs::create_dir_all(dir).expect("creating the identity directory");
+        std::fs::write(&paths.0, &self.ca.cert_pem).expect("writing ca.pem");
+        std::fs::write(&paths.1, &leaf.cert_pem).expect("writing node.pem");
+        std::fs::write(&paths.2, &leaf.key_pem).expect("writing node.key");
+        paths
+    }
+
     /// Writes `<state>/trust/{ca.pem,node.pem,node.key}` for `node_id`.
     pub fn node_trust(&self, state: &Path, node_id: &str, validity: Validity) -> PathBuf {
         let leaf = self.ca.issue_node(node_id, validity).expect("node cert");
