@@ -16,41 +16,21 @@ use rakkr_protocol::{CommandResult, EventBody, Failure, FailureCode, Outcome, Re
 const PART: usize = MANIFEST_INLINE_MAX;
 
 /// The events to queue for `body`, each within the limit.
-pub fn event(body: EventBody) -> Vec<EventBody> {
+pub fn event(mut body: EventBody) -> Vec<EventBody> {
     let mut out = Vec::new();
-    let body = match body {
-        EventBody::TakeStopped {
-            take_id,
-            status,
-            reason,
-            frames,
-            manifest_json,
-        } => {
-            let manifest_json = split_manifest(&take_id, manifest_json, &mut out);
-            EventBody::TakeStopped {
-                take_id,
-                status,
-                reason,
-                frames,
-                manifest_json,
-            }
-        }
-        EventBody::TakeRecovered {
-            take_id,
-            frames,
-            frames_saved,
-            manifest_json,
-        } => {
-            let manifest_json = split_manifest(&take_id, manifest_json, &mut out);
-            EventBody::TakeRecovered {
-                take_id,
-                frames,
-                frames_saved,
-                manifest_json,
-            }
-        }
-        other => other,
-    };
+    if let EventBody::TakeStopped {
+        take_id,
+        manifest_json,
+        ..
+    }
+    | EventBody::TakeRecovered {
+        take_id,
+        manifest_json,
+        ..
+    } = &mut body
+    {
+        *manifest_json = split_manifest(take_id, std::mem::take(manifest_json), &mut out);
+    }
     out.push(within_limit(body));
     out
 }

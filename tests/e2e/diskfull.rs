@@ -40,6 +40,17 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A WAV take of every channel in 2 s segments.
+fn wav(id: &str) -> CommandBody {
+    CommandBody::StartTake(StartTake {
+        take_id: id.into(),
+        channels: 0,
+        format: Some(TakeFormat::Wav),
+        segment_seconds: 2,
+        pre_roll_ms: 0,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
     let tmp = tempfile::tempdir().unwrap();
@@ -62,15 +73,6 @@ async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
     )
     .await;
     let h = ctl.handle();
-    let wav = |id: &str| {
-        CommandBody::StartTake(StartTake {
-            take_id: id.into(),
-            channels: 0,
-            format: Some(TakeFormat::Wav),
-            segment_seconds: 2,
-            pre_roll_ms: 0,
-        })
-    };
     assert!(matches!(
         run(&h, wav("full")).await,
         Outcome::Done(Reply::Take { .. })
@@ -234,15 +236,6 @@ async fn the_daemon_survives_a_disk_filled_from_outside_and_records_again_when_s
     } = crate::takes::recording_setup(tmp.path(), &extra, false).await;
     let mut agent = crate::takes::spawn_recording(&ctl, &mut events, &env).await;
     let h = ctl.handle();
-    let wav = |id: &str| {
-        CommandBody::StartTake(StartTake {
-            take_id: id.into(),
-            channels: 0,
-            format: Some(TakeFormat::Wav),
-            segment_seconds: 2,
-            pre_roll_ms: 0,
-        })
-    };
     let closed = |id: &'static str| {
         move |log: &[EventBody]| {
             log.iter()

@@ -297,19 +297,7 @@ fn the_readme_table_and_the_behaviour_agree() {
     let garbage = p.join("garbage.pem");
     std::fs::write(&garbage, "-----BEGIN nonsense").unwrap();
     let install_trust = |cert: &Path, env: &HashMap<String, String>| {
-        run_agent(
-            &[
-                "trust",
-                "install",
-                "--ca",
-                ca.to_str().unwrap(),
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-            ],
-            env,
-        )
+        rakkr_e2e::agent::trust_install(&ca, cert, &key, env)
     };
     expect(
         20,

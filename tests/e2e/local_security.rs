@@ -101,21 +101,7 @@ fn trust_install_as_root_never_writes_through_a_planted_link() {
     let pki = rakkr_e2e::TestPki::new();
     let (ca, cert, key) = pki.identity_files(&tmp.path().join("in"), "node-l");
     let env = HashMap::from([("RAKKR_STATE_DIR".to_owned(), state.display().to_string())]);
-    let install = || {
-        run_agent(
-            &[
-                "trust",
-                "install",
-                "--ca",
-                ca.to_str().unwrap(),
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-            ],
-            &env,
-        )
-    };
+    let install = || rakkr_e2e::agent::trust_install(&ca, &cert, &key, &env);
     let untouched = |what: &str| {
         assert_eq!(mode(&victim), 0o755, "{what}: the victim's mode");
         let names: Vec<_> = std::fs::read_dir(&victim)

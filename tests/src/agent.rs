@@ -26,6 +26,26 @@ pub fn agent_env(state: &Path, addr: std::net::SocketAddr) -> HashMap<String, St
     env
 }
 
+/// Runs `trust install --ca CA --cert CERT --key KEY`.
+pub fn trust_install(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    env: &HashMap<String, String>,
+) -> std::process::Output {
+    let (ca, cert, key) = (
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    run_agent(
+        &[
+            "trust", "install", "--ca", &ca, "--cert", &cert, "--key", &key,
+        ],
+        env,
+    )
+}
+
 #[derive(Debug)]
 pub struct AgentProcess {
     child: Child,

@@ -529,11 +529,11 @@ fn remove_unstarted(dir: &std::path::Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::encoder::tests::signal;
 
-    fn spec(dir: &std::path::Path, segment_frames: u64) -> TakeSpec {
+    pub(crate) fn spec(dir: &std::path::Path, segment_frames: u64) -> TakeSpec {
         TakeSpec {
             take_id: "t1".into(),
             output: dir.to_owned(),

@@ -196,26 +196,15 @@ pub fn take_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DiskGuard;
     use crate::record::encoder::tests::signal;
     use crate::record::take::{Ending, Take, TakeSpec};
 
     fn take(dir: &Path, container: Container) -> PathBuf {
         let mut t = Take::start(TakeSpec {
             take_id: "v".into(),
-            output: dir.to_owned(),
             container,
-            segment_frames: 10_000,
             channel_names: vec!["A".into(), "B".into()],
-            device: "test".into(),
-            disk: DiskGuard {
-                min_free_bytes: 0,
-                warn_free_bytes: 0,
-                stop_free_bytes: 0,
-            },
-            sample_rate: 48_000,
-            capture_format: "i32".into(),
-            threads: crate::record::spread::Threads::Auto,
+            ..crate::record::take::tests::spec(dir, 10_000)
         })
         .unwrap();
         let mut ev = Vec::new();
