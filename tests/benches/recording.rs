@@ -454,10 +454,8 @@ fn is_static(bin: &Path) -> bool {
 fn realtime(agent: &Path, tmp: &Path, env: &HashMap<String, String>, secs: u64) {
     let dir = tmp.join("rt");
     std::fs::create_dir_all(&dir).unwrap();
-    let jack = rakkr_e2e::jack::JackDevice::start(
-        &format!("rakkr-bench-{}", std::process::id()),
-        Path::new(env!("CARGO_BIN_EXE_rakkr-jack-feeder")),
-    );
+    let jack =
+        rakkr_e2e::jack::JackDevice::start(Path::new(env!("CARGO_BIN_EXE_rakkr-jack-feeder")));
     let mut c = Command::new(agent);
     c.env_clear()
         .envs(env)

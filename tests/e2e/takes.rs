@@ -191,17 +191,11 @@ pub(crate) async fn recording_setup(
     init_logging();
     let fifo = tmp.join("x32.fifo");
     let (feeder, jack_dev) = if jack {
-        let server = format!(
-            "rakkr-{}-{}",
-            std::process::id(),
-            tmp.file_name().unwrap().to_string_lossy()
-        );
         (
             None,
-            Some(rakkr_e2e::jack::JackDevice::start(
-                &server,
-                std::path::Path::new(env!("CARGO_BIN_EXE_rakkr-jack-feeder")),
-            )),
+            Some(rakkr_e2e::jack::JackDevice::start(std::path::Path::new(
+                env!("CARGO_BIN_EXE_rakkr-jack-feeder"),
+            ))),
         )
     } else {
         (

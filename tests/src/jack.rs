@@ -5,9 +5,19 @@
 //! paced by a clock, able to xrun when a reader stalls, and to vanish when
 //! the server stops.
 //!
-//! Each device runs its own JACK server under a unique name, passed to the
-//! feeder and the agent through `JACK_DEFAULT_SERVER`, so tests can run in
-//! parallel without touching this process's environment.
+//! Each device runs its own JACK server, passed to the feeder and the agent
+//! through `JACK_DEFAULT_SERVER`, so tests can run in parallel without
+//! touching this process's environment.
+//!
+//! NOTE: JACK's shared registry has 8 server slots (`MAX_SERVERS`), and a
+//! server killed with SIGKILL keeps its slot until a server *of the same
+//! name* starts. Unique names per test therefore leaked a slot per
+//! `crash_server` until no JACK server could start on the machine ("Too
+//! many servers already active"). So servers are named from a pool of
+//! [`SLOTS`] names, each claimed with a file lock (across processes); a
+//! slot left by a killed server is reclaimed by the next start under that
+//! name. Slots left by other names (older runs) are cleared when no jackd
+//! runs at all. See: jack2 `common/shm.c`, `jack_register_server`.
 
 use std::fmt::Write as _;
 use std::io::BufRead;
@@ -18,9 +28,14 @@ use std::time::{Duration, Instant};
 /// Period of the dummy backend, in frames.
 pub const PERIOD: u32 = 256;
 
+/// Server names in the pool; JACK's registry holds 8 servers.
+pub const SLOTS: usize = 8;
+
 #[derive(Debug)]
 pub struct JackDevice {
     pub server: String,
+    /// The slot's lock, held while the device lives.
+    _slot: std::fs::File,
     feeder_bin: PathBuf,
     jackd: Option<Child>,
     feeder: Option<Child>,
@@ -52,10 +67,13 @@ fn stop(child: &mut Child, sig: nix::sys::signal::Signal) {
 }
 
 impl JackDevice {
-    /// Starts a JACK server named `server` and the feeder (`feeder_bin`).
-    pub fn start(server: &str, feeder_bin: &Path) -> Self {
+    /// Claims a server name from the pool and starts the JACK server and
+    /// the feeder (`feeder_bin`).
+    pub fn start(feeder_bin: &Path) -> Self {
+        let (server, slot) = claim_slot();
         let mut d = Self {
-            server: server.to_owned(),
+            server,
+            _slot: slot,
             feeder_bin: feeder_bin.to_owned(),
             jackd: None,
             feeder: None,
@@ -65,7 +83,55 @@ impl JackDevice {
     }
 
     fn start_server(&mut self) {
-        let jackd = Command::new("jackd")
+        // NOTE: on a loaded machine jackd can take longer than any fixed
+        // timeout to come up; so wait for the event — the server answering,
+        // or jackd exiting — and start it again if it exited. Bounded: 5
+        // starts, 120 s each.
+        let log = std::env::temp_dir().join(format!("{}.jackd.log", self.server));
+        let mut why = String::new();
+        for attempt in 1..=5 {
+            remove_stale_semaphores(&self.server);
+            match self.spawn_jackd(&log) {
+                Ok(()) => {
+                    why.clear();
+                    break;
+                }
+                Err(e) => {
+                    why = format!("attempt {attempt}: {e}");
+                    eprintln!("jackd {}: {why}", self.server);
+                    if why.contains("Too many servers") {
+                        clear_registry_if_no_jackd();
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        assert!(
+            why.is_empty(),
+            "jackd {} did not come up: {why}",
+            self.server
+        );
+        let mut feeder = Command::new(&self.feeder_bin)
+            .env("JACK_DEFAULT_SERVER", &self.server)
+            .env("JACK_NO_START_SERVER", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting rakkr-jack-feeder");
+        let mut line = String::new();
+        std::io::BufReader::new(feeder.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("feeder output");
+        assert_eq!(line.trim(), "feeding", "the feeder did not start");
+        self.feeder = Some(feeder);
+    }
+
+    /// Starts jackd and waits until it answers (`Ok`) or exits (`Err`,
+    /// with its log).
+    fn spawn_jackd(&mut self, log: &Path) -> Result<(), String> {
+        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut jackd = Command::new("jackd")
             .args([
                 "-n",
                 &self.server,
@@ -81,30 +147,32 @@ impl JackDevice {
             ])
             .arg(PERIOD.to_string())
             .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("starting jackd (apt-get install jackd2)");
-        self.jackd = Some(jackd);
-        let up = Command::new("jack_wait")
-            .args(["-s", &self.server, "-w", "-t", "10"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(up, "jackd {} did not come up", self.server);
-        let mut feeder = Command::new(&self.feeder_bin)
-            .env("JACK_DEFAULT_SERVER", &self.server)
-            .env("JACK_NO_START_SERVER", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting rakkr-jack-feeder");
-        let mut line = String::new();
-        std::io::BufReader::new(feeder.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("feeder output");
-        assert_eq!(line.trim(), "feeding", "the feeder did not start");
-        self.feeder = Some(feeder);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let up = Command::new("jack_wait")
+                .args(["-s", &self.server, "-w", "-t", "1"])
+                .env("JACK_NO_START_SERVER", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                self.jackd = Some(jackd);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = jackd.try_wait() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(format!("jackd exited ({status}): {}", text.trim()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop(&mut jackd, nix::sys::signal::Signal::SIGKILL);
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Err(format!("no answer in 120 s: {}", text.trim()))
     }
 
     /// Stops the feeder and the server: the device disappears.
@@ -148,5 +216,60 @@ impl JackDevice {
 impl Drop for JackDevice {
     fn drop(&mut self) {
         self.stop_server();
+    }
+}
+
+/// Claims a free server name from the pool: blocks (bounded: 10 minutes)
+/// until one of [`SLOTS`] lock files can be locked.
+fn claim_slot() -> (String, std::fs::File) {
+    let dir = std::env::temp_dir().join("rakkr-jack-slots");
+    std::fs::create_dir_all(&dir).expect("creating the JACK slot directory");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        for k in 0..SLOTS {
+            let path = dir.join(format!("{k}.lock"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            if file.try_lock().is_ok() {
+                return (format!("rakkr-test-{k}"), file);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no JACK server slot came free in 10 minutes");
+}
+
+/// Removes semaphores a killed server `server` left in /dev/shm: a new
+/// server of that name would open them with their old counts. Only called
+/// while holding the name's slot.
+fn remove_stale_semaphores(server: &str) {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    let tag = format!("_{server}_");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains("jack_sem.") && name.contains(&tag) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// When the registry is full of slots from servers that no longer exist
+/// (other names, older runs) and no jackd runs at all, removes it; the next
+/// server creates a fresh one.
+fn clear_registry_if_no_jackd() {
+    let running = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "jackd"));
+    if !running {
+        eprintln!("JACK registry full of dead servers and no jackd runs: clearing it");
+        let _ = std::fs::remove_file("/dev/shm/jack-shm-registry");
     }
 }
