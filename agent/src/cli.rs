@@ -215,14 +215,24 @@ pub enum TrustAction {
 
 #[derive(Debug, Subcommand)]
 pub enum UpdateAction {
-    /// Verify an artifact (release .tar.gz or bare binary) and install it over
-    /// the installed binary, keeping the previous one.
-    #[command(group(clap::ArgGroup::new("hash").required(true).args(["sha256", "sha256_file"])))]
+    /// Verify a signed release's artifact (release .tar.gz or bare binary)
+    /// and install it over the installed binary, keeping the previous one.
+    /// The release manifest's signature is checked with this binary's
+    /// release keys before the artifact is unpacked or run (exit 17 when
+    /// it is missing or does not verify).
     Apply {
         #[arg(long, value_name = "PATH")]
         artifact: PathBuf,
-        /// The artifact's SHA-256 (64 hex digits).
-        #[arg(long, value_name = "HEX")]
+        /// The release's signed manifest; default: release-manifest.json
+        /// beside the artifact.
+        #[arg(long, value_name = "PATH")]
+        release_manifest: Option<PathBuf>,
+        /// Its minisign signature; default: the manifest's path + .minisig.
+        #[arg(long, value_name = "PATH")]
+        signature: Option<PathBuf>,
+        /// The artifact's SHA-256 (64 hex digits), checked too (a transfer
+        /// check: the signed manifest is what makes it authentic).
+        #[arg(long, value_name = "HEX", conflicts_with = "sha256_file")]
         sha256: Option<String>,
         /// A sha256sum-format file holding the artifact's hash.
         #[arg(long, value_name = "PATH")]

@@ -139,6 +139,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Update { action } => match action {
             UpdateAction::Apply {
                 artifact,
+                release_manifest,
+                signature,
                 sha256,
                 sha256_file,
                 install_path,
@@ -150,6 +152,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 &config,
                 ops::update::ApplyArgs {
                     artifact,
+                    release_manifest,
+                    signature,
                     sha256,
                     sha256_file,
                     install_path,

@@ -207,6 +207,27 @@ impl Node {
         result
     }
 
+    async fn update(
+        self: &Arc<Self>,
+        id: &str,
+        offer: &rakkr_protocol::UpdateOffer,
+        signed: Option<crate::update::task::Signed<'_>>,
+    ) -> CommandResult {
+        match crate::update::task::accept(self, offer, signed).await {
+            Ok(ack) => {
+                tracing::info!(%id, version = %offer.version, signed = signed.is_some(), ?ack, "update accepted");
+                CommandResult {
+                    id: id.to_owned(),
+                    outcome: Outcome::Done(Reply::Update(ack)),
+                }
+            }
+            Err((code, message)) => {
+                tracing::warn!(%id, version = %offer.version, %message, "update refused");
+                failed(id, code, message)
+            }
+        }
+    }
+
     async fn act(self: &Arc<Self>, cmd: &Command) -> CommandResult {
         let done = |reply| CommandResult {
             id: cmd.id.clone(),
@@ -248,16 +269,14 @@ impl Node {
                     Err(e) => failed(&cmd.id, FailureCode::Internal, format!("{e:#}")),
                 }
             }
-            CommandBody::Update(offer) => match crate::update::task::accept(self, offer).await {
-                Ok(ack) => {
-                    tracing::info!(id = %cmd.id, version = %offer.version, ?ack, "update accepted");
-                    done(Reply::Update(ack))
-                }
-                Err((code, message)) => {
-                    tracing::warn!(id = %cmd.id, version = %offer.version, %message, "update refused");
-                    failed(&cmd.id, code, message)
-                }
-            },
+            CommandBody::Update(offer) => self.update(&cmd.id, offer, None).await,
+            CommandBody::UpdateSigned(s) => {
+                let signed = crate::update::task::Signed {
+                    manifest: &s.release_manifest,
+                    signature: &s.signature,
+                };
+                self.update(&cmd.id, &s.offer, Some(signed)).await
+            }
             CommandBody::RotateTrust => {
                 tracing::info!(id = %cmd.id, "the controller asks for a certificate renewal");
                 self.trust.rotate.notify_one();

@@ -11,7 +11,7 @@
 //! is then empty), and any other event over [`EVENT_MAX`] is replaced by an
 //! `EventDropped` saying what it was and why.
 
-use crate::message::{Command, CommandBody, UpdateSource};
+use crate::message::{Command, CommandBody, UpdateOffer, UpdateSource};
 
 /// A command id (the controller's correlation id).
 pub const COMMAND_ID_MAX: usize = 128;
@@ -31,6 +31,10 @@ pub const SHA256_HEX: usize = 64;
 pub const TRANSFER_ID_MAX: usize = 128;
 /// An update URL.
 pub const URL_MAX: usize = 2048;
+/// A signed release manifest (`UpdateSigned`, `release-manifest.json`).
+pub const RELEASE_MANIFEST_MAX: usize = 64 * 1024;
+/// A minisign signature (`.minisig`: two comment lines, two base64 lines).
+pub const SIGNATURE_MAX: usize = 4096;
 /// A CA bundle (`TrustBundle`), PEM.
 pub const CA_BUNDLE_MAX: usize = 256 * 1024;
 /// A channel name (configuration, manifests, meters).
@@ -83,20 +87,29 @@ impl Command {
             CommandBody::StartTake(s) => check("take id", &s.take_id, TAKE_ID_MAX),
             CommandBody::StopTake { take_id } => check("take id", take_id, TAKE_ID_MAX),
             CommandBody::Mark { label } => check("label", label, LABEL_MAX),
-            CommandBody::Update(o) => {
-                check("version", &o.version, VERSION_MAX)?;
-                check("target", &o.target, TARGET_MAX)?;
-                check("sha256", &o.sha256, SHA256_HEX)?;
-                match &o.source {
-                    UpdateSource::Stream { transfer_id } => {
-                        check("transfer id", transfer_id, TRANSFER_ID_MAX)
-                    }
-                    UpdateSource::Url { url } => check("url", url, URL_MAX),
-                }
+            CommandBody::Update(o) => check_offer(o),
+            CommandBody::UpdateSigned(s) => {
+                check_offer(&s.offer)?;
+                check(
+                    "release manifest",
+                    &s.release_manifest,
+                    RELEASE_MANIFEST_MAX,
+                )?;
+                check("signature", &s.signature, SIGNATURE_MAX)
             }
             CommandBody::TrustBundle { cas_pem } => check("CA bundle", cas_pem, CA_BUNDLE_MAX),
             CommandBody::Inventory | CommandBody::TakeStatus | CommandBody::RotateTrust => Ok(()),
         }
+    }
+}
+
+fn check_offer(o: &UpdateOffer) -> Result<(), LimitError> {
+    check("version", &o.version, VERSION_MAX)?;
+    check("target", &o.target, TARGET_MAX)?;
+    check("sha256", &o.sha256, SHA256_HEX)?;
+    match &o.source {
+        UpdateSource::Stream { transfer_id } => check("transfer id", transfer_id, TRANSFER_ID_MAX),
+        UpdateSource::Url { url } => check("url", url, URL_MAX),
     }
 }
 
@@ -150,6 +163,45 @@ mod tests {
         .check_limits()
         .unwrap_err();
         assert!(e.to_string().starts_with("note is 4097 bytes"));
+    }
+
+    #[test]
+    fn a_signed_update_bounds_its_manifest_and_signature() {
+        let signed = |manifest: usize, signature: usize| Command {
+            id: "u".into(),
+            body: CommandBody::UpdateSigned(crate::SignedUpdate {
+                offer: UpdateOffer {
+                    version: "2026.11.23-2".into(),
+                    target: "x86_64-unknown-linux-musl".into(),
+                    size: 1,
+                    sha256: "ab".repeat(32),
+                    source: UpdateSource::Stream {
+                        transfer_id: "t".into(),
+                    },
+                    force: false,
+                    allow_downgrade: false,
+                },
+                release_manifest: "m".repeat(manifest),
+                signature: "s".repeat(signature),
+            }),
+        };
+        assert!(
+            signed(RELEASE_MANIFEST_MAX, SIGNATURE_MAX)
+                .check_limits()
+                .is_ok()
+        );
+        let e = signed(RELEASE_MANIFEST_MAX + 1, 1)
+            .check_limits()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            LimitError::TooLong {
+                field: "release manifest",
+                ..
+            }
+        ));
+        let e = signed(1, SIGNATURE_MAX + 1).check_limits().unwrap_err();
+        assert!(e.to_string().starts_with("signature is 4097 bytes"), "{e}");
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub enum EventBody {
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,
 /// WrongArchitecture 2, NotExecutable 3, Downgrade 4, VersionMismatch 5,
-/// Transfer 6, Io 7, Busy 8.
+/// Transfer 6, Io 7, Busy 8, Signature 9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UpdateFailure {
     Checksum,
@@ -255,6 +255,9 @@ pub enum UpdateFailure {
     Transfer,
     Io,
     Busy,
+    /// No release signature, a signature this agent's release keys do not
+    /// verify, or an artifact the signed release manifest does not list.
+    Signature,
 }
 
 /// Recording file formats. Variant indices: Flac 0, Wav 1, W64 2.
@@ -528,7 +531,8 @@ pub struct Command {
 }
 
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
-/// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8.
+/// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8,
+/// UpdateSigned 9.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -545,7 +549,9 @@ pub enum CommandBody {
     Mark { label: String },
     /// Report the recording take and the device.
     TakeStatus,
-    /// Replace the agent binary (see [`UpdateOffer`]).
+    /// Replace the agent binary (see [`UpdateOffer`]). Carries no release
+    /// signature: only a `Url` source is accepted (the agent fetches the
+    /// signed manifest beside the artifact); prefer [`SignedUpdate`].
     Update(UpdateOffer),
     /// Renew the node certificate now (new key, CSR over this link).
     RotateTrust,
@@ -553,6 +559,8 @@ pub enum CommandBody {
     /// for the controller: old and new during the overlap, then the new
     /// one alone. Refused unless it still verifies this controller.
     TrustBundle { cas_pem: String },
+    /// Replace the agent binary with a signed release (see [`SignedUpdate`]).
+    UpdateSigned(SignedUpdate),
 }
 
 /// An agent release to install. The hash comes over the authenticated
@@ -572,6 +580,20 @@ pub struct UpdateOffer {
     pub force: bool,
     /// Install even if the version is not newer.
     pub allow_downgrade: bool,
+}
+
+/// An update with its release's signed manifest: the agent verifies the
+/// signature with its built-in release keys before fetching anything, and
+/// installs the artifact only if the manifest lists its SHA-256 for the
+/// node's target and the offer's version. The offer's `sha256` is then only
+/// a transfer check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedUpdate {
+    pub offer: UpdateOffer,
+    /// `release-manifest.json` of the release, byte for byte as signed.
+    pub release_manifest: String,
+    /// Its minisign signature (`release-manifest.json.minisig`).
+    pub signature: String,
 }
 
 /// Where the artifact (a release `.tar.gz` or a bare binary) comes from.

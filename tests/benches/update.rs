@@ -119,7 +119,10 @@ async fn main() {
     let mut events = h.subscribe();
     let state = tmp.path().join("node");
     pki.node_trust(&state, "bench-upd", Validity::days(1));
-    let _agent = AgentProcess::spawn(&agent_env(&state, ctl.local_addr()));
+    let key = rakkr_e2e::update::ReleaseKey::new();
+    let mut env = agent_env(&state, ctl.local_addr());
+    env.insert("RAKKR_UPDATE_TRUSTED_KEYS".into(), key.public().to_owned());
+    let _agent = AgentProcess::spawn(&env);
     let target = wait_for(
         &mut events,
         Duration::from_secs(30),
@@ -149,10 +152,22 @@ async fn main() {
         force: false,
         allow_downgrade: false,
     };
+    // Signed: a manifest listing that hash, by a key the agent trusts.
+    let manifest = format!(
+        r#"{{"version":"2099.01.01-1","targets":{{"{}":{{"archive":"bench.tar.gz","archiveSha256":"{}","archiveSize":{size},"binarySha256":"{}","binarySize":1}}}}}}"#,
+        offer.target,
+        "00".repeat(32),
+        "11".repeat(32)
+    );
+    let signature = key.sign(manifest.as_bytes());
     let answer = h
         .command(
             "bench-upd",
-            CommandBody::Update(offer),
+            CommandBody::UpdateSigned(rakkr_protocol::SignedUpdate {
+                offer,
+                release_manifest: manifest,
+                signature,
+            }),
             Duration::from_secs(10),
         )
         .await

@@ -82,7 +82,8 @@ fn temp_root(into: &Path) -> PathBuf {
 }
 
 /// A release archive of the agent binary: `<name>/rakkr-recorder-agent`
-/// inside `<name>.tar.gz`, and `<name>.tar.gz.sha256` beside it.
+/// inside `<name>.tar.gz`, and `<name>.tar.gz.sha256` beside it, with a
+/// release manifest signed by the shared test release key.
 fn release_archive(dir: &Path) -> PathBuf {
     let name = format!(
         "rakkr-recorder-agent-test-{}-unknown-linux-musl",
@@ -111,6 +112,21 @@ fn release_archive(dir: &Path) -> PathBuf {
         format!("{sha}  {name}.tar.gz\n"),
     )
     .unwrap();
+    let bin = rakkr_e2e::agent_bin();
+    let target = rakkr_e2e::agent::target_of(&bin);
+    let version =
+        String::from_utf8_lossy(&Command::new(&bin).arg("--version").output().unwrap().stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+    let manifest = rakkr_e2e::update::release_manifest(&version, &target, &archive, &bin);
+    rakkr_e2e::update::signed_manifest(
+        rakkr_e2e::update::ReleaseKey::shared(),
+        dir,
+        archive.clone(),
+        manifest,
+    );
     archive
 }
 
@@ -201,6 +217,13 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
     assert_eq!(std::fs::metadata(&state).unwrap().uid(), uid);
     assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
     assert!(root.join("etc/rakkr/recorder-agent.toml").is_file());
+    // This development build trusts the test release key from its config.
+    let mut config = std::fs::read_to_string(root.join("etc/rakkr/recorder-agent.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[update]\ntrusted_keys = [\"{}\"]\n",
+        rakkr_e2e::update::ReleaseKey::shared().public()
+    ));
+    std::fs::write(root.join("etc/rakkr/recorder-agent.toml"), config).unwrap();
 
     // update_binary with a wrong checksum: refused, nothing installed.
     let bad = tmp.path().join("bad");
@@ -242,6 +265,41 @@ fn the_ansible_role_runs_all_five_actions_against_a_temp_root() {
         "{text}"
     );
     assert!(!text.contains("changed: [localhost] => (item") && line.contains("failed=0"));
+
+    // update_binary of a release signed by a key the agent does not trust:
+    // the installed agent refuses it (exit 17) and nothing changes.
+    let sha = hex::encode(Sha256::digest(std::fs::read(&bad_archive).unwrap()));
+    std::fs::write(
+        bad.join(format!(
+            "{}.sha256",
+            bad_archive.file_name().unwrap().to_string_lossy()
+        )),
+        format!("{sha}  x\n"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(tmp.path().join("release-manifest.json")).unwrap();
+    rakkr_e2e::update::signed_manifest(
+        &rakkr_e2e::update::ReleaseKey::new(),
+        &bad,
+        bad_archive.clone(),
+        manifest,
+    );
+    let installed_before = std::fs::read(&installed).unwrap();
+    let out = play.run(
+        "update_binary",
+        &[
+            ("rakkr_agent_source", "local".to_owned()),
+            ("rakkr_binary_src", bad_archive.display().to_string()),
+            ("rakkr_allow_downgrade", "true".to_owned()),
+        ],
+    );
+    let (line, text) = recap(&out);
+    assert!(!out.status.success() && line.contains("failed=1"), "{text}");
+    assert!(
+        text.contains("exit 17") && text.contains("does not trust"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&installed).unwrap(), installed_before);
 
     // smoke_check: --print-inventory, in the controller's shape.
     let (line, text) = recap(&play.run("smoke_check", &[]));

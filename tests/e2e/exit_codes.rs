@@ -34,18 +34,18 @@ const ELSEWHERE: &[(u8, &str, &str)] = &[
     ),
     (
         10,
-        "update.rs",
-        "cli_refusals_have_their_exit_codes_and_leave_the_binary_untouched",
+        "update_cli.rs",
+        "signed_artifacts_still_meet_every_other_check_with_its_exit_code",
     ),
     (
         11,
-        "update.rs",
-        "cli_refusals_have_their_exit_codes_and_leave_the_binary_untouched",
+        "update_cli.rs",
+        "signed_artifacts_still_meet_every_other_check_with_its_exit_code",
     ),
     (
         12,
-        "update.rs",
-        "cli_refusals_have_their_exit_codes_and_leave_the_binary_untouched",
+        "update_cli.rs",
+        "signed_artifacts_still_meet_every_other_check_with_its_exit_code",
     ),
     (
         13,
@@ -164,9 +164,16 @@ fn the_readme_table_and_the_behaviour_agree() {
     std::fs::write(&some, b"x").unwrap();
     expect(
         2,
-        "update apply without a hash",
+        "update apply with a malformed hash",
         run_agent(
-            &["update", "apply", "--artifact", some.to_str().unwrap()],
+            &[
+                "update",
+                "apply",
+                "--artifact",
+                some.to_str().unwrap(),
+                "--sha256",
+                "xyz",
+            ],
             &env,
         ),
     );
@@ -248,35 +255,64 @@ fn the_readme_table_and_the_behaviour_agree() {
         "takes verify of that take",
         run_agent(&["takes", "verify", damaged.to_str().unwrap()], &env),
     );
-    let junk = p.join("junk");
+    // Updates: the agent's unsigned junk is refused (17); signed with a key
+    // this development build trusts by configuration, it goes on to the
+    // install path (14) and the executable checks (15).
+    let key = rakkr_e2e::update::ReleaseKey::shared();
+    let signed_env = with(&[("RAKKR_UPDATE_TRUSTED_KEYS", key.public())]);
+    let junk_dir = p.join("junk-release");
+    std::fs::create_dir_all(&junk_dir).unwrap();
+    let junk = junk_dir.join("junk");
     std::fs::write(&junk, b"not an agent").unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"not an agent"));
     let install = p.join("bin").join("rakkr-recorder-agent");
-    let update = |extra: &[&str]| {
+    let update = |extra: &[&str], env: &HashMap<String, String>| {
         let mut a = vec!["update", "apply", "--artifact", junk.to_str().unwrap()];
         a.extend_from_slice(extra);
-        run_agent(&a, &env)
+        run_agent(&a, env)
     };
+    expect(
+        17,
+        "an unsigned artifact",
+        update(&["--sha256", &sha], &signed_env),
+    );
+    let target = rakkr_e2e::agent::target_of(&rakkr_e2e::agent_bin());
+    // Listed as the bare binary (a release archive of another name beside).
+    let archive = junk_dir.join("rakkr-recorder-agent.tar.gz");
+    std::fs::write(&archive, b"an archive").unwrap();
+    let manifest = rakkr_e2e::update::release_manifest("2099.01.01-1", &target, &archive, &junk);
+    rakkr_e2e::update::signed_manifest(key, &junk_dir, junk.clone(), manifest);
+    expect(
+        17,
+        "a signed artifact whose key this agent does not trust",
+        update(&["--sha256", &sha], &env),
+    );
     expect(
         14,
         "an install path in a missing directory",
-        update(&[
-            "--sha256",
-            &sha,
-            "--install-path",
-            install.to_str().unwrap(),
-        ]),
+        update(
+            &[
+                "--sha256",
+                &sha,
+                "--install-path",
+                install.to_str().unwrap(),
+            ],
+            &signed_env,
+        ),
     );
     std::fs::create_dir_all(install.parent().unwrap()).unwrap();
     expect(
         15,
         "an artifact that is not an agent",
-        update(&[
-            "--sha256",
-            &sha,
-            "--install-path",
-            install.to_str().unwrap(),
-        ]),
+        update(
+            &[
+                "--sha256",
+                &sha,
+                "--install-path",
+                install.to_str().unwrap(),
+            ],
+            &signed_env,
+        ),
     );
     expect(
         16,

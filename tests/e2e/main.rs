@@ -26,6 +26,8 @@ mod systemd;
 mod takes;
 mod trust;
 mod update;
+mod update_cli;
+mod update_signed;
 mod update_take;
 mod update_url;
 

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rakkr_e2e::update::{self, NEW, OLD, Supervisor, sha256_hex};
+use rakkr_e2e::update::{self, NEW, OLD, ReleaseKey, Supervisor, sha256_hex};
 use rakkr_e2e::{TestPki, agent::agent_env, init_logging, start_controller, wait_for};
 use rakkr_protocol::controller::{Artifact, Controller, ControllerEvent, ControllerHandle};
 use rakkr_protocol::{
-    CommandBody, EventBody, FailureCode, Outcome, Reply, UpdateAck, UpdateFailure, UpdateOffer,
-    UpdateSource,
+    CommandBody, EventBody, FailureCode, Outcome, Reply, SignedUpdate, UpdateAck, UpdateFailure,
+    UpdateOffer, UpdateSource,
 };
 use tokio::sync::broadcast;
 
@@ -32,7 +32,9 @@ pub(crate) struct Rig {
     pub target: String,
 }
 
-/// A controller and the OLD agent (installed at `<tmp>/opt/rakkr/bin`), connected.
+/// A controller and the OLD agent (installed at `<tmp>/opt/rakkr/bin`),
+/// connected. The agent trusts the shared test release key, and a program
+/// it runs finds `<tmp>/MARKER` in `RAKKR_TEST_MARKER`.
 pub(crate) async fn rig(extra: &[(&str, &str)]) -> Rig {
     init_logging();
     let old = update::stamped(OLD, false);
@@ -54,10 +56,15 @@ pub(crate) async fn rig(extra: &[(&str, &str)]) -> Rig {
             ("RAKKR_UPDATE_PROBATION_SECONDS", "15"),
             ("RAKKR_STORAGE_MIN_FREE_MB", "16"),
             ("RAKKR_STORAGE_STOP_FREE_MB", "8"),
+            ("RAKKR_UPDATE_TRUSTED_KEYS", ReleaseKey::shared().public()),
         ]
         .iter()
         .chain(extra)
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env.insert(
+        "RAKKR_TEST_MARKER".into(),
+        root.path().join("MARKER").display().to_string(),
     );
     let sup = Supervisor::start(&installed, env);
     let target = connected(&mut events, OLD).await;
@@ -118,7 +125,25 @@ pub(crate) fn offer(r: &Rig, bin: &Path, version: &str, transfer: &str) -> Updat
     }
 }
 
-fn publish(h: &ControllerHandle, id: &str, path: &Path, cut_at: Option<u64>) {
+/// A release of `bin` as `version` (archive, manifest, signature by the
+/// shared test key) in a fresh directory under the rig's root.
+pub(crate) fn release(r: &Rig, bin: &Path, version: &str) -> update::SignedRelease {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = r.root.path().join(format!("release-{version}-{n}"));
+    update::signed_release(ReleaseKey::shared(), &dir, bin, version, &r.target)
+}
+
+/// `UpdateSigned` for `offer` with `rel`'s manifest and signature.
+pub(crate) fn signed(rel: &update::SignedRelease, offer: UpdateOffer) -> CommandBody {
+    CommandBody::UpdateSigned(SignedUpdate {
+        offer,
+        release_manifest: rel.manifest.clone(),
+        signature: rel.signature.clone(),
+    })
+}
+
+pub(crate) fn publish(h: &ControllerHandle, id: &str, path: &Path, cut_at: Option<u64>) {
     h.publish_artifact(
         id,
         Artifact {
@@ -140,9 +165,10 @@ async fn streamed_update_of_a_release_archive_comes_back_as_the_new_version() {
     let mut r = rig(&[]).await;
     let new = update::stamped(NEW, true);
     let old_bytes = std::fs::read(&r.installed).unwrap();
-    let tgz = update::release_tarball(r.root.path(), &new, NEW, &r.target);
+    let rel = release(&r, &new, NEW);
+    let tgz = rel.archive.clone();
     publish(&r.h, "t-archive", &tgz, None);
-    let out = command(&r.h, CommandBody::Update(offer(&r, &tgz, NEW, "t-archive"))).await;
+    let out = command(&r.h, signed(&rel, offer(&r, &tgz, NEW, "t-archive"))).await;
     assert_eq!(out, Outcome::Done(Reply::Update(UpdateAck::Started)));
     event(&mut r.events, "UpdateInstalled", |b| match b {
         EventBody::UpdateInstalled { version, previous } => {
@@ -170,7 +196,7 @@ async fn streamed_update_of_a_release_archive_comes_back_as_the_new_version() {
     // The old process stopped cleanly to be restarted (exit 75).
     assert_eq!(r.sup.exits().first().and_then(|s| s.code()), Some(75));
     // The same offer again: already installed, nothing happens.
-    let again = command(&r.h, CommandBody::Update(offer(&r, &tgz, NEW, "t-archive"))).await;
+    let again = command(&r.h, signed(&rel, offer(&r, &tgz, NEW, "t-archive"))).await;
     assert_eq!(
         again,
         Outcome::Done(Reply::Update(UpdateAck::AlreadyInstalled))
@@ -185,7 +211,8 @@ async fn a_link_cut_mid_transfer_resumes_at_its_offset() {
     let size = std::fs::metadata(&new).unwrap().len();
     let cut = size / 2;
     publish(&r.h, "t-cut", &new, Some(cut));
-    let out = command(&r.h, CommandBody::Update(offer(&r, &new, NEW, "t-cut"))).await;
+    let rel = release(&r, &new, NEW);
+    let out = command(&r.h, signed(&rel, offer(&r, &new, NEW, "t-cut"))).await;
     assert_eq!(out, Outcome::Done(Reply::Update(UpdateAck::Started)));
     // The connection drops at the cut; the agent reconnects and asks again
     // from the first byte it does not have, never from 0.
@@ -231,12 +258,17 @@ async fn bad_streamed_artifacts_are_refused_and_the_binary_is_untouched() {
     let mut r = rig(&[]).await;
     let new = update::stamped(NEW, true);
     let before = std::fs::read(&r.installed).unwrap();
-    // Wrong checksum.
-    publish(&r.h, "t-sum", &new, None);
-    let mut o = offer(&r, &new, NEW, "t-sum");
-    o.sha256 = "00".repeat(32);
+    let rel = release(&r, &new, NEW);
+    // The controller streams other bytes than the signed binary (same
+    // size): the transfer check fails, nothing is unpacked or run.
+    let mut other = std::fs::read(&new).unwrap();
+    let mid = other.len() / 2;
+    other[mid] ^= 0xff;
+    let other_path = r.root.path().join("other");
+    std::fs::write(&other_path, &other).unwrap();
+    publish(&r.h, "t-sum", &other_path, None);
     assert_eq!(
-        command(&r.h, CommandBody::Update(o)).await,
+        command(&r.h, signed(&rel, offer(&r, &new, NEW, "t-sum"))).await,
         Outcome::Done(Reply::Update(UpdateAck::Started))
     );
     event(&mut r.events, "UpdateFailed checksum", |b| match b {
@@ -252,9 +284,7 @@ async fn bad_streamed_artifacts_are_refused_and_the_binary_is_untouched() {
     let bytes = std::fs::read(&new).unwrap();
     std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
     publish(&r.h, "t-half", &half, None);
-    let mut o = offer(&r, &new, NEW, "t-half");
-    o.size = bytes.len() as u64;
-    command(&r.h, CommandBody::Update(o)).await;
+    command(&r.h, signed(&rel, offer(&r, &new, NEW, "t-half"))).await;
     event(&mut r.events, "UpdateFailed size", |b| match b {
         EventBody::UpdateFailed { kind, reason, .. } => {
             assert_eq!(*kind, UpdateFailure::Size, "{reason}");
@@ -266,7 +296,7 @@ async fn bad_streamed_artifacts_are_refused_and_the_binary_is_untouched() {
     // Older than installed, and another architecture: refused before any transfer.
     let old = update::stamped(OLD, false);
     let mut o = offer(&r, &old, "2026.11.22-7", "t-none");
-    match command(&r.h, CommandBody::Update(o.clone())).await {
+    match command(&r.h, signed(&rel, o.clone())).await {
         Outcome::Failed(f) => {
             assert_eq!(f.code, FailureCode::InvalidArgument);
             assert!(f.message.contains("downgrade refused"), "{}", f.message);
@@ -275,7 +305,7 @@ async fn bad_streamed_artifacts_are_refused_and_the_binary_is_untouched() {
     }
     o.version = NEW.into();
     o.target = "aarch64-unknown-linux-musl".into();
-    match command(&r.h, CommandBody::Update(o)).await {
+    match command(&r.h, signed(&rel, o)).await {
         Outcome::Failed(f) => assert!(f.message.contains("wrong architecture"), "{}", f.message),
         other => panic!("wrong target accepted: {other:?}"),
     }
@@ -290,7 +320,8 @@ async fn rolled_back_with(fault_env: &[(&str, &str)], why: &str) {
     let new = update::stamped(NEW, true);
     let old_bytes = std::fs::read(&r.installed).unwrap();
     publish(&r.h, "t-bad", &new, None);
-    command(&r.h, CommandBody::Update(offer(&r, &new, NEW, "t-bad"))).await;
+    let rel = release(&r, &new, NEW);
+    command(&r.h, signed(&rel, offer(&r, &new, NEW, "t-bad"))).await;
     event(&mut r.events, "UpdateInstalled", |b| {
         matches!(b, EventBody::UpdateInstalled { .. }).then_some(())
     })
@@ -357,165 +388,4 @@ async fn a_new_binary_that_cannot_connect_is_rolled_back_and_the_controller_hear
         "not welcomed",
     )
     .await;
-}
-
-/// Runs `<installed> update …` on a state directory without a daemon.
-fn cli(installed: &Path, state: &Path, args: &[&str]) -> std::process::Output {
-    let mut env = HashMap::new();
-    env.insert("RAKKR_STATE_DIR".to_owned(), state.display().to_string());
-    let mut cmd = rakkr_e2e::agent::bin_command(installed, &env);
-    cmd.arg("update").args(args);
-    rakkr_e2e::agent::retry_busy(|| cmd.output()).expect("running update")
-}
-
-#[test]
-fn cli_refusals_have_their_exit_codes_and_leave_the_binary_untouched() {
-    let old = update::stamped(OLD, false);
-    let new = update::stamped(NEW, true);
-    let root = tempfile::tempdir().unwrap();
-    let state = root.path().join("state");
-    // Installed: NEW, through a symlink (as an Ansible role may lay it out).
-    let installed = update::install_dir(root.path(), &new);
-    let link = root.path().join("agent-link");
-    std::os::unix::fs::symlink(&installed, &link).unwrap();
-    let before = std::fs::read(&installed).unwrap();
-    let hex = |p: &Path| sha256_hex(p);
-    let apply = |artifact: &Path, sha: &str, extra: &[&str]| {
-        let a = artifact.display().to_string();
-        let mut args = vec!["apply", "--artifact", a.as_str(), "--sha256", sha];
-        args.extend_from_slice(extra);
-        let out = cli(&link, &state, &args);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let check = |what: &str, got: (Option<i32>, String), code: i32, says: &str| {
-        assert_eq!(got.0, Some(code), "{what}: {}", got.1);
-        assert!(
-            got.1.contains(says),
-            "{what}: {:?} should say {says:?}",
-            got.1
-        );
-        assert_eq!(
-            std::fs::read(&installed).unwrap(),
-            before,
-            "{what} touched the binary"
-        );
-    };
-    // Wrong checksum.
-    check(
-        "wrong checksum",
-        apply(&old, &"ab".repeat(32), &[]),
-        10,
-        "checksum mismatch",
-    );
-    // Truncated release archive (the hash is the full one's).
-    let tgz = update::release_tarball(root.path(), &old, OLD, "x86_64-unknown-linux-musl");
-    let full = std::fs::read(&tgz).unwrap();
-    let cut = root.path().join("cut.tar.gz");
-    std::fs::write(&cut, &full[..full.len() / 3]).unwrap();
-    check(
-        "truncated",
-        apply(&cut, &hex(&tgz), &[]),
-        10,
-        "checksum mismatch",
-    );
-    // ...and one whose hash matches its truncated bytes: not a readable archive.
-    check(
-        "truncated, own hash",
-        apply(&cut, &hex(&cut), &[]),
-        15,
-        "not a readable release archive",
-    );
-    // An aarch64 binary: this binary with its ELF machine set to aarch64 (183)
-    // (or x86_64 on an aarch64 host).
-    let mut foreign = std::fs::read(&old).unwrap();
-    let other: u16 = if cfg!(target_arch = "aarch64") {
-        62
-    } else {
-        183
-    };
-    foreign[18..20].copy_from_slice(&other.to_le_bytes());
-    let foreign_path = root.path().join("foreign");
-    std::fs::write(&foreign_path, &foreign).unwrap();
-    check(
-        "wrong architecture",
-        apply(&foreign_path, &hex(&foreign_path), &[]),
-        11,
-        "wrong architecture",
-    );
-    // Older than installed.
-    check(
-        "older",
-        apply(&old, &hex(&old), &[]),
-        12,
-        "downgrade refused",
-    );
-    // Not an executable.
-    let script = root.path().join("script");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\necho rakkr-recorder-agent 2099.01.01-1\n",
-    )
-    .unwrap();
-    check(
-        "script",
-        apply(&script, &hex(&script), &[]),
-        15,
-        "not an ELF executable",
-    );
-    // The same version: nothing to do, exit 0.
-    let same = apply(&new, &hex(&new), &[]);
-    assert_eq!(same.0, Some(0), "{}", same.1);
-    // A downgrade asked for explicitly goes in, keeps NEW as previous, and
-    // rolls back with `update rollback`; `--sha256-file` takes sha256sum format.
-    let sum = root.path().join("old.sha256");
-    std::fs::write(&sum, format!("{}  rakkr-recorder-agent\n", hex(&old))).unwrap();
-    let a = old.display().to_string();
-    let s = sum.display().to_string();
-    let out = cli(
-        &link,
-        &state,
-        &[
-            "apply",
-            "--artifact",
-            &a,
-            "--sha256-file",
-            &s,
-            "--allow-downgrade",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        std::fs::read(&installed).unwrap(),
-        std::fs::read(&old).unwrap()
-    );
-    assert!(
-        std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink(),
-        "the symlink stays"
-    );
-    let status = cli(&link, &state, &["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(v["installedVersion"], OLD, "{v}");
-    assert_eq!(v["previousVersion"], NEW, "{v}");
-    assert_eq!(v["lastUpdate"]["phase"], "probation", "{v}");
-    let out = cli(&link, &state, &["rollback"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(&installed).unwrap(), before);
-    let status = cli(&link, &state, &["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(v["installedVersion"], NEW, "{v}");
-    assert_eq!(v["lastUpdate"]["phase"], "rolledBack", "{v}");
 }

@@ -9,9 +9,7 @@ use std::time::Duration;
 use rakkr_e2e::alsa::PacedFeeder;
 use rakkr_e2e::update::{self, NEW, OLD, Supervisor, sha256_hex};
 use rakkr_protocol::controller::{Artifact, Controller, ControllerEvent, ControllerHandle};
-use rakkr_protocol::{
-    CommandBody, EventBody, Outcome, Reply, UpdateAck, UpdateOffer, UpdateSource,
-};
+use rakkr_protocol::{EventBody, Outcome, Reply, UpdateAck, UpdateOffer, UpdateSource};
 use tokio::sync::broadcast;
 
 use crate::takes::{self, Setup, recording_setup, wait_device};
@@ -30,6 +28,7 @@ struct TakeRig {
     /// The take's directory.
     dir: PathBuf,
     offer: UpdateOffer,
+    release: update::SignedRelease,
 }
 
 /// OLD recording take `take_id` for a moment, NEW published, its offer ready.
@@ -45,6 +44,10 @@ async fn recording(take_id: &str, force: bool) -> TakeRig {
         ..
     } = recording_setup(tmp.path(), &[("RAKKR_UPDATE_STABLE_SECONDS", "1")], false).await;
     env.insert("RAKKR_UPDATE_PROBATION_SECONDS".into(), "15".into());
+    env.insert(
+        "RAKKR_UPDATE_TRUSTED_KEYS".into(),
+        update::ReleaseKey::shared().public().into(),
+    );
     let installed = update::install_dir(tmp.path(), &old);
     let sup = Supervisor::start(&installed, env);
     let target = connected(&mut events, OLD).await;
@@ -70,7 +73,15 @@ async fn recording(take_id: &str, force: bool) -> TakeRig {
         force,
         allow_downgrade: false,
     };
+    let release = update::signed_release(
+        update::ReleaseKey::shared(),
+        &tmp.path().join("release"),
+        &new,
+        NEW,
+        &offer.target,
+    );
     TakeRig {
+        release,
         _tmp: tmp,
         _feeder: feeder,
         ctl,
@@ -90,7 +101,7 @@ impl TakeRig {
         self.h
             .command(
                 takes::NODE,
-                CommandBody::Update(self.offer.clone()),
+                crate::update::signed(&self.release, self.offer.clone()),
                 crate::T,
             )
             .await

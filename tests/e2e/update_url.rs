@@ -1,18 +1,19 @@
 //! Self-update from an HTTPS URL (a release mirror): the release archive and
-//! the `.sha256` beside it, over real TLS trusting the fleet CA; refusals
-//! for a server the node must not trust, a missing artifact, a checksum
-//! that does not match and a plain-HTTP URL.
+//! the signed `release-manifest.json` beside it, over real TLS trusting the
+//! fleet CA; refusals for a server the node must not trust, a missing
+//! artifact, a checksum that does not match, a release that is not signed
+//! or signed by a stranger, and a plain-HTTP URL.
 
 use std::collections::HashMap;
 
 use rakkr_e2e::TestPki;
 use rakkr_e2e::https::HttpsFiles;
-use rakkr_e2e::update::{self, NEW, OLD, sha256_hex};
+use rakkr_e2e::update::{self, NEW, OLD, ReleaseKey};
 use rakkr_protocol::{
     CommandBody, EventBody, FailureCode, Outcome, Reply, UpdateAck, UpdateFailure, UpdateSource,
 };
 
-use crate::update::{Rig, command, connected, event, offer, rig};
+use crate::update::{Rig, command, connected, event, offer, release, rig};
 
 /// Waits for an `UpdateFailed` and returns its kind and reason.
 async fn failed(r: &mut Rig) -> (UpdateFailure, String) {
@@ -23,27 +24,35 @@ async fn failed(r: &mut Rig) -> (UpdateFailure, String) {
     .await
 }
 
+/// The files of `rel` as a release mirror serves them under `dir`.
+fn mirror(rel: &update::SignedRelease, dir: &str) -> HashMap<String, Vec<u8>> {
+    let name = rel.archive.file_name().unwrap().to_string_lossy();
+    HashMap::from([
+        (
+            format!("{dir}/{name}"),
+            std::fs::read(&rel.archive).unwrap(),
+        ),
+        (
+            format!("{dir}/release-manifest.json"),
+            rel.manifest.clone().into_bytes(),
+        ),
+        (
+            format!("{dir}/release-manifest.json.minisig"),
+            rel.signature.clone().into_bytes(),
+        ),
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_from_an_https_url_uses_the_sha256_beside_it() {
+async fn an_update_from_an_https_url_is_verified_by_the_signed_manifest_beside_it() {
     let mut r = rig(&[]).await;
     let new = update::stamped(NEW, true);
-    let tgz = update::release_tarball(r.root.path(), &new, NEW, &r.target);
+    let rel = release(&r, &new, NEW);
     let name = format!("/releases/rakkr-recorder-agent-{NEW}-{}.tar.gz", r.target);
-    let bytes = std::fs::read(&tgz).unwrap();
-    let sums = format!(
-        "{}  rakkr-recorder-agent-{NEW}-{}.tar.gz\n",
-        sha256_hex(&tgz),
-        r.target
-    );
-    let server = HttpsFiles::start(
-        &r.pki,
-        HashMap::from([
-            (name.clone(), bytes),
-            (format!("{name}.sha256"), sums.into_bytes()),
-        ]),
-    )
-    .await;
-    let mut o = offer(&r, &tgz, NEW, "");
+    let server = HttpsFiles::start(&r.pki, mirror(&rel, "/releases")).await;
+    // A plain Update (no signature in the command, no hash): the agent
+    // fetches the signed manifest beside the URL first.
+    let mut o = offer(&r, &rel.archive, NEW, "");
     o.source = UpdateSource::Url {
         url: server.url(&name),
     };
@@ -59,8 +68,12 @@ async fn an_update_from_an_https_url_uses_the_sha256_beside_it() {
     );
     assert_eq!(
         *server.requests.lock().unwrap(),
-        [format!("{name}.sha256"), name],
-        "the hash first, then the archive"
+        [
+            "/releases/release-manifest.json".to_owned(),
+            "/releases/release-manifest.json.minisig".to_owned(),
+            name
+        ],
+        "the signed manifest first, then the archive"
     );
     drop(r.ctl);
 }
@@ -70,8 +83,13 @@ async fn bad_https_sources_are_refused_and_the_binary_is_untouched() {
     let mut r = rig(&[]).await;
     let new = update::stamped(NEW, true);
     let before = std::fs::read(&r.installed).unwrap();
+    let rel = release(&r, &new, NEW);
     let bytes = std::fs::read(&new).unwrap();
-    let files = || HashMap::from([("/agent".to_owned(), bytes.clone())]);
+    let files = || {
+        let mut f = mirror(&rel, "");
+        f.insert("/agent".to_owned(), bytes.clone());
+        f
+    };
 
     // A server whose certificate the fleet CA did not issue.
     let stranger = TestPki::new();
@@ -107,12 +125,44 @@ async fn bad_https_sources_are_refused_and_the_binary_is_untouched() {
     let (kind, reason) = failed(&mut r).await;
     assert_eq!(kind, UpdateFailure::Checksum, "{reason}");
 
-    // No hash in the command and no .sha256 beside the artifact.
+    // No signed manifest beside the artifact: the artifact is never fetched.
+    let bare = HttpsFiles::start(
+        &r.pki,
+        HashMap::from([("/agent".to_owned(), bytes.clone())]),
+    )
+    .await;
     o.sha256 = String::new();
+    o.source = UpdateSource::Url {
+        url: bare.url("/agent"),
+    };
     command(&r.h, CommandBody::Update(o.clone())).await;
     let (kind, reason) = failed(&mut r).await;
-    assert_eq!(kind, UpdateFailure::Transfer, "{reason}");
-    assert!(reason.contains(".sha256"), "{reason}");
+    assert_eq!(kind, UpdateFailure::Signature, "{reason}");
+    assert!(reason.contains("release-manifest.json"), "{reason}");
+    assert_eq!(
+        *bare.requests.lock().unwrap(),
+        ["/release-manifest.json"],
+        "the artifact was fetched"
+    );
+
+    // A manifest beside it signed by a key the node does not trust.
+    let other = update::signed_release(
+        &ReleaseKey::new(),
+        &r.root.path().join("stranger-release"),
+        &new,
+        NEW,
+        &r.target,
+    );
+    let mut f = mirror(&other, "");
+    f.insert("/agent".to_owned(), bytes.clone());
+    let strange = HttpsFiles::start(&r.pki, f).await;
+    o.source = UpdateSource::Url {
+        url: strange.url("/agent"),
+    };
+    command(&r.h, CommandBody::Update(o.clone())).await;
+    let (kind, reason) = failed(&mut r).await;
+    assert_eq!(kind, UpdateFailure::Signature, "{reason}");
+    assert!(reason.contains("does not trust"), "{reason}");
 
     // Plain HTTP is refused before anything is fetched.
     o.source = UpdateSource::Url {

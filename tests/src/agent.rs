@@ -59,6 +59,18 @@ pub fn run_agent(args: &[&str], env: &HashMap<String, String>) -> std::process::
     retry_busy(|| cmd.output()).expect("running the agent")
 }
 
+/// The target triple `bin` was built for (its `--version` "target:" line).
+pub fn target_of(bin: &Path) -> String {
+    let out = retry_busy(|| bin_command(bin, &HashMap::new()).arg("--version").output())
+        .expect("running --version");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("target: "))
+        .unwrap_or_else(|| panic!("{} --version names no target", bin.display()))
+        .trim()
+        .to_owned()
+}
+
 /// An empty config file, so tests never read a machine's real one.
 fn empty_config() -> &'static std::path::Path {
     static EMPTY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();

@@ -199,3 +199,130 @@ pub fn release_tarball(dir: &Path, bin: &Path, version: &str, target: &str) -> P
     assert!(st.success(), "tar failed");
     out
 }
+
+/// A release signing key made for the tests (minisign, like the release
+/// pipeline's); agents trust it through `update.trusted_keys`, which their
+/// development builds honor.
+pub struct ReleaseKey {
+    public: String,
+    secret: minisign::SecretKey,
+}
+
+impl std::fmt::Debug for ReleaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseKey")
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+impl ReleaseKey {
+    pub fn new() -> Self {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().expect("minisign keygen");
+        Self {
+            public: kp.pk.to_base64(),
+            secret: kp.sk,
+        }
+    }
+
+    /// One key per test process.
+    pub fn shared() -> &'static ReleaseKey {
+        static KEY: OnceLock<ReleaseKey> = OnceLock::new();
+        KEY.get_or_init(ReleaseKey::new)
+    }
+
+    /// The public key, base64 (the second line of a minisign `.pub`).
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
+    /// A `.minisig` of `data`.
+    pub fn sign(&self, data: &[u8]) -> String {
+        minisign::sign(
+            None,
+            &self.secret,
+            std::io::Cursor::new(data),
+            Some("rakkr test release"),
+            Some("signature from the test release key"),
+        )
+        .expect("minisign sign")
+        .into_string()
+    }
+}
+
+impl Default for ReleaseKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A signed release as the release pipeline lays it out in one directory.
+#[derive(Debug, Clone)]
+pub struct SignedRelease {
+    /// `rakkr-recorder-agent-<v>-<target>.tar.gz` holding the binary.
+    pub archive: PathBuf,
+    pub manifest_path: PathBuf,
+    pub signature_path: PathBuf,
+    pub manifest: String,
+    pub signature: String,
+}
+
+/// Packs `bin` as release `version` for `target` into `dir` (made if
+/// missing) and writes `release-manifest.json` (the release script's
+/// format) and its signature by `key`.
+pub fn signed_release(
+    key: &ReleaseKey,
+    dir: &Path,
+    bin: &Path,
+    version: &str,
+    target: &str,
+) -> SignedRelease {
+    std::fs::create_dir_all(dir).expect("release dir");
+    let archive = release_tarball(dir, bin, version, target);
+    let manifest = release_manifest(version, target, &archive, bin);
+    signed_manifest(key, dir, archive, manifest)
+}
+
+/// `release-manifest.json` text listing `archive` and `bin` for `target`.
+pub fn release_manifest(version: &str, target: &str, archive: &Path, bin: &Path) -> String {
+    let size = |p: &Path| std::fs::metadata(p).expect("artifact size").len();
+    let mut targets = serde_json::Map::new();
+    targets.insert(
+        target.to_owned(),
+        serde_json::json!({
+            "archive": archive.file_name().expect("archive name").to_string_lossy(),
+            "archiveSha256": sha256_hex(archive),
+            "archiveSize": size(archive),
+            "binarySha256": sha256_hex(bin),
+            "binarySize": size(bin),
+        }),
+    );
+    let m = serde_json::json!({
+        "version": version,
+        "gitRevision": "0123456789abcdef0123456789abcdef01234567",
+        "sourceDateEpoch": 1_764_000_000,
+        "targets": targets,
+    });
+    serde_json::to_string_pretty(&m).expect("manifest json") + "\n"
+}
+
+/// Writes `manifest` and its signature by `key` beside `archive` in `dir`.
+pub fn signed_manifest(
+    key: &ReleaseKey,
+    dir: &Path,
+    archive: PathBuf,
+    manifest: String,
+) -> SignedRelease {
+    let manifest_path = dir.join("release-manifest.json");
+    let signature_path = dir.join("release-manifest.json.minisig");
+    let signature = key.sign(manifest.as_bytes());
+    std::fs::write(&manifest_path, &manifest).expect("writing the manifest");
+    std::fs::write(&signature_path, &signature).expect("writing the signature");
+    SignedRelease {
+        archive,
+        manifest_path,
+        signature_path,
+        manifest,
+        signature,
+    }
+}

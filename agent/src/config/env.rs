@@ -51,6 +51,7 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("update", "probation_seconds", Kind::Int),
     ("update", "stable_seconds", Kind::Int),
     ("update", "max_starts", Kind::Int),
+    ("update", "trusted_keys", Kind::List),
 ];
 
 /// Names kept from today's agent where the derived name would differ.

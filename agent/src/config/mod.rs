@@ -71,6 +71,9 @@ pub struct UpdateConfig {
     /// Starts without a commit after which the previous binary is restored
     /// (a binary that crashes at start).
     pub max_starts: u32,
+    /// Extra release keys (minisign public keys, base64), trusted by
+    /// development builds only; see `update/release.rs`.
+    pub trusted_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -549,8 +552,29 @@ fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, ConfigError> {
                     )));
                 }
             },
+            trusted_keys: trusted_keys(raw.update.trusted_keys.unwrap_or_default())?,
         },
     })
+}
+
+/// At most this many configured release keys.
+const TRUSTED_KEYS_MAX: usize = 8;
+
+fn trusted_keys(keys: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if keys.len() > TRUSTED_KEYS_MAX {
+        return Err(ConfigError::Invalid(format!(
+            "update.trusted_keys lists {} keys; at most {TRUSTED_KEYS_MAX}",
+            keys.len()
+        )));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        crate::update::release::parse_key(k).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "update.trusted_keys[{i}]: {e} (give the second line of a minisign .pub file)"
+            ))
+        })?;
+    }
+    Ok(keys)
 }
 
 fn disk_guard(s: &raw::RawStorage) -> Result<DiskGuard, ConfigError> {

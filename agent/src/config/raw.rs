@@ -99,4 +99,5 @@ pub(super) struct RawUpdate {
     pub(super) probation_seconds: Option<u64>,
     pub(super) stable_seconds: Option<u64>,
     pub(super) max_starts: Option<u32>,
+    pub(super) trusted_keys: Option<Vec<String>>,
 }

@@ -51,6 +51,7 @@ level = "info"
 probation_seconds = 300
 stable_seconds = 30
 max_starts = 3
+trusted_keys = ["RWTZbb8SjLMfZkH52OOtzSAxRUwUemT7DLpBP3aRUK48TSxJ3OxOIFXa lab key"]
 "#;
 
 fn no_env(_: &str) -> Option<String> {
@@ -308,4 +309,20 @@ fn config_errors_name_the_line_of_the_key() {
         .unwrap_err()
         .to_string();
     assert!(!err.contains("line 7"), "{err}");
+}
+
+#[test]
+fn a_trusted_key_that_is_not_a_minisign_key_is_refused_naming_it() {
+    let err = parse(
+        "[update]\ntrusted_keys = [\"RWTnot-a-key\"]\n",
+        "f",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("update.trusted_keys[0]"), "{err}");
+    assert!(err.contains("not a minisign public key"), "{err}");
+    let c = parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.update.trusted_keys.len(), 1);
 }

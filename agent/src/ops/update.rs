@@ -1,6 +1,8 @@
 //! `update apply | status | rollback`: the operator's and Ansible's way to
-//! install a release on the node. Every refusal leaves the installed binary
-//! untouched; exit codes come from [`UpdateError::exit_code`].
+//! install a release on the node. `apply` installs only a signed release:
+//! the manifest's signature is verified with this binary's release keys
+//! before the artifact is unpacked or run. Every refusal leaves the
+//! installed binary untouched; exit codes come from [`UpdateError::exit_code`].
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +13,15 @@ use crate::config::Config;
 use crate::control::{self, Reply, Request};
 use crate::update::artifact::{self, Expect, Policy};
 use crate::update::install::{self, Paths};
+use crate::update::release::{self, Keys, SignedRelease};
 use crate::update::state::{self, Phase, UpdateState};
 use crate::update::{UpdateError, task};
 
 #[derive(Debug)]
 pub struct ApplyArgs {
     pub artifact: PathBuf,
+    pub release_manifest: Option<PathBuf>,
+    pub signature: Option<PathBuf>,
     pub sha256: Option<String>,
     pub sha256_file: Option<PathBuf>,
     pub install_path: Option<PathBuf>,
@@ -54,21 +59,90 @@ fn restart_daemon(config: &Config, running: bool, no_restart: bool) {
     }
 }
 
+/// Reads at most `max` bytes of `path`; `None` when it does not exist.
+fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, UpdateError> {
+    use std::io::Read;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(UpdateError::io(format!("opening {}", path.display()))(e)),
+    };
+    let mut buf = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(UpdateError::io(format!("reading {}", path.display())))?;
+    if buf.len() > max {
+        return Err(UpdateError::Signature(format!(
+            "{} is over {max} bytes: not a release manifest or signature",
+            path.display()
+        )));
+    }
+    Ok(Some(buf))
+}
+
+/// The signed release for `a`: manifest and signature read (from beside
+/// the artifact unless given) and verified with this build's keys.
+fn signed_release(config: &Config, a: &ApplyArgs) -> Result<SignedRelease, UpdateError> {
+    use rakkr_protocol::limits::{RELEASE_MANIFEST_MAX, SIGNATURE_MAX};
+    let manifest_path = a.release_manifest.clone().unwrap_or_else(|| {
+        a.artifact
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("release-manifest.json")
+    });
+    let sig_path = a.signature.clone().unwrap_or_else(|| {
+        let mut p = manifest_path.clone().into_os_string();
+        p.push(".minisig");
+        PathBuf::from(p)
+    });
+    let missing = |p: &Path| {
+        UpdateError::Signature(format!(
+            "{} does not exist; give the release's release-manifest.json and its .minisig (--release-manifest, --signature)",
+            p.display()
+        ))
+    };
+    let manifest = read_bounded(&manifest_path, RELEASE_MANIFEST_MAX)?
+        .ok_or_else(|| missing(&manifest_path))?;
+    let sig = read_bounded(&sig_path, SIGNATURE_MAX)?.ok_or_else(|| missing(&sig_path))?;
+    let sig = String::from_utf8(sig)
+        .map_err(|_| UpdateError::Signature(format!("{} is not text", sig_path.display())))?;
+    let keys = Keys::built_in().with_configured(&config.update.trusted_keys);
+    let r = release::verify(&manifest, &sig, &keys)?;
+    if let Some(v) = &a.version {
+        r.expect_version(v)?;
+    }
+    Ok(r)
+}
+
 pub fn apply(config: &Config, a: ApplyArgs) -> anyhow::Result<()> {
     let sha = match (&a.sha256, &a.sha256_file) {
-        (Some(h), _) => h.clone(),
-        (None, Some(p)) => std::fs::read_to_string(p)
-            .map_err(UpdateError::io(format!("reading {}", p.display())))?,
-        (None, None) => {
-            return Err(anyhow::anyhow!(
-                "give the artifact's hash with --sha256 HEX or --sha256-file PATH"
-            ))
-            .context(crate::exit::Failure::Usage);
-        }
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(p)) => Some(
+            std::fs::read_to_string(p)
+                .map_err(UpdateError::io(format!("reading {}", p.display())))?,
+        ),
+        (None, None) => None,
     };
-    let sha = artifact::parse_sha256(&sha)
-        .with_context(|| format!("{:?} is not a SHA-256 (64 hex digits)", sha.trim()))
-        .context(crate::exit::Failure::Usage)?;
+    let sha = match sha {
+        None => None,
+        Some(sha) => Some(
+            artifact::parse_sha256(&sha)
+                .with_context(|| format!("{:?} is not a SHA-256 (64 hex digits)", sha.trim()))
+                .context(crate::exit::Failure::Usage)?,
+        ),
+    };
+    // NOTE: first, before the daemon is asked anything or a file is made.
+    let release = signed_release(config, &a)?;
+    println!(
+        "release {} (revision {}) signed by release key {}",
+        release.manifest.version,
+        if release.manifest.git_revision.is_empty() {
+            "unknown"
+        } else {
+            &release.manifest.git_revision
+        },
+        release.key_id
+    );
     let paths = Paths::resolve(a.install_path.as_deref())?;
     let running = daemon(config);
     if let Some(take_id) = running
@@ -87,7 +161,7 @@ pub fn apply(config: &Config, a: ApplyArgs) -> anyhow::Result<()> {
             &Expect {
                 sha256: sha,
                 size: None,
-                version: a.version.clone(),
+                release,
             },
         )?;
         let installed = paths

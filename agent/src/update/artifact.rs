@@ -1,7 +1,10 @@
-//! Verifying a candidate before anything is replaced: size, SHA-256
-//! (streamed, constant memory), a release `.tar.gz` unpacked to its one
-//! binary or a bare binary, the ELF class and machine, then the candidate
-//! itself run with `--version` in a subprocess.
+//! Verifying a candidate before anything is replaced, in this order: the
+//! transfer's size and SHA-256 (streamed, constant memory); the signed
+//! release manifest must list that SHA-256 for this target
+//! (`release::SignedRelease::admit`); a release `.tar.gz` unpacked to its
+//! one binary, which must have the signed binary SHA-256, or a bare
+//! binary; the ELF class and machine; only then the candidate itself run
+//! with `--version` in a subprocess, which must report the signed version.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +15,8 @@ use std::time::{Duration, Instant};
 use rakkr_protocol::calver::{Relation, relation};
 
 use super::UpdateError;
+use super::release::{Admitted, SignedRelease};
+use crate::build_info::TARGET;
 
 /// The binary's file name, inside release archives and when installed.
 pub const BINARY_NAME: &str = "rakkr-recorder-agent";
@@ -21,13 +26,15 @@ const MAX_BINARY: u64 = 512 << 20;
 const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the artifact must be.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Expect {
-    /// SHA-256, lowercase hex.
-    pub sha256: String,
+    /// The SHA-256 the supplier gave (lowercase hex): a transfer check.
+    /// `None`: the signed manifest alone decides.
+    pub sha256: Option<String>,
     pub size: Option<u64>,
-    /// The version the binary must report, when the update named one.
-    pub version: Option<String>,
+    /// The verified release: what makes the artifact authentic. The binary
+    /// must report its version.
+    pub release: SignedRelease,
 }
 
 /// A candidate that passed every check; `path` is executable, in staging.
@@ -67,28 +74,42 @@ pub fn verify(
             actual: size,
         });
     }
-    if sha256 != expect.sha256 {
+    if let Some(want) = expect.sha256.as_ref().filter(|w| **w != sha256) {
         return Err(UpdateError::Checksum {
-            expected: expect.sha256.clone(),
+            expected: want.clone(),
             actual: sha256,
         });
     }
+    // NOTE: nothing below runs for an artifact the signed manifest does not
+    // list; the archive is not even opened.
+    let admitted = expect.release.admit(TARGET, &sha256, size)?;
     let candidate = staging.join(format!("{BINARY_NAME}.candidate"));
     let _ = std::fs::remove_file(&candidate);
-    if is_gzip(artifact)? {
-        unpack(artifact, &candidate)?;
-    } else {
-        std::fs::copy(artifact, &candidate).map_err(UpdateError::io(format!(
-            "copying {} to {}",
-            artifact.display(),
-            candidate.display()
-        )))?;
+    match &admitted {
+        Admitted::Archive { binary_sha256 } => {
+            unpack(artifact, &candidate)?;
+            let (got, _) = sha256_file(&candidate)?;
+            if got != *binary_sha256 {
+                let _ = std::fs::remove_file(&candidate);
+                return Err(UpdateError::Signature(format!(
+                    "the binary in the archive has SHA-256 {got}; the signed release lists {binary_sha256}"
+                )));
+            }
+        }
+        Admitted::Binary => {
+            std::fs::copy(artifact, &candidate).map_err(UpdateError::io(format!(
+                "copying {} to {}",
+                artifact.display(),
+                candidate.display()
+            )))?;
+        }
     }
     check_elf(&candidate)?;
     std::fs::set_permissions(&candidate, std::fs::Permissions::from_mode(0o755))
         .map_err(UpdateError::io(format!("chmod {}", candidate.display())))?;
     let version = run_version(&candidate)?;
-    if let Some(want) = expect.version.as_ref().filter(|w| **w != version) {
+    let want = &expect.release.manifest.version;
+    if *want != version {
         return Err(UpdateError::VersionMismatch {
             expected: want.clone(),
             found: version,
@@ -125,16 +146,6 @@ pub fn policy(
             installed: installed.to_owned(),
         }),
     }
-}
-
-fn is_gzip(path: &Path) -> Result<bool, UpdateError> {
-    let mut magic = [0u8; 2];
-    let mut f = std::fs::File::open(path)
-        .map_err(UpdateError::io(format!("opening {}", path.display())))?;
-    let n = f
-        .read(&mut magic)
-        .map_err(UpdateError::io(format!("reading {}", path.display())))?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
 }
 
 /// Extracts `<dir>/rakkr-recorder-agent` from a release archive.

@@ -2,7 +2,10 @@
 //! restart → probation → commit or roll back.
 //!
 //! ```text
-//! artifact.rs   verify a candidate (size, SHA-256, tar.gz or bare ELF,
+//! release.rs    signed releases: release keys, the minisign signature over
+//!               release-manifest.json, what the manifest admits
+//! artifact.rs   verify a candidate (transfer size and SHA-256, the signed
+//!               manifest's entry, tar.gz or bare ELF, signed binary hash,
 //!               architecture, `--version`, version policy)
 //! install.rs    atomic install keeping the previous binary; rollback
 //! state.rs      <state>/update/state.json (probation bookkeeping)
@@ -17,11 +20,14 @@
 //! `<install dir>/<name>.previous` is the binary kept for rollback.
 //!
 //! NOTE: every refusal happens before `install::install` touches the
-//! installed path; after it, only `install::rollback` does.
+//! installed path; after it, only `install::rollback` does. No candidate
+//! is unpacked or run before its release signature verified
+//! (`release::verify`) and the signed manifest admitted it.
 
 pub mod artifact;
 pub mod install;
 pub mod probation;
+pub mod release;
 pub mod state;
 pub mod task;
 pub mod transfer;
@@ -53,6 +59,8 @@ pub enum UpdateError {
     Busy { take_id: String },
     #[error("transfer failed: {0}")]
     Transfer(String),
+    #[error("unsigned or wrongly signed release: {0}")]
+    Signature(String),
     #[error("no previous binary to roll back to at {0}")]
     NoPrevious(String),
     #[error("{context}: {source}")]
@@ -78,6 +86,7 @@ impl UpdateError {
             UpdateError::Io { .. } | UpdateError::Transfer(_) => 14,
             UpdateError::NotExecutable(_) | UpdateError::VersionMismatch { .. } => 15,
             UpdateError::NoPrevious(_) => 16,
+            UpdateError::Signature(_) => 17,
         }
     }
 
@@ -95,6 +104,7 @@ impl UpdateError {
             UpdateError::Busy { .. } => UpdateFailure::Busy,
             UpdateError::Transfer(_) => UpdateFailure::Transfer,
             UpdateError::Io { .. } => UpdateFailure::Io,
+            UpdateError::Signature(_) => UpdateFailure::Signature,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! A controller `Update` command on the running daemon: check the offer,
-//! answer at once (`Started`, `Deferred` or `AlreadyInstalled`), then fetch,
-//! verify, wait for the take to end unless forced, install, and restart.
+//! A controller `Update`/`UpdateSigned` command on the running daemon:
+//! check the offer and its release signature, answer at once (`Started`,
+//! `Deferred` or `AlreadyInstalled`), then fetch, verify, wait for the take
+//! to end unless forced, install, and restart. An offer without a
+//! signature is accepted only from a URL, whose signed manifest is fetched
+//! beside it and verified before the artifact is.
 //! Outcomes are events: UpdateDeferred, UpdateInstalled, UpdateFailed
 //! (then UpdateCommitted or UpdateRolledBack from probation).
 
@@ -14,6 +17,7 @@ use rakkr_protocol::{EventBody, FailureCode, UpdateAck, UpdateOffer, UpdateSourc
 use super::UpdateError;
 use super::artifact::{self, Expect, Policy, Verified};
 use super::install::Paths;
+use super::release::{self, Keys, SignedRelease};
 use super::state::{self, Phase, UpdateState};
 use crate::build_info::{TARGET, VERSION};
 use crate::node::Node;
@@ -23,8 +27,43 @@ pub const MAX_ARTIFACT: u64 = 512 << 20;
 
 type Refusal = (FailureCode, String);
 
+/// The release manifest and signature that came with an offer.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub manifest: &'a str,
+    pub signature: &'a str,
+}
+
+/// The release keys this node trusts.
+pub fn keys(node: &Node) -> Keys {
+    Keys::built_in().with_configured(&node.config.update.trusted_keys)
+}
+
+/// Verifies an offer's signature and that the signed release is the
+/// offered one (version, target, and size and hash when given): nothing
+/// is fetched for an offer that fails this.
+fn check_signed(
+    offer: &UpdateOffer,
+    signed: Signed<'_>,
+    keys: &Keys,
+) -> Result<SignedRelease, String> {
+    let r = release::verify(signed.manifest.as_bytes(), signed.signature, keys)
+        .and_then(|r| r.expect_version(&offer.version).map(|()| r))
+        .and_then(|r| r.entry(TARGET).map(|_| ()).map(|()| r))
+        .map_err(|e| e.to_string())?;
+    if artifact::parse_sha256(&offer.sha256).is_some() {
+        r.admit(TARGET, &offer.sha256, offer.size)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(r)
+}
+
 /// Checks the offer and starts the update in the background.
-pub async fn accept(node: &Arc<Node>, offer: &UpdateOffer) -> Result<UpdateAck, Refusal> {
+pub async fn accept(
+    node: &Arc<Node>,
+    offer: &UpdateOffer,
+    signed: Option<Signed<'_>>,
+) -> Result<UpdateAck, Refusal> {
     let invalid = |m: String| Err((FailureCode::InvalidArgument, m));
     if offer.target != TARGET {
         return invalid(format!(
@@ -58,6 +97,19 @@ pub async fn accept(node: &Arc<Node>, offer: &UpdateOffer) -> Result<UpdateAck, 
         Ok(Policy::Install) => {}
         Err(e) => return invalid(e.to_string()),
     }
+    let release = match (signed, from_url) {
+        (Some(s), _) => match check_signed(offer, s, &keys(node)) {
+            Ok(r) => Some(r),
+            Err(m) => return invalid(m),
+        },
+        // Fetched from beside the URL before the artifact (in `run`).
+        (None, true) => None,
+        (None, false) => {
+            return invalid(
+                "unsigned release refused: no release signature came with the update; send UpdateSigned with the release's release-manifest.json and its .minisig".into(),
+            );
+        }
+    };
     {
         let mut active = node.update_active();
         match active.as_ref() {
@@ -83,7 +135,7 @@ pub async fn accept(node: &Arc<Node>, offer: &UpdateOffer) -> Result<UpdateAck, 
     }
     let (node2, offer2) = (node.clone(), offer.clone());
     tokio::spawn(async move {
-        let result = run(&node2, &offer2, deferred).await;
+        let result = run(&node2, &offer2, release, deferred).await;
         *node2.update_active() = None;
         match result {
             Ok(()) => node2.request_restart(),
@@ -119,49 +171,49 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| UpdateError::Transfer(format!("worker failed: {e}")))?
 }
 
-async fn run(node: &Arc<Node>, offer: &UpdateOffer, mut deferred: bool) -> Result<(), UpdateError> {
+async fn run(
+    node: &Arc<Node>,
+    offer: &UpdateOffer,
+    release: Option<SignedRelease>,
+    mut deferred: bool,
+) -> Result<(), UpdateError> {
     let staging = super::dir(&node.config.state_dir).join("staging");
     {
         let staging = staging.clone();
         blocking(move || fresh_dir(&staging)).await?;
     }
     let artifact = staging.join("artifact");
-    tracing::info!(version = %offer.version, size = offer.size, "fetching update");
-    let (digest, sha256) = match &offer.source {
-        UpdateSource::Stream { transfer_id } => (
-            pull_stream(node, transfer_id, offer.size, &artifact).await?,
-            offer.sha256.clone(),
-        ),
+    let release = match (release, &offer.source) {
+        (Some(r), _) => r,
+        (None, UpdateSource::Url { url }) => {
+            let (url, ca, keys) = (url.clone(), node.config.trust.ca_bundle.clone(), keys(node));
+            let r =
+                blocking(move || super::transfer::fetch_release_beside(&url, &ca, &keys)).await?;
+            r.expect_version(&offer.version)?;
+            r
+        }
+        (None, UpdateSource::Stream { .. }) => {
+            return Err(UpdateError::Signature("no release signature".into()));
+        }
+    };
+    tracing::info!(version = %offer.version, size = offer.size, key = %release.key_id, "fetching update (release signature verified)");
+    let digest = match &offer.source {
+        UpdateSource::Stream { transfer_id } => {
+            pull_stream(node, transfer_id, offer.size, &artifact).await?
+        }
         UpdateSource::Url { url } => {
-            let (url, ca, out, given) = (
+            let (url, ca, out) = (
                 url.clone(),
                 node.config.trust.ca_bundle.clone(),
                 artifact.clone(),
-                offer.sha256.clone(),
             );
-            blocking(move || {
-                let sha = if given.is_empty() {
-                    // NOTE: a .sha256 from the same place proves integrity
-                    // only; the HTTPS server's identity is the authenticity.
-                    let text = super::transfer::fetch_text(&format!("{url}.sha256"), &ca)?;
-                    artifact::parse_sha256(&text).ok_or_else(|| {
-                        UpdateError::Transfer(format!("{url}.sha256 holds no SHA-256"))
-                    })?
-                } else {
-                    given
-                };
-                Ok((
-                    super::transfer::fetch_url(&url, &ca, MAX_ARTIFACT, &out)?,
-                    sha,
-                ))
-            })
-            .await?
+            blocking(move || super::transfer::fetch_url(&url, &ca, MAX_ARTIFACT, &out)).await?
         }
     };
     let expect = Expect {
-        sha256: sha256.to_ascii_lowercase(),
+        sha256: artifact::parse_sha256(&offer.sha256),
         size: Some(offer.size),
-        version: Some(offer.version.clone()),
+        release,
     };
     let verified = {
         let staging = staging.clone();

@@ -247,16 +247,46 @@ pub fn fetch_url(
     sink.finish()
 }
 
-/// Fetches a small text (the `.sha256` beside an artifact).
-pub fn fetch_text(url: &str, ca_bundle: &Path) -> Result<String, UpdateError> {
+/// Fetches a small text of at most `max` bytes; `Ok(None)` when the
+/// server says 404 (there is none).
+pub fn fetch_text(url: &str, ca_bundle: &Path, max: usize) -> Result<Option<String>, UpdateError> {
     let agent = https_agent(ca_bundle)?;
-    agent
-        .get(url)
-        .call()
-        .map_err(|e| UpdateError::Transfer(format!("GET {url}: {e}")))?
-        .into_body()
+    let resp = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::StatusCode(404)) => return Ok(None),
+        Err(e) => return Err(UpdateError::Transfer(format!("GET {url}: {e}"))),
+    };
+    resp.into_body()
+        .with_config()
+        .limit(max as u64)
         .read_to_string()
-        .map_err(|e| UpdateError::Transfer(format!("reading {url}: {e}")))
+        .map(Some)
+        .map_err(|e| UpdateError::Transfer(format!("reading {url} (at most {max} bytes): {e}")))
+}
+
+/// The signed release manifest and its signature published beside
+/// `artifact_url` (a release's assets share one directory), verified.
+pub fn fetch_release_beside(
+    artifact_url: &str,
+    ca_bundle: &Path,
+    keys: &super::release::Keys,
+) -> Result<super::release::SignedRelease, UpdateError> {
+    use rakkr_protocol::limits::{RELEASE_MANIFEST_MAX, SIGNATURE_MAX};
+    let dir = artifact_url
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .unwrap_or(artifact_url);
+    let manifest_url = format!("{dir}/release-manifest.json");
+    let sig_url = format!("{manifest_url}.minisig");
+    let unsigned = |what: &str| {
+        UpdateError::Signature(format!(
+            "no {what} beside the artifact (404); an agent installs only signed releases"
+        ))
+    };
+    let manifest = fetch_text(&manifest_url, ca_bundle, RELEASE_MANIFEST_MAX)?
+        .ok_or_else(|| unsigned(&manifest_url))?;
+    let sig = fetch_text(&sig_url, ca_bundle, SIGNATURE_MAX)?.ok_or_else(|| unsigned(&sig_url))?;
+    super::release::verify(manifest.as_bytes(), &sig, keys)
 }
 
 fn https_agent(ca_bundle: &Path) -> Result<ureq::Agent, UpdateError> {

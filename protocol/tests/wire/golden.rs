@@ -691,6 +691,39 @@ fn vectors() -> Vec<Vector> {
                 },
             ),
         ),
+        // Signed releases (appended).
+        agent(
+            "event.update_failed.signature",
+            ev(
+                28,
+                EventBody::UpdateFailed {
+                    version: "2026.11.23-2".into(),
+                    kind: UpdateFailure::Signature,
+                    reason: "unsigned".into(),
+                },
+            ),
+        ),
+        ctl(
+            "command.update_signed",
+            cmd(
+                "c12",
+                CommandBody::UpdateSigned(SignedUpdate {
+                    offer: UpdateOffer {
+                        version: "2026.11.23-2".into(),
+                        target: "x86_64-unknown-linux-musl".into(),
+                        size: 300,
+                        sha256: "ab".repeat(32),
+                        source: UpdateSource::Stream {
+                            transfer_id: "t2".into(),
+                        },
+                        force: false,
+                        allow_downgrade: false,
+                    },
+                    release_manifest: "{\"version\":\"2026.11.23-2\"}\n".into(),
+                    signature: "untrusted comment: x\nRUQ=\n".into(),
+                }),
+            ),
+        ),
     ]
 }
 

@@ -242,8 +242,10 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
 }
 
 /// `update NODE VERSION FILE [force]`: publishes FILE (a release .tar.gz or
-/// a bare binary) and tells the node to stream it; the outcome arrives as
-/// Update* events.
+/// a bare binary) and tells the node to stream it, with the release's
+/// signed manifest from beside FILE (`release-manifest.json` and its
+/// `.minisig`, as `packaging/build-release.sh` leaves them in `dist/`); the
+/// outcome arrives as Update* events.
 async fn push_update(
     handle: &ControllerHandle,
     node: &str,
@@ -261,6 +263,20 @@ async fn push_update(
         .with_context(|| format!("node {node} is not connected"))?
         .hello
         .build_target;
+    let dir = std::path::Path::new(file)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let manifest_path = dir.join("release-manifest.json");
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| {
+            format!(
+                "reading {} (the agent installs only signed releases: keep the release's manifest and .minisig beside the artifact)",
+                p.display()
+            )
+        })
+    };
+    let release_manifest = read(&manifest_path)?;
+    let signature = read(&dir.join("release-manifest.json.minisig"))?;
     let transfer_id = format!("update-{version}-{:08x}", fastrand_u32());
     let offer = rakkr_protocol::UpdateOffer {
         version: version.into(),
@@ -281,7 +297,15 @@ async fn push_update(
         },
     );
     Ok(handle
-        .command(node, CommandBody::Update(offer), Duration::from_secs(30))
+        .command(
+            node,
+            CommandBody::UpdateSigned(rakkr_protocol::SignedUpdate {
+                offer,
+                release_manifest,
+                signature,
+            }),
+            Duration::from_secs(30),
+        )
         .await?)
 }
 
