@@ -8,6 +8,13 @@
 #        (rakkr-recorder-agent-<version>-<target>/rakkr-recorder-agent)
 #   dist/rakkr-recorder-agent-<version>-<target>.tar.gz.sha256  (sha256sum format)
 #   dist/release-manifest.json  (version, git revision, per-target size and hash)
+#   dist/release-manifest.json.minisig  (its minisign signature)
+#
+# Signing (README, "Release keys"): RAKKR_RELEASE_SIGNING_KEY holds the
+# text of the minisign secret key (RAKKR_RELEASE_SIGNING_PASSWORD its
+# password, if it has one). A tagged release must be signed with a key
+# listed in agent/src/update/release-keys.txt; a development build without
+# a key is signed with a throwaway key, which no agent trusts.
 #
 # Installs what it needs on a fresh Debian machine (root or sudo) and is safe
 # to run again: the C libraries are cached under $RAKKR_RELEASE_CACHE
@@ -82,7 +89,12 @@ fi
 # dist/ holds this run's release only (no archive of an earlier version
 # or target beside a manifest that does not list it).
 mkdir -p "$dist"
-rm -f "$dist"/rakkr-recorder-agent-*.tar.gz "$dist"/rakkr-recorder-agent-*.tar.gz.sha256 "$dist/release-manifest.json"
+rm -f "$dist"/rakkr-recorder-agent-*.tar.gz "$dist"/rakkr-recorder-agent-*.tar.gz.sha256 \
+  "$dist/release-manifest.json" "$dist/release-manifest.json.minisig"
+if [ -n "${RAKKR_VERSION:-}" ] && [ -z "${RAKKR_RELEASE_SIGNING_KEY:-}" ]; then
+  echo "release $RAKKR_VERSION must be signed: set RAKKR_RELEASE_SIGNING_KEY (README, \"Release keys\")" >&2
+  exit 2
+fi
 manifest_targets=()
 for t in "${targets[@]}"; do
   triple=$t-unknown-linux-musl
@@ -130,23 +142,46 @@ for t in "${targets[@]}"; do
 done
 
 printf '%s\n' "${manifest_targets[@]}" | python3 -c '
-import json, sys
-version, rev, epoch = sys.argv[1:4]
+import json, os, sys
+version, rev, epoch, dist = sys.argv[1:5]
 targets = {}
 for line in sys.stdin.read().split("\n"):
     if not line: continue
     triple, size, archive_sha, bin_sha, archive = line.split()
     targets[triple] = {"archive": archive, "archiveSha256": archive_sha,
+                       "archiveSize": os.path.getsize(os.path.join(dist, archive)),
                        "binarySize": int(size), "binarySha256": bin_sha}
 json.dump({"version": version, "gitRevision": rev, "sourceDateEpoch": int(epoch),
            "targets": targets}, sys.stdout, indent=2, sort_keys=True)
-print()' "$version" "$full_rev" "$SOURCE_DATE_EPOCH" > "$dist/release-manifest.json"
+print()' "$version" "$full_rev" "$SOURCE_DATE_EPOCH" "$dist" > "$dist/release-manifest.json"
+
+# --- 4b. Sign the manifest (the agent installs only signed releases) -------
+log "sign the release manifest"
+signer=$("$root/packaging/lib/sign-manifest.sh" "$dist/release-manifest.json" "$version" "$full_rev" \
+  "$root/agent/src/update/release-keys.txt" "${RAKKR_VERSION:+release}")
 
 # --- 5. Smoke checks ------------------------------------------------------
 if [ "$check" = 1 ]; then
   for t in "${targets[@]}"; do
     "$root/packaging/lib/smoke.sh" "$root/target/release-musl/$t-unknown-linux-musl/release/rakkr-recorder-agent" "$t"
   done
+  # A release build trusts only its built-in release keys: a development
+  # build's throwaway signature is refused (exit 17), even with that key in
+  # update.trusted_keys, before anything is unpacked.
+  native=$(uname -m)
+  if [ -z "${RAKKR_VERSION:-}" ] && [[ " ${targets[*]} " == *" $native "* ]]; then
+    state=$(mktemp -d)
+    rc=0
+    out=$(RAKKR_STATE_DIR=$state RAKKR_CONFIG=/dev/null RAKKR_UPDATE_TRUSTED_KEYS=$signer \
+      "$root/target/release-musl/$native-unknown-linux-musl/release/rakkr-recorder-agent" update apply \
+      --artifact "$dist/rakkr-recorder-agent-$version-$native-unknown-linux-musl.tar.gz" 2>&1) || rc=$?
+    rm -rf "$state"
+    if [ "$rc" != 17 ] || [[ "$out" != *"does not trust"* ]]; then
+      echo "the release build did not refuse a throwaway-signed release (exit $rc): $out" >&2
+      exit 1
+    fi
+    echo "ok: the release build refuses a release signed by a key it does not build in (exit 17)" >&2
+  fi
 fi
 log "done: $dist"
 ls -l "$dist" >&2

@@ -10,6 +10,7 @@ pkgs=(
   patch flac                             # our FFmpeg patches; flac -t checks what the build writes
   python3-venv                           # zig and cargo-zigbuild from PyPI
   qemu-user-static                       # runs the aarch64 binary for its smoke check
+  minisign                               # signs the release manifest
 )
 . "$(dirname "$0")/apt.sh"
 apt_install "${pkgs[@]}"
