@@ -53,7 +53,7 @@ pub struct Node {
     commands: Mutex<CommandLog>,
     /// Commands run one at a time (a repeated id waits for the first to
     /// finish, then gets its result), off the link loop.
-    serial: tokio::sync::Mutex<()>,
+    pub(crate) serial: tokio::sync::Mutex<()>,
     /// Signalled whenever an event is appended.
     pub new_events: Notify,
     pub status: watch::Sender<LinkStatus>,

@@ -196,6 +196,10 @@ async fn run(
             return Err(UpdateError::Signature("no release signature".into()));
         }
     };
+    // NOTE: first let the command that started this update finish (its
+    // result recorded and handed to the link): a fast transfer could
+    // otherwise outrun the reply, and a link cut mid-transfer lose it.
+    drop(node.serial.lock().await);
     tracing::info!(version = %offer.version, size = offer.size, key = %release.key_id, "fetching update (release signature verified)");
     let digest = match &offer.source {
         UpdateSource::Stream { transfer_id } => {
