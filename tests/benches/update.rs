@@ -48,6 +48,22 @@ async fn main() {
     )
     .unwrap();
     let sha = sha256_hex(&artifact);
+    // A signed release listing it (update apply installs only those).
+    let key = rakkr_e2e::update::ReleaseKey::new();
+    let version = String::from_utf8_lossy(
+        &Command::new(&agent)
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_owned();
+    let target = rakkr_e2e::agent::target_of(&agent);
+    let manifest = rakkr_e2e::update::release_manifest(&version, &target, &agent, &artifact);
+    rakkr_e2e::update::signed_manifest(&key, tmp.path(), artifact.clone(), manifest);
     let (mut ours, mut reference) = (Vec::new(), Vec::new());
     for i in 0..5 {
         let dir = tmp.path().join(format!("bin{i}"));
@@ -58,6 +74,7 @@ async fn main() {
             .env_clear()
             .env("RAKKR_CONFIG", "/dev/null")
             .env("RAKKR_STATE_DIR", &state)
+            .env("RAKKR_UPDATE_TRUSTED_KEYS", key.public())
             .args([
                 "update",
                 "apply",
@@ -92,7 +109,7 @@ async fn main() {
     }
     let (o, r) = (median(ours), median(reference));
     println!(
-        "verify+install: {:.1} MiB artifact, update apply median {:.1} ms (hash, ELF check, --version run, install, fsyncs); sha256sum+install+sync {:.1} ms; ratio {:.2}x",
+        "verify+install: {:.1} MiB artifact, update apply median {:.1} ms (signature, hash, ELF check, --version run, install, fsyncs); sha256sum+install+sync {:.1} ms; ratio {:.2}x",
         bytes.len() as f64 / (1 << 20) as f64,
         o.as_secs_f64() * 1e3,
         r.as_secs_f64() * 1e3,

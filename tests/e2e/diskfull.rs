@@ -51,6 +51,13 @@ fn wav(id: &str) -> CommandBody {
     })
 }
 
+/// A file to list as the release archive (only its hash and size matter).
+fn listed_archive(tmp: &tempfile::TempDir) -> std::path::PathBuf {
+    let p = tmp.path().join("archive.tar.gz");
+    std::fs::write(&p, b"an archive").unwrap();
+    p
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
     let tmp = tempfile::tempdir().unwrap();
@@ -60,7 +67,7 @@ async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
     let Rig {
         ctl,
         mut agent,
-        _feeder,
+        feeder,
         ..
     } = recording_node(
         tmp.path(),
@@ -109,7 +116,8 @@ async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
     let m: serde_json::Value = serde_json::from_str(&manifest_json).unwrap();
     assert_eq!(m["status"], "stopped");
     // Every file closed, readable and bit-exact.
-    let frames = rakkr_e2e::takecheck::check_content(&rec.join("full"), &m);
+    let frames =
+        rakkr_e2e::takecheck::check_content(&rec.join("full"), &m, &crate::takes::drops(&feeder));
     assert!(frames > 48_000, "{frames}");
     assert!(low.is_some(), "a DiskLow event came first");
     assert!(agent.is_running(), "the agent lives on");
@@ -279,10 +287,17 @@ async fn the_daemon_survives_a_disk_filled_from_outside_and_records_again_when_s
     // Space comes back: it records again.
     std::fs::remove_file(&filler).unwrap();
     crate::takes::started(&h, wav("second")).await;
-    // While a take records, an update is refused with its own code (13).
+    // While a take records, a signed update is refused with its own code (13).
     let junk = tmp.path().join("junk");
     std::fs::write(&junk, b"not an agent").unwrap();
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"not an agent"));
+    let key = rakkr_e2e::update::ReleaseKey::shared();
+    let target = rakkr_e2e::agent::target_of(&rakkr_e2e::agent_bin());
+    let m =
+        rakkr_e2e::update::release_manifest("2099.01.01-1", &target, &listed_archive(&tmp), &junk);
+    rakkr_e2e::update::signed_manifest(key, tmp.path(), junk.clone(), m);
+    let mut env = env.clone();
+    env.insert("RAKKR_UPDATE_TRUSTED_KEYS".into(), key.public().into());
     let busy = rakkr_e2e::agent::run_agent(
         &[
             "update",

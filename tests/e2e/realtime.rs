@@ -188,16 +188,28 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
         "the outage lasted over 3 s: {gap} frames"
     );
     // Each segment holds the signal without holes (the feeder restarted its
-    // counter with the server, so segments are checked one by one).
+    // counter with the server, so segments are checked one by one) but
+    // for what the device itself dropped: on a busy machine the JACK server
+    // can miss a cycle (an xrun it reports, which the ALSA jack plugin
+    // never tells its reader) or not run the feeder for one. Such a hole
+    // is the device's; any hole beyond what it reported is the agent's.
+    let device = jack.drops();
+    let mut holes = Vec::new();
     for f in files {
         let path = std::path::Path::new(&take.dir).join(f["file"].as_str().unwrap());
-        let holes: Vec<_> = discontinuity(&path)
-            .into_iter()
-            .filter(|h| h.1 >= 1024 && h.1 < 1 << 17)
-            .collect();
-        assert!(holes.is_empty(), "{}: {holes:?}", path.display());
+        holes.extend(
+            discontinuity(&path)
+                .into_iter()
+                .filter(|h| h.1 < 1 << 17)
+                .map(|h| (f["file"].as_str().unwrap().to_owned(), h)),
+        );
         assert!(f["samples"].as_u64().unwrap() > 24_000);
     }
+    let excused = device.xruns + device.skipped.div_ceil(256);
+    assert!(
+        holes.len() as u64 <= excused,
+        "holes the device did not report: {holes:?} (device: {device:?})"
+    );
     drop(jack);
     ctl.shutdown().await;
 }

@@ -244,6 +244,6 @@ fn records_without_alsa_lib_configuration_files() {
         serde_json::from_slice(&std::fs::read(out_dir.join("t-noconf/manifest.json")).unwrap())
             .unwrap();
     assert_eq!(m["frames"], 24_000);
-    let frames = rakkr_e2e::takecheck::check_content(&out_dir.join("t-noconf"), &m);
+    let frames = rakkr_e2e::takecheck::check_content(&out_dir.join("t-noconf"), &m, &[]);
     assert_eq!(frames, 24_000);
 }

@@ -308,7 +308,7 @@ async fn rotation_during_a_take_leaves_its_audio_bit_exact() {
     use crate::takes::{NODE, Rig, recording_node, start, started, stopped};
     let tmp = tempfile::tempdir().unwrap();
     let Rig {
-        _feeder,
+        feeder,
         pki,
         ctl,
         agent,
@@ -330,7 +330,11 @@ async fn rotation_during_a_take_leaves_its_audio_bit_exact() {
     assert_eq!(m["status"], "complete");
     assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");
     assert_eq!(m["xruns"], 0, "{m}");
-    let frames = rakkr_e2e::takecheck::check_content(Path::new(&take.dir), &m);
+    let frames = rakkr_e2e::takecheck::check_content(
+        Path::new(&take.dir),
+        &m,
+        &crate::takes::drops(&feeder),
+    );
     assert_eq!(frames, m["frames"].as_u64().unwrap());
     assert!(
         frames >= 96_000,

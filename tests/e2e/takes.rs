@@ -73,12 +73,20 @@ pub(crate) async fn stopped(
 /// A controller and the real agent daemon recording from the paced
 /// 32-channel FIFO device, connected and with its device open.
 pub(crate) struct Rig {
-    pub _feeder: Option<PacedFeeder>,
+    pub feeder: Option<PacedFeeder>,
     pub jack: Option<rakkr_e2e::jack::JackDevice>,
     pub pki: TestPki,
     pub store: std::path::PathBuf,
     pub ctl: Controller,
     pub agent: AgentProcess,
+}
+
+/// What the paced device dropped so far (none for JACK or no device).
+pub(crate) fn drops(feeder: &Option<PacedFeeder>) -> Vec<std::ops::Range<u64>> {
+    feeder
+        .as_ref()
+        .map(|f| f.drops().ranges())
+        .unwrap_or_default()
 }
 
 pub(crate) async fn recording_node(tmp: &std::path::Path, extra: &[(&str, &str)]) -> Rig {
@@ -115,7 +123,7 @@ pub(crate) async fn recording_node_on(
     } = recording_setup(tmp, extra, jack).await;
     let agent = spawn_recording(&ctl, &mut events, &env).await;
     Rig {
-        _feeder: feeder,
+        feeder,
         jack: jack_dev,
         pki,
         store,
@@ -255,7 +263,7 @@ pub(crate) async fn recording_setup(
 async fn controller_drives_a_take_that_survives_a_controller_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let Rig {
-        _feeder,
+        feeder,
         pki,
         store,
         ctl,
@@ -325,7 +333,8 @@ async fn controller_drives_a_take_that_survives_a_controller_crash() {
     assert_eq!(m["status"], "complete");
     assert_eq!(m["markers"][0]["label"], "doors");
     assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");
-    let frames = rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m);
+    let frames =
+        rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m, &drops(&feeder));
     assert_eq!(frames, m["frames"].as_u64().unwrap());
     assert!(
         frames >= 120_000,
@@ -404,7 +413,7 @@ fn check_levels(levels: &[(u16, f32, bool)]) {
 async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
     let tmp = tempfile::tempdir().unwrap();
     let Rig {
-        _feeder,
+        feeder: _feeder,
         ctl,
         mut agent,
         ..
@@ -468,7 +477,7 @@ async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
 async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
     let tmp = tempfile::tempdir().unwrap();
     let Rig {
-        _feeder,
+        feeder,
         ctl,
         mut agent,
         ..
@@ -500,7 +509,8 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
         "the first 4 channels"
     );
     // Pre-roll and live audio join without a seam: the signal is continuous.
-    let frames = rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m);
+    let frames =
+        rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m, &drops(&feeder));
     assert!(frames > 48_000 + 24_000, "{frames}");
     assert!(agent.terminate(T).is_some_and(|s| s.success()));
     ctl.shutdown().await;

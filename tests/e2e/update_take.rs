@@ -17,7 +17,7 @@ use crate::update::{connected, event};
 
 struct TakeRig {
     _tmp: tempfile::TempDir,
-    _feeder: Option<PacedFeeder>,
+    feeder: Option<PacedFeeder>,
     ctl: Controller,
     h: ControllerHandle,
     events: broadcast::Receiver<ControllerEvent>,
@@ -83,7 +83,7 @@ async fn recording(take_id: &str, force: bool) -> TakeRig {
     TakeRig {
         release,
         _tmp: tmp,
-        _feeder: feeder,
+        feeder,
         ctl,
         h,
         events,
@@ -155,7 +155,7 @@ async fn an_update_during_a_take_waits_for_it_and_the_audio_is_bit_exact() {
     );
     let m = takes::stopped(&r.h, "show-u").await;
     assert_eq!(m["status"], "complete");
-    let frames = rakkr_e2e::takecheck::check_content(&r.dir, &m);
+    let frames = rakkr_e2e::takecheck::check_content(&r.dir, &m, &crate::takes::drops(&r.feeder));
     assert!(frames > 48_000 * 3, "{frames} frames");
     // Then the update goes in.
     r.installed().await;
@@ -194,7 +194,8 @@ async fn a_forced_update_during_a_take_closes_it_cleanly_first() {
         serde_json::from_slice(&std::fs::read(r.dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(on_disk, m);
     assert_eq!(m["status"], "stopped");
-    let frames = rakkr_e2e::takecheck::check_content(Path::new(&r.dir), &m);
+    let frames =
+        rakkr_e2e::takecheck::check_content(Path::new(&r.dir), &m, &crate::takes::drops(&r.feeder));
     assert!(frames > 48_000 / 2, "{frames} frames");
     drop(r.ctl);
 }

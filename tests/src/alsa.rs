@@ -68,11 +68,36 @@ pub fn write_x32_signal(path: &Path, channels: usize, frames: u64) {
 /// test must use the same period (`RAKKR_CAPTURE_BUFFER_FRAMES`). The FIFO
 /// is opened `O_RDWR` so that opening and closing the device during
 /// enumeration neither blocks nor breaks the pipe. Like a console the
-/// feeder never waits: frames nobody read in time are gone and the signal
-/// carries on at the current position, so gaps show in the content.
+/// feeder never waits: when its buffer (the pipe, [`MAX_QUEUED`] periods)
+/// is full, the frames due now are never written and the signal carries on
+/// at the current position, so gaps show in the content — and each is
+/// recorded in the device's [`DropLog`], so a test can tell audio the
+/// device dropped (a reader late on a busy machine) from audio the agent
+/// lost. NOTE: the feeder never reads the pipe itself (an old version
+/// emptied it, racing the reader's reads and splitting periods).
 /// See: ../shared/notes/alsa-test-device.md
+/// What a simulated device dropped: ranges `[start, end)` of signal
+/// frames it never delivered, in order, adjacent ranges merged.
+#[derive(Debug, Clone, Default)]
+pub struct DropLog(std::sync::Arc<std::sync::Mutex<Vec<std::ops::Range<u64>>>>);
+
+impl DropLog {
+    pub fn push(&self, r: std::ops::Range<u64>) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match v.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => v.push(r),
+        }
+    }
+
+    pub fn ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[derive(Debug)]
 pub struct PacedFeeder {
+    drops: DropLog,
     fed: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -122,7 +147,8 @@ impl PacedFeeder {
             .expect("growing the pipe") as usize;
         let fed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (f, s) = (fed.clone(), stop.clone());
+        let drops = DropLog::default();
+        let (f, s, d) = (fed.clone(), stop.clone(), drops.clone());
         let chunk_bytes = period as usize * channels * 4;
         assert!(chunk_bytes <= size, "a period must fit in the pipe");
         let thread = std::thread::spawn(move || {
@@ -133,13 +159,11 @@ impl PacedFeeder {
                 let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
                 while n + period <= due {
                     if queued(&pipe) + chunk_bytes > MAX_QUEUED_PERIODS * chunk_bytes {
-                        // Nobody is reading (the agent is not running or
-                        // stalled): like a console's hardware buffer, the
-                        // oldest audio is lost. Empty the pipe so that a
-                        // reader starting now gets current, continuous audio.
-                        let mut sink = vec![0u8; size];
-                        while matches!(std::io::Read::read(&mut pipe, &mut sink), Ok(k) if k > 0) {}
-                        n = due / period * period;
+                        // Nobody read in time (the agent is not running,
+                        // or late): what is due now is lost, and logged.
+                        let to = due / period * period;
+                        d.push(n..to);
+                        n = to;
                         break;
                     }
                     chunk.clear();
@@ -157,6 +181,7 @@ impl PacedFeeder {
             }
         });
         Self {
+            drops,
             fed,
             stop,
             thread: Some(thread),
@@ -168,6 +193,11 @@ impl PacedFeeder {
     /// the pipe may hold up to `MAX_QUEUED_PERIODS` periods not yet read.
     pub fn fed(&self) -> u64 {
         self.fed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// What it dropped so far (a live view).
+    pub fn drops(&self) -> DropLog {
+        self.drops.clone()
     }
 }
 

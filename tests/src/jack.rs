@@ -31,9 +31,21 @@ pub const PERIOD: u32 = 256;
 /// Server names in the pool; JACK's registry holds 8 servers.
 pub const SLOTS: usize = 8;
 
+/// What the device itself dropped, as its feeder reports it (cumulative
+/// across server restarts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceDrops {
+    /// Xruns the JACK server reported (a cycle it could not complete).
+    pub xruns: u64,
+    /// Frames of cycles the feeder was not run for.
+    pub skipped: u64,
+}
+
 #[derive(Debug)]
 pub struct JackDevice {
     pub server: String,
+    /// Drops reported by the feeders of earlier servers, and the current one.
+    drops: std::sync::Arc<std::sync::Mutex<(DeviceDrops, DeviceDrops)>>,
     /// The slot's lock, held while the device lives.
     _slot: std::fs::File,
     feeder_bin: PathBuf,
@@ -73,6 +85,7 @@ impl JackDevice {
         let (server, slot) = claim_slot();
         let mut d = Self {
             server,
+            drops: Default::default(),
             _slot: slot,
             feeder_bin: feeder_bin.to_owned(),
             jackd: None,
@@ -118,11 +131,33 @@ impl JackDevice {
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting rakkr-jack-feeder");
+        let mut out = std::io::BufReader::new(feeder.stdout.take().expect("stdout"));
         let mut line = String::new();
-        std::io::BufReader::new(feeder.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("feeder output");
+        out.read_line(&mut line).expect("feeder output");
         assert_eq!(line.trim(), "feeding", "the feeder did not start");
+        // NOTE: what an earlier server's feeder reported stays counted.
+        {
+            let mut d = self.drops.lock().unwrap_or_else(|p| p.into_inner());
+            d.0.xruns += d.1.xruns;
+            d.0.skipped += d.1.skipped;
+            d.1 = DeviceDrops::default();
+        }
+        let drops = self.drops.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let field = |k: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(k))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                };
+                let now = DeviceDrops {
+                    xruns: field("xruns="),
+                    skipped: field("skipped="),
+                };
+                drops.lock().unwrap_or_else(|p| p.into_inner()).1 = now;
+            }
+        });
         self.feeder = Some(feeder);
     }
 
@@ -173,6 +208,16 @@ impl JackDevice {
         stop(&mut jackd, nix::sys::signal::Signal::SIGKILL);
         let text = std::fs::read_to_string(log).unwrap_or_default();
         Err(format!("no answer in 120 s: {}", text.trim()))
+    }
+
+    /// What the device dropped so far (the JACK server's xruns and the
+    /// feeder's missed cycles): audio lost before the agent could read it.
+    pub fn drops(&self) -> DeviceDrops {
+        let d = self.drops.lock().unwrap_or_else(|p| p.into_inner());
+        DeviceDrops {
+            xruns: d.0.xruns + d.1.xruns,
+            skipped: d.0.skipped + d.1.skipped,
+        }
     }
 
     /// Stops the feeder and the server: the device disappears.

@@ -378,7 +378,7 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     // The ALSA test device: 32 channels at 48 kHz fed in real time.
     let fifo = tmp.path().join("x32.fifo");
-    let _feeder =
+    let feeder =
         rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(120));
     let alsa_config = rakkr_e2e::alsa::x32_config_for(tmp.path(), &fifo);
     let pki = tmp.path().join("pki");
@@ -476,7 +476,7 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     .await
     .context("the note's event did not arrive")?;
     println!("7. the controller records a 4 s take from the ALSA test device:");
-    rakkr_e2e::demo::record_take(&handle, &hello.node_id, "demo-take", 4).await?;
+    rakkr_e2e::demo::record_take(&handle, &hello.node_id, "demo-take", 4, &feeder.drops()).await?;
     if let Some(pid) = child.id() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
