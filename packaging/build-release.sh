@@ -26,7 +26,7 @@
 # else a development build (<cargo version>+<git rev>, said in --version).
 #
 # Usage: packaging/build-release.sh [--target x86_64|aarch64]... [--no-check]
-# Why each tool: see ../shared/notes/static-build.md (std from Debian's
+# Why each tool: see docs/static-build.md (std from Debian's
 # rustc-web sources with -Zbuild-std, zig as C compiler and linker).
 set -euo pipefail
 

@@ -4,7 +4,7 @@
 //!
 //! Development builds (`<cargo version>+<git rev>`) have no calendar
 //! version; they are never newer than anything.
-//! See: ../shared/notes/field-lessons.md, "Versions".
+//! See: docs/controller-contract.md, "Versions".
 
 use std::cmp::Ordering;
 

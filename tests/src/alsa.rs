@@ -1,4 +1,4 @@
-//! ALSA test devices without sound hardware (see shared/notes/alsa-test-device.md).
+//! ALSA test devices without sound hardware (see docs/test-devices.md).
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -75,7 +75,7 @@ pub fn write_x32_signal(path: &Path, channels: usize, frames: u64) {
 /// device dropped (a reader late on a busy machine) from audio the agent
 /// lost. NOTE: the feeder never reads the pipe itself (an old version
 /// emptied it, racing the reader's reads and splitting periods).
-/// See: ../shared/notes/alsa-test-device.md
+/// See: docs/test-devices.md
 /// What a simulated device dropped: ranges `[start, end)` of signal
 /// frames it never delivered, in order, adjacent ranges merged.
 #[derive(Debug, Clone, Default)]

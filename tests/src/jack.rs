@@ -1,4 +1,4 @@
-//! The real-time test device (tier 2 of shared/notes/alsa-test-device.md):
+//! The real-time test device (tier 2 of docs/test-devices.md):
 //! JACK's dummy backend running at 48 kHz, our feeder client
 //! (`rakkr-jack-feeder`) putting the known x32 signal on 32 ports, and the
 //! ALSA `jack` PCM (`x32jack`) that turns them into a capture device —

@@ -1,4 +1,4 @@
-//! The controller's node inventory shape (shared/reference/controller-shapes.md)
+//! The controller's node inventory shape (docs/controller-contract.md)
 //! as a typed check: every key, type and constraint the controller validates.
 //! Extra keys are allowed (ours is a superset).
 

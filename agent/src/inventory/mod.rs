@@ -1,5 +1,5 @@
 //! The node inventory: a superset of the controller's node inventory shape
-//! (camelCase keys, see `shared/reference/controller-shapes.md`), plus our
+//! (camelCase keys, see `docs/controller-contract.md`), plus our
 //! own keys (build, audio devices, storage, trust, controller). Building it
 //! never writes anything and works without config, trust, audio or network.
 

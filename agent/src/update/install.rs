@@ -11,7 +11,7 @@
 //! rename, so `.previous` is always whole) → rename the temp file over the
 //! installed path → fsync `<dir>`. Renaming over a running binary is fine
 //! (copying over it fails with "text file busy").
-//! See: ../shared/notes/field-lessons.md, "Self-update".
+//! See: docs/controller-contract.md, "Lessons from the field about self-update".
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
