@@ -26,6 +26,9 @@
 # else a development build (<cargo version>+<git rev>, said in --version).
 #
 # Usage: packaging/build-release.sh [--target x86_64|aarch64]... [--no-check]
+# Building one target keeps the other target's archive of the same version
+# and revision in dist/ and in the manifest (build x86_64, then aarch64,
+# and the manifest lists both).
 # Why each tool: see docs/static-build.md (std from Debian's
 # rustc-web sources with -Zbuild-std, zig as C compiler and linker).
 set -euo pipefail
@@ -39,7 +42,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --target) targets+=("$2"); shift 2 ;;
     --no-check) check=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -86,11 +89,24 @@ else
   echo "no agent-v* tag on HEAD and no RAKKR_VERSION: development build $version" >&2
 fi
 
-# dist/ holds this run's release only (no archive of an earlier version
-# or target beside a manifest that does not list it).
+# dist/ holds one version. Building some targets keeps the other targets'
+# archives of the same version (and their manifest entries, see below);
+# archives of another version are removed, and the script says so.
 mkdir -p "$dist"
-rm -f "$dist"/rakkr-recorder-agent-*.tar.gz "$dist"/rakkr-recorder-agent-*.tar.gz.sha256 \
-  "$dist/release-manifest.json" "$dist/release-manifest.json.minisig"
+for old in "$dist"/rakkr-recorder-agent-*.tar.gz; do
+  [ -e "$old" ] || continue
+  name=$(basename "$old")
+  keep=0
+  case "$name" in rakkr-recorder-agent-"$version"-*.tar.gz) keep=1 ;; esac
+  for t in "${targets[@]}"; do
+    [ "$name" != "rakkr-recorder-agent-$version-$t-unknown-linux-musl.tar.gz" ] || keep=0
+  done
+  if [ "$keep" = 0 ]; then
+    case "$name" in rakkr-recorder-agent-"$version"-*) ;; *) echo "removing $name (another version)" >&2 ;; esac
+    rm -f "$old" "$old.sha256"
+  fi
+done
+rm -f "$dist/release-manifest.json.minisig"
 if [ -n "${RAKKR_VERSION:-}" ] && [ -z "${RAKKR_RELEASE_SIGNING_KEY:-}" ]; then
   echo "release $RAKKR_VERSION must be signed: set RAKKR_RELEASE_SIGNING_KEY (README, \"Release keys\")" >&2
   exit 2
@@ -142,18 +158,38 @@ for t in "${targets[@]}"; do
 done
 
 printf '%s\n' "${manifest_targets[@]}" | python3 -c '
-import json, os, sys
+import hashlib, json, os, sys
 version, rev, epoch, dist = sys.argv[1:5]
 targets = {}
+# Targets built earlier for this version and revision whose archives are
+# still here, unchanged, stay listed.
+try:
+    old = json.load(open(os.path.join(dist, "release-manifest.json")))
+except (OSError, ValueError):
+    old = {}
+if old.get("version") == version and old.get("gitRevision") == rev:
+    for triple, e in old.get("targets", {}).items():
+        path = os.path.join(dist, e.get("archive", ""))
+        if os.path.isfile(path) and hashlib.sha256(open(path, "rb").read()).hexdigest() == e.get("archiveSha256"):
+            targets[triple] = e
+            print(f"keeping {triple} from the earlier build", file=sys.stderr)
 for line in sys.stdin.read().split("\n"):
     if not line: continue
     triple, size, archive_sha, bin_sha, archive = line.split()
     targets[triple] = {"archive": archive, "archiveSha256": archive_sha,
                        "archiveSize": os.path.getsize(os.path.join(dist, archive)),
                        "binarySize": int(size), "binarySha256": bin_sha}
+listed = {e["archive"] for e in targets.values()}
+for name in os.listdir(dist):
+    if name.startswith("rakkr-recorder-agent-") and name.endswith(".tar.gz") and name not in listed:
+        print(f"removing {name} (not part of this release)", file=sys.stderr)
+        for p in (name, name + ".sha256"):
+            if os.path.exists(os.path.join(dist, p)):
+                os.remove(os.path.join(dist, p))
 json.dump({"version": version, "gitRevision": rev, "sourceDateEpoch": int(epoch),
            "targets": targets}, sys.stdout, indent=2, sort_keys=True)
-print()' "$version" "$full_rev" "$SOURCE_DATE_EPOCH" "$dist" > "$dist/release-manifest.json"
+print()' "$version" "$full_rev" "$SOURCE_DATE_EPOCH" "$dist" > "$dist/release-manifest.json.new"
+mv "$dist/release-manifest.json.new" "$dist/release-manifest.json"
 
 # --- 4b. Sign the manifest (the agent installs only signed releases) -------
 log "sign the release manifest"
