@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::ControllerHandle;
 use anyhow::{Context, bail};
-use rakkr_protocol::controller::ControllerHandle;
 use rakkr_protocol::{CommandBody, Outcome, Reply, StartTake, TakeFormat};
 
 const T: Duration = Duration::from_secs(10);
@@ -25,7 +25,7 @@ pub async fn record_take(
     node: &str,
     take_id: &str,
     seconds: u64,
-    drops: &crate::alsa::DropLog,
+    drops: &crate::sim::DropLog,
 ) -> anyhow::Result<()> {
     let mut device = String::new();
     for _ in 0..100 {
@@ -114,7 +114,7 @@ pub async fn record_take(
     }
     println!("   manifest: {}/manifest.json", take.dir);
     let frames =
-        crate::takecheck::check_content(std::path::Path::new(&take.dir), &m, &drops.ranges());
+        crate::sim::check::check_content(std::path::Path::new(&take.dir), &m, &drops.ranges());
     println!("   decoded every file: all 32 channels match the test signal ({frames} frames each)");
     Ok(())
 }

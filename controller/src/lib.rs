@@ -1,5 +1,8 @@
 //! The reference controller: the server end of the link as a library. Tests,
-//! benchmarks and the `rakkr-controller` demo binary drive agents with it.
+//! benchmarks and the `rakkr-controller` binary drive agents with it. Also
+//! its server TLS configuration ([`tls`], with the expired-certificate
+//! grace for renewal), a simulated console for demos and tests ([`sim`]),
+//! and the demo ([`demo`]). The node binary never links any of it.
 //!
 //! Threads: one tokio task accepts connections; one task per connection runs
 //! its session ([`session`]). Shared state (connected nodes, pending command
@@ -7,11 +10,13 @@
 //! follow everything through a broadcast of [`ControllerEvent`]s.
 
 mod counting;
+pub mod demo;
 pub mod grace;
-#[cfg(feature = "devcerts")]
 pub mod renewal;
 mod session;
+pub mod sim;
 pub mod store;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use counting::Counters;
 pub use store::{Accepted, EventStore, StoredEvent};
 
-use crate::message::{
+use rakkr_protocol::message::{
     Command, CommandBody, CommandResult, ControllerMsg, Event, GoodbyeReason, Hello, MeterFrame,
     Reject, VersionRange,
 };
@@ -38,7 +43,7 @@ use crate::message::{
 pub struct ControllerConfig {
     pub listen: SocketAddr,
     pub tls: Arc<rustls::ServerConfig>,
-    /// Protocol versions offered (normally [`crate::version::SUPPORTED`]).
+    /// Protocol versions offered (normally [`rakkr_protocol::version::SUPPORTED`]).
     pub versions: VersionRange,
     /// Heartbeat interval announced in Welcome.
     pub heartbeat: Duration,
@@ -55,7 +60,7 @@ impl ControllerConfig {
         Self {
             listen,
             tls,
-            versions: crate::version::SUPPORTED,
+            versions: rakkr_protocol::version::SUPPORTED,
             heartbeat: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
             store: None,
@@ -145,7 +150,7 @@ pub enum ControllerEvent {
     },
 }
 
-/// An artifact the controller serves to agents that [`Fetch`](crate::Fetch) it.
+/// An artifact the controller serves to agents that [`Fetch`](rakkr_protocol::Fetch) it.
 #[derive(Debug, Clone)]
 pub struct Artifact {
     pub bytes: Arc<Vec<u8>>,
@@ -437,7 +442,7 @@ impl ControllerHandle {
     }
 
     /// Serves `artifact` under `transfer_id` to any node that fetches it
-    /// (an [`UpdateSource::Stream`](crate::UpdateSource) names it).
+    /// (an [`UpdateSource::Stream`](rakkr_protocol::UpdateSource) names it).
     pub fn publish_artifact(&self, transfer_id: &str, artifact: Artifact) {
         lock(&self.shared.artifacts).insert(transfer_id.to_owned(), artifact);
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent, ControllerHandle};
+use rakkr_controller::{Controller, ControllerConfig, ControllerEvent, ControllerHandle};
 use rakkr_protocol::tls::{self, Identity};
 use rakkr_protocol::{CommandBody, Outcome, Reply, VersionRange};
 use tokio::io::AsyncBufReadExt;
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
 
 fn dev_certs(out: &Path, nodes: &[String]) -> anyhow::Result<()> {
     let ids: Vec<&str> = nodes.iter().map(String::as_str).collect();
-    rakkr_protocol::devcerts::write_dev_pki(out, &ids)
+    rakkr_devpki::write_dev_pki(out, &ids)
         .with_context(|| format!("writing dev PKI to {}", out.display()))?;
     println!(
         "wrote {}/ca.pem, controller/ and nodes/{{{}}}/",
@@ -291,7 +291,7 @@ async fn push_update(
     };
     handle.publish_artifact(
         &transfer_id,
-        rakkr_protocol::controller::Artifact {
+        rakkr_controller::Artifact {
             bytes: std::sync::Arc::new(bytes),
             cut_at: None,
         },
@@ -379,10 +379,10 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     // The ALSA test device: 32 channels at 48 kHz fed in real time.
     let fifo = tmp.path().join("x32.fifo");
     let feeder =
-        rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(120));
-    let alsa_config = rakkr_e2e::alsa::x32_config_for(tmp.path(), &fifo);
+        rakkr_controller::sim::PacedFeeder::start(&fifo, 32, 48_000, 512, Duration::from_secs(120));
+    let alsa_config = rakkr_controller::sim::x32_config_for(tmp.path(), &fifo);
     let pki = tmp.path().join("pki");
-    rakkr_protocol::devcerts::write_dev_pki(&pki, &["demo-node"])?;
+    rakkr_devpki::write_dev_pki(&pki, &["demo-node"])?;
     println!("1. development PKI written to {}", pki.display());
     let mut cfg = ControllerConfig::new("127.0.0.1:0".parse()?, server_tls(&pki)?);
     cfg.heartbeat = Duration::from_secs(2);
@@ -476,7 +476,8 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     .await
     .context("the note's event did not arrive")?;
     println!("7. the controller records a 4 s take from the ALSA test device:");
-    rakkr_e2e::demo::record_take(&handle, &hello.node_id, "demo-take", 4, &feeder.drops()).await?;
+    rakkr_controller::demo::record_take(&handle, &hello.node_id, "demo-take", 4, &feeder.drops())
+        .await?;
     if let Some(pid) = child.id() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),

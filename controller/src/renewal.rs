@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::devcerts::{Ca, Validity};
+use rakkr_devpki::{Ca, Validity};
 
 /// What the controller does wrong when asked to renew (tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::counting::{Counters, Counting};
 use super::{ControllerEvent, NodeEntry, NodeInfo, Outgoing, Shared, lock};
-use crate::frame::FrameCodec;
-use crate::liveness::{Due, Liveness};
-use crate::message::{
+use crate::store::Accepted;
+use rakkr_protocol::frame::FrameCodec;
+use rakkr_protocol::liveness::{Due, Liveness};
+use rakkr_protocol::message::{
     Ack, AgentMsg, Chunk, ControllerMsg, Fetch, Goodbye, GoodbyeReason, Hello, MAX_CHUNK_LEN,
     Reject, RejectReason, Welcome,
 };
-use crate::store::Accepted;
 
 type ServerFramed = Framed<
     tokio_rustls::server::TlsStream<Counting<TcpStream>>,
@@ -76,11 +76,11 @@ async fn serve(
                 format!("TLS handshake timed out after {timeout:?}"),
             );
         }
-        Ok(Err(e)) => return fail(shared, peer, crate::tls::explain(&e)),
+        Ok(Err(e)) => return fail(shared, peer, rakkr_protocol::tls::explain(&e)),
         Ok(Ok(tls)) => tls,
     };
     let (_, conn) = tls.get_ref();
-    if conn.alpn_protocol() != Some(crate::tls::ALPN) {
+    if conn.alpn_protocol() != Some(rakkr_protocol::tls::ALPN) {
         return fail(
             shared,
             peer,
@@ -95,7 +95,7 @@ async fn serve(
             let framed: ServerFramed = Framed::new(tls, FrameCodec::default());
             return enroll(shared, peer, framed).await;
         }
-        Some(cert) => match crate::tls::common_name(cert) {
+        Some(cert) => match rakkr_protocol::tls::common_name(cert) {
             Ok(cn) => {
                 use sha2::Digest;
                 (
@@ -148,7 +148,7 @@ async fn serve(
                 certified: certified.clone(),
             },
         })
-    } else if crate::version::negotiate(hello.versions, offered).is_none() {
+    } else if rakkr_protocol::version::negotiate(hello.versions, offered).is_none() {
         Some(Reject {
             message: format!(
                 "no common protocol version: agent speaks {}, controller speaks {}",
@@ -176,7 +176,8 @@ async fn serve(
     if expired {
         return renewal_only(shared, &certified, peer, framed).await;
     }
-    let version = crate::version::negotiate(hello.versions, offered).unwrap_or(offered.max);
+    let version =
+        rakkr_protocol::version::negotiate(hello.versions, offered).unwrap_or(offered.max);
     let welcome = Welcome {
         version,
         heartbeat_ms: u32::try_from(shared.config.heartbeat.as_millis()).unwrap_or(u32::MAX),
@@ -338,13 +339,16 @@ fn handle(
             // A refusal of a command whose id was over its limit carries the
             // id cut to the limit (PROTOCOL.md §8.1).
             let key = if pending.contains_key(&result.id)
-                || result.id.len() < crate::limits::COMMAND_ID_MAX
+                || result.id.len() < rakkr_protocol::limits::COMMAND_ID_MAX
             {
                 Some(result.id.clone())
             } else {
                 pending
                     .keys()
-                    .find(|k| k.len() > crate::limits::COMMAND_ID_MAX && k.starts_with(&result.id))
+                    .find(|k| {
+                        k.len() > rakkr_protocol::limits::COMMAND_ID_MAX
+                            && k.starts_with(&result.id)
+                    })
                     .cloned()
             };
             for waiter in key.and_then(|k| pending.remove(&k)).unwrap_or_default() {
@@ -375,7 +379,7 @@ fn handle(
 /// SHA-256 (hex) of the first certificate in `pem`; empty if none parses.
 fn leaf_sha256(pem: &str) -> String {
     use sha2::Digest;
-    crate::tls::certs_from_pem(pem.as_bytes(), "issued")
+    rakkr_protocol::tls::certs_from_pem(pem.as_bytes(), "issued")
         .ok()
         .and_then(|c| c.into_iter().next())
         .map(|c| hex::encode(sha2::Sha256::digest(c.as_ref())))
@@ -383,7 +387,7 @@ fn leaf_sha256(pem: &str) -> String {
 }
 
 /// Answers a renewal request from the node certified as `node`.
-fn renew(shared: &Shared, node: &str, r: &crate::message::Renew) -> ControllerMsg {
+fn renew(shared: &Shared, node: &str, r: &rakkr_protocol::message::Renew) -> ControllerMsg {
     let signer = lock(&shared.renewal).clone();
     let Some(renewal) = signer else {
         return ControllerMsg::RenewRefused {

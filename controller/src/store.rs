@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::Event;
+use rakkr_protocol::message::Event;
 
 /// One line of a node's event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ fn load_log(path: &Path) -> std::io::Result<Option<(String, Position)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{EventBody, Origin};
+    use rakkr_protocol::message::{EventBody, Origin};
 
     fn ev(seq: u64) -> Event {
         Event {

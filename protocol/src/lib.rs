@@ -5,16 +5,12 @@
 //! - [`version`]: protocol version negotiation.
 //! - [`tls`]: mutual TLS 1.3 configuration for both ends.
 //! - [`client`]: the agent's end of the handshake.
-//! - [`controller`]: the reference controller (server end) as a library.
 //! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
 
 pub mod calver;
 pub mod client;
-pub mod controller;
-#[cfg(feature = "devcerts")]
-pub mod devcerts;
 pub mod frame;
 pub mod fsutil;
 pub mod limits;
@@ -23,7 +19,6 @@ pub mod message;
 pub mod tls;
 pub mod version;
 
-pub use controller::store;
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
 pub use message::*;
 pub use tls::ALPN;

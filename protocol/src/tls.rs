@@ -131,61 +131,36 @@ pub fn server_config(
     identity: Identity,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_with_grace(node_ca, identity, versions, None)
+    server_config_with_verifier(identity, versions, node_verifier(node_ca, false)?)
 }
 
-/// [`server_config`], also accepting node certificates expired less than
-/// `renewal_grace` ago (for renewal only; see `controller::grace`).
-pub fn server_config_with_grace(
+/// A controller's verifier of client certificates: node certificates
+/// issued by `node_ca`; with `enrollment`, also clients without one (a
+/// session without a certificate is then served `Enroll` only).
+pub fn node_verifier(
     node_ca: &[CertificateDer<'static>],
-    identity: Identity,
-    versions: &[&'static SupportedProtocolVersion],
-    renewal_grace: Option<std::time::Duration>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_for(
-        node_ca,
-        identity,
-        versions,
-        ServerOptions {
-            renewal_grace,
-            enrollment: false,
-        },
-    )
-}
-
-/// What a controller's TLS configuration lets in besides valid node certificates.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerOptions {
-    /// Node certificates expired less than this long ago, for renewal only.
-    pub renewal_grace: Option<std::time::Duration>,
-    /// Clients without a certificate, for enrollment only.
-    pub enrollment: bool,
-}
-
-/// The controller's TLS configuration with `options`.
-pub fn server_config_for(
-    node_ca: &[CertificateDer<'static>],
-    identity: Identity,
-    versions: &[&'static SupportedProtocolVersion],
-    options: ServerOptions,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let renewal_grace = options.renewal_grace;
+    enrollment: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let roots = root_store(node_ca, "the node CA bundle")?;
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-    let builder = if options.enrollment {
-        // NOTE: a session without a certificate is served Enroll only.
+    let builder = if enrollment {
         builder.allow_unauthenticated()
     } else {
         builder
     };
-    let strict = builder
+    builder
         .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match renewal_grace {
-        Some(grace) => Arc::new(crate::controller::grace::GraceVerifier::new(strict, grace)),
-        None => strict,
-    };
+        .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
+/// The controller's TLS configuration (TLS 1.3 profile, ALPN) with
+/// `verifier` for client certificates.
+pub fn server_config_with_verifier(
+    identity: Identity,
+    versions: &[&'static SupportedProtocolVersion],
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .map_err(TlsError::Identity)?

@@ -16,11 +16,11 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rakkr_controller::ControllerEvent;
+use rakkr_devpki::Validity;
 use rakkr_e2e::agent::{AgentProcess, agent_env};
 use rakkr_e2e::{TestPki, start_controller, wait_for};
 use rakkr_protocol::client::{Endpoint, connect};
-use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::devcerts::Validity;
 use rakkr_protocol::tls::{self, Identity};
 use rakkr_protocol::{Hello, Resume};
 

@@ -17,11 +17,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rakkr_controller::{Artifact, ControllerEvent};
+use rakkr_devpki::Validity;
 use rakkr_e2e::agent::{AgentProcess, agent_env};
 use rakkr_e2e::update::sha256_hex;
 use rakkr_e2e::{TestPki, start_controller, wait_for};
-use rakkr_protocol::controller::{Artifact, ControllerEvent};
-use rakkr_protocol::devcerts::Validity;
 use rakkr_protocol::tls::{self, Identity};
 use rakkr_protocol::{CommandBody, EventBody, UpdateOffer, UpdateSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use rakkr_devpki::Validity;
 use rakkr_e2e::TestPki;
-use rakkr_protocol::devcerts::Validity;
 use sha2::{Digest, Sha256};
 
 fn repo() -> PathBuf {

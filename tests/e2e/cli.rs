@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
+use rakkr_devpki::Validity;
 use rakkr_e2e::agent::{AgentProcess, agent_env, run_agent};
 use rakkr_e2e::{TestPki, init_logging};
-use rakkr_protocol::devcerts::Validity;
 
 use crate::T;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use rakkr_controller::ControllerEvent;
 use rakkr_e2e::wait_for;
-use rakkr_protocol::controller::ControllerEvent;
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply};
 
 use crate::T;

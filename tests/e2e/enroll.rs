@@ -6,11 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use rakkr_controller::ControllerEvent;
+use rakkr_controller::renewal::Renewal;
+use rakkr_controller::tls::ServerOptions;
 use rakkr_e2e::agent::{AgentProcess, agent_env, run_agent};
 use rakkr_e2e::{TestPki, start_controller, wait_for};
-use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::controller::renewal::Renewal;
-use rakkr_protocol::tls::ServerOptions;
 use sha2::{Digest, Sha256};
 
 use crate::T;
@@ -43,7 +43,7 @@ fn enroll(
 
 /// A controller whose TLS lets certificate-less clients enroll, with a CA
 /// that signs for a day.
-async fn enrolling_controller() -> (TestPki, rakkr_protocol::controller::Controller) {
+async fn enrolling_controller() -> (TestPki, rakkr_controller::Controller) {
     rakkr_e2e::init_logging();
     let pki = TestPki::new();
     let ctl = start_controller(

@@ -5,16 +5,16 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rakkr_controller::store::read_log_file;
 use rakkr_e2e::agent::{AgentProcess, agent_env, run_agent};
 use rakkr_e2e::init_logging;
-use rakkr_protocol::store::read_log_file;
 use rakkr_protocol::{EventBody, Origin};
 
 use crate::T;
 
 /// The reference controller as a separate process (so it can be killed -9).
 fn spawn_controller(listen: &str, certs: &Path, store: &Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rakkr-controller"))
+    let mut child = Command::new(rakkr_e2e::controller_bin())
         .args([
             "serve",
             "--listen",
@@ -64,7 +64,7 @@ fn controller_killed_and_restarted_while_events_flow_gets_each_event_exactly_onc
     init_logging();
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("pki");
-    rakkr_protocol::devcerts::write_dev_pki(&certs, &["node-ev"]).unwrap();
+    rakkr_devpki::write_dev_pki(&certs, &["node-ev"]).unwrap();
     let store = tmp.path().join("store");
     let state = tmp.path().join("state");
     std::fs::create_dir_all(state.join("trust")).unwrap();

@@ -1,8 +1,8 @@
 //! Malformed, truncated and oversize frames from the controller: the agent
 //! closes that connection, logs why, survives and reconnects.
 
+use rakkr_controller::ControllerEvent;
 use rakkr_e2e::wait_for;
-use rakkr_protocol::controller::ControllerEvent;
 
 use crate::T;
 

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use rakkr_controller::ControllerEvent;
 use rakkr_e2e::wait_for;
 use rakkr_protocol::EventBody;
-use rakkr_protocol::controller::ControllerEvent;
 
 use crate::T;
 

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
+use rakkr_devpki::Validity;
 use rakkr_e2e::agent::run_agent;
 use rakkr_e2e::shape::validate_node_inventory;
 use rakkr_e2e::{TestPki, init_logging};
-use rakkr_protocol::devcerts::Validity;
 
 fn inventory(env: &HashMap<String, String>) -> serde_json::Value {
     let out = run_agent(&["--print-inventory"], env);

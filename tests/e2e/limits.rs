@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rakkr_controller::ControllerEvent;
 use rakkr_e2e::agent::run_agent;
 use rakkr_e2e::connected_agent;
-use rakkr_protocol::controller::ControllerEvent;
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, StartTake, TakeFormat};
 
 use crate::T;

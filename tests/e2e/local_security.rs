@@ -11,8 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use rakkr_devpki::Validity;
 use rakkr_e2e::agent::{AgentProcess, run_agent};
-use rakkr_protocol::devcerts::Validity;
 
 use crate::T;
 
@@ -232,7 +232,7 @@ async fn a_controller_that_welcomes_and_drops_the_link_is_not_hammered() {
     let window = tokio::time::Instant::now() + Duration::from_secs(6);
     let mut sessions = 0;
     while let Ok(Ok(e)) = tokio::time::timeout_at(window, events.recv()).await {
-        if let rakkr_protocol::controller::ControllerEvent::Connected { .. } = e {
+        if let rakkr_controller::ControllerEvent::Connected { .. } = e {
             sessions += 1;
             let _ = h.disconnect("node-flap").await;
         }

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rakkr_controller::{Controller, ControllerEvent};
+use rakkr_devpki::Validity;
 use rakkr_e2e::agent::{AgentProcess, agent_env};
 use rakkr_e2e::{TestPki, init_logging, start_controller, wait_for};
-use rakkr_protocol::controller::{Controller, ControllerEvent};
-use rakkr_protocol::devcerts::Validity;
 use rakkr_protocol::{RejectReason, VersionRange};
 
 use crate::T;

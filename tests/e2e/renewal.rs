@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rakkr_controller::renewal::{RenewFault, Renewal};
+use rakkr_controller::{ControllerEvent, ControllerHandle};
+use rakkr_devpki::{Ca, Validity};
 use rakkr_e2e::agent::{AgentProcess, agent_env, run_agent};
 use rakkr_e2e::{connected_agent, wait_for};
-use rakkr_protocol::controller::renewal::{RenewFault, Renewal};
-use rakkr_protocol::controller::{ControllerEvent, ControllerHandle};
-use rakkr_protocol::devcerts::{Ca, Validity};
 use rakkr_protocol::{CommandBody, EventBody, Outcome, Reply};
 use sha2::{Digest, Sha256};
 
@@ -349,7 +349,7 @@ async fn expired_node(
     grace: Duration,
 ) -> (
     rakkr_e2e::TestPki,
-    rakkr_protocol::controller::Controller,
+    rakkr_controller::Controller,
     tempfile::TempDir,
     AgentProcess,
     tokio::sync::broadcast::Receiver<ControllerEvent>,

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rakkr_controller::ControllerEvent;
 use rakkr_e2e::agent::AgentProcess;
 use rakkr_protocol::CommandBody;
-use rakkr_protocol::controller::ControllerEvent;
 
 use crate::takes::{self, Setup, recording_setup, wait_device};
 

@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rakkr_controller::{Controller, ControllerConfig, ControllerEvent};
 use rakkr_e2e::agent::{AgentProcess, agent_env};
 use rakkr_e2e::alsa::{PacedFeeder, x32_config_for};
 use rakkr_e2e::pki::TestPki;
 use rakkr_e2e::{init_logging, start_controller, wait_for};
-use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent};
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, StartTake, TakeFormat};
 
 use crate::T;
@@ -28,10 +28,7 @@ pub(crate) fn start(take_id: &str) -> CommandBody {
     })
 }
 
-pub(crate) async fn run(
-    h: &rakkr_protocol::controller::ControllerHandle,
-    body: CommandBody,
-) -> Outcome {
+pub(crate) async fn run(h: &rakkr_controller::ControllerHandle, body: CommandBody) -> Outcome {
     h.command(NODE, body, T)
         .await
         .expect("command answered")
@@ -40,7 +37,7 @@ pub(crate) async fn run(
 
 /// Runs a StartTake; panics unless the take started. Returns it.
 pub(crate) async fn started(
-    h: &rakkr_protocol::controller::ControllerHandle,
+    h: &rakkr_controller::ControllerHandle,
     body: CommandBody,
 ) -> rakkr_protocol::TakeInfo {
     match run(h, body).await {
@@ -52,7 +49,7 @@ pub(crate) async fn started(
 /// Stops take `take_id` (empty: the running one); panics unless it
 /// stopped. Returns its final manifest.
 pub(crate) async fn stopped(
-    h: &rakkr_protocol::controller::ControllerHandle,
+    h: &rakkr_controller::ControllerHandle,
     take_id: &str,
 ) -> serde_json::Value {
     match run(
@@ -151,7 +148,7 @@ pub(crate) async fn spawn_recording(
 /// Polls the controller's stored event log of [`NODE`] (every 100 ms, up to
 /// `within`) until `pred` finds what it wants; panics with `what()` else.
 pub(crate) async fn wait_logged<T>(
-    h: &rakkr_protocol::controller::ControllerHandle,
+    h: &rakkr_controller::ControllerHandle,
     within: Duration,
     what: impl Fn() -> String,
     mut pred: impl FnMut(&[EventBody]) -> Option<T>,
@@ -173,10 +170,7 @@ pub(crate) async fn wait_logged<T>(
 }
 
 /// Waits until the node's capture device is open (the engine opens it in the background).
-pub(crate) async fn wait_device(
-    h: &rakkr_protocol::controller::ControllerHandle,
-    log: impl Fn() -> String,
-) {
+pub(crate) async fn wait_device(h: &rakkr_controller::ControllerHandle, log: impl Fn() -> String) {
     for _ in 0..100 {
         if let Outcome::Done(Reply::TakeStatus {
             device_ok: true,
@@ -225,7 +219,7 @@ pub(crate) async fn recording_setup(
     })
     .await;
     let state = tmp.join("state");
-    pki.node_trust(&state, NODE, rakkr_protocol::devcerts::Validity::days(30));
+    pki.node_trust(&state, NODE, rakkr_devpki::Validity::days(30));
     let mut env: HashMap<String, String> = agent_env(&state, ctl.local_addr());
     match &jack_dev {
         Some(j) => env.extend(j.env(tmp).into_iter().chain([

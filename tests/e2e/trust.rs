@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use rakkr_controller::ControllerEvent;
+use rakkr_devpki::{Ca, Leaf, Validity};
 use rakkr_e2e::agent::{AgentProcess, agent_env, run_agent};
 use rakkr_e2e::{TestPki, connected_agent, wait_for};
-use rakkr_protocol::controller::ControllerEvent;
-use rakkr_protocol::devcerts::{Ca, Leaf, Validity};
 use sha2::{Digest, Sha256};
 
 use crate::T;

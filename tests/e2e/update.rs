@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rakkr_controller::{Artifact, Controller, ControllerEvent, ControllerHandle};
 use rakkr_e2e::update::{self, NEW, OLD, ReleaseKey, Supervisor, sha256_hex};
 use rakkr_e2e::{TestPki, agent::agent_env, init_logging, start_controller, wait_for};
-use rakkr_protocol::controller::{Artifact, Controller, ControllerEvent, ControllerHandle};
 use rakkr_protocol::{
     CommandBody, EventBody, FailureCode, Outcome, Reply, SignedUpdate, UpdateAck, UpdateFailure,
     UpdateOffer, UpdateSource,
@@ -47,7 +47,7 @@ pub(crate) async fn rig(extra: &[(&str, &str)]) -> Rig {
     let mut events = h.subscribe();
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("state");
-    pki.node_trust(&state, NODE, rakkr_protocol::devcerts::Validity::days(30));
+    pki.node_trust(&state, NODE, rakkr_devpki::Validity::days(30));
     let installed = update::install_dir(root.path(), &old);
     let mut env: HashMap<String, String> = agent_env(&state, ctl.local_addr());
     env.extend(

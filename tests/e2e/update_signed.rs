@@ -4,8 +4,8 @@
 //! manifest's signature verifies with the node's release keys and lists the
 //! offered artifact; the program offered leaves a marker if it ever runs.
 
+use rakkr_controller::ControllerEvent;
 use rakkr_e2e::update::{self, NEW, ReleaseKey};
-use rakkr_protocol::controller::ControllerEvent;
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, UpdateFailure};
 
 use crate::update::{command, event, offer, publish, release, rig, signed};

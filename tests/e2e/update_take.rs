@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rakkr_controller::{Artifact, Controller, ControllerEvent, ControllerHandle};
 use rakkr_e2e::alsa::PacedFeeder;
 use rakkr_e2e::update::{self, NEW, OLD, Supervisor, sha256_hex};
-use rakkr_protocol::controller::{Artifact, Controller, ControllerEvent, ControllerHandle};
 use rakkr_protocol::{EventBody, Outcome, Reply, UpdateAck, UpdateOffer, UpdateSource};
 use tokio::sync::broadcast;
 

@@ -4,21 +4,21 @@
 //! Every wait here is bounded in time; every test uses loopback only.
 
 pub mod agent;
-pub mod alsa;
-pub mod decode;
-pub mod demo;
 pub mod https;
 pub mod jack;
 pub mod pki;
 pub mod shape;
-pub mod takecheck;
 pub mod update;
+
+// The simulated console and its checks live with the reference controller
+// (its demo uses them); the tests use them under their old names.
+pub use rakkr_controller::sim::{self as alsa, check as takecheck, decode};
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rakkr_protocol::controller::{Controller, ControllerConfig, ControllerEvent};
+use rakkr_controller::{Controller, ControllerConfig, ControllerEvent};
 use tokio::sync::broadcast;
 
 pub use agent::AgentProcess;
@@ -77,6 +77,35 @@ pub fn build_agent(args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
+/// The reference controller binary (`rakkr-controller`, its own crate),
+/// built once per process like the agent.
+pub fn controller_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let agent = agent_bin();
+        let profile_dir = agent.parent().expect("target dir").to_owned();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "rakkr-controller",
+                "--bin",
+                "rakkr-controller",
+            ])
+            .args(if release { &["--release"][..] } else { &[] })
+            .status()
+            .expect("running cargo build for the controller");
+        assert!(status.success(), "building rakkr-controller failed");
+        let bin = profile_dir.join("rakkr-controller");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
 /// Starts an in-process reference controller on 127.0.0.1 with a random port.
 pub async fn start_controller(
     tls: std::sync::Arc<rustls::ServerConfig>,
@@ -131,7 +160,7 @@ pub fn init_logging() {
 pub struct Connected {
     pub pki: TestPki,
     pub ctl: Controller,
-    pub handle: rakkr_protocol::controller::ControllerHandle,
+    pub handle: rakkr_controller::ControllerHandle,
     /// Controller events after the Connected one.
     pub events: broadcast::Receiver<ControllerEvent>,
     pub state: tempfile::TempDir,
@@ -151,11 +180,7 @@ pub async fn connected_agent(
     let handle = ctl.handle();
     let mut events = handle.subscribe();
     let state = tempfile::tempdir().expect("state dir");
-    pki.node_trust(
-        state.path(),
-        node_id,
-        rakkr_protocol::devcerts::Validity::days(30),
-    );
+    pki.node_trust(state.path(), node_id, rakkr_devpki::Validity::days(30));
     let agent = AgentProcess::spawn(&agent::agent_env(state.path(), ctl.local_addr()));
     let hello = wait_for(
         &mut events,

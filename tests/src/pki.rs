@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rakkr_protocol::devcerts::{Ca, Leaf, Validity, write_node_trust};
+use rakkr_devpki::{Ca, Leaf, Validity, write_node_trust};
 use rakkr_protocol::tls::{self, Identity};
 
 fn fastrand_u32() -> u32 {
@@ -55,9 +55,12 @@ impl TestPki {
     }
 
     /// The controller's TLS config with `options` (enrollment, renewal grace).
-    pub fn server_config_opts(&self, options: tls::ServerOptions) -> Arc<rustls::ServerConfig> {
+    pub fn server_config_opts(
+        &self,
+        options: rakkr_controller::tls::ServerOptions,
+    ) -> Arc<rustls::ServerConfig> {
         let id = self.controller_identity();
-        tls::server_config_for(
+        rakkr_controller::tls::server_config_for(
             std::slice::from_ref(&self.ca.cert_der),
             id,
             tls::TLS13_ONLY,
@@ -73,7 +76,7 @@ impl TestPki {
         grace: std::time::Duration,
     ) -> Arc<rustls::ServerConfig> {
         let id = self.controller_identity();
-        tls::server_config_with_grace(
+        rakkr_controller::tls::server_config_with_grace(
             std::slice::from_ref(&self.ca.cert_der),
             id,
             tls::TLS13_ONLY,

@@ -123,7 +123,7 @@ fn classify(e: rustls::Error) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rakkr_protocol::devcerts::{Ca, Validity};
+    use rakkr_devpki::{Ca, Validity};
 
     fn check_pems(ca: &Ca, cert: &str, key: &str, node: Option<&str>) -> Result<Checked, Refusal> {
         check(

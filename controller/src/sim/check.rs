@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::alsa::x32_sample;
+use super::x32_sample;
 
 /// The signal's frame counter wraps at 2^18 frames (5.4 s at 48 kHz).
 const WRAP: u64 = 1 << 18;
@@ -63,7 +63,7 @@ pub struct Content {
 /// each file's SHA-256 and sample count, and that every channel continues
 /// the known signal from the frame the take started at — except where the
 /// device itself dropped audio (`drops`, the simulated console's
-/// [`crate::alsa::DropLog`]): a jump in the content is accepted only when
+/// [`super::DropLog`]): a jump in the content is accepted only when
 /// the device logged exactly it, so the check fails only for audio the
 /// agent lost. Returns the frames of the longest channel (all are equal
 /// but in a recovered take).
@@ -95,7 +95,7 @@ pub fn check_content_detail(
             .iter()
             .map(|c| c.as_u64().expect("manifest shape") as usize - 1)
             .collect();
-        let (ch, samples) = crate::decode::interleaved_i32(&path);
+        let (ch, samples) = super::decode::interleaved_i32(&path);
         assert_eq!(usize::from(ch), chans.len());
         let at = f["firstSample"].as_u64().expect("manifest shape");
         assert_eq!(

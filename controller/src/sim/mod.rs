@@ -1,4 +1,9 @@
-//! ALSA test devices without sound hardware (see docs/test-devices.md).
+//! A simulated console: ALSA test devices without sound hardware (see
+//! docs/test-devices.md) and the checks of what an agent recorded from
+//! them. The demo and the end-to-end tests use it.
+
+pub mod check;
+pub mod decode;
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
