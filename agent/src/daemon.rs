@@ -16,7 +16,7 @@ use rakkr_protocol::EventBody;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::CommandLog;
+use crate::command_log::CommandLog;
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::node::{LinkStatus, Node};
@@ -49,7 +49,7 @@ pub fn run(config: Config) -> anyhow::Result<Exit> {
         )
         .context(Failure::Config));
     }
-    crate::state::prepare(&config.state_dir).context(Failure::State)?;
+    crate::state_dir::prepare(&config.state_dir).context(Failure::State)?;
     crate::update::task::clean_staging(&config.state_dir);
     let probation = match crate::update::probation::on_start(&config).context(Failure::State)? {
         OnStart::RolledBack => return Ok(Exit::Restart),
@@ -78,7 +78,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     // else can record into the same place.
     let recordings = config.recordings_path.clone();
     let recovered =
-        tokio::task::spawn_blocking(move || crate::record::recover::recover_all(&recordings))
+        tokio::task::spawn_blocking(move || crate::take::recover::recover_all(&recordings))
             .await
             .context("recovering interrupted takes")?
             .unwrap_or_else(|e| {
@@ -86,25 +86,25 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
                     error = format!("{e:#}"),
                     "could not look for interrupted takes"
                 );
-                crate::record::recover::Report::default()
+                crate::take::recover::Report::default()
             });
-    let engine_cfg = crate::recorder::EngineConfig::from_config(&config);
+    let engine_cfg = crate::engine::EngineConfig::from_config(&config);
     let node = Node::new(config, outbox, commands);
     for r in &recovered.recovered {
-        node.emit(crate::recorder::events::recovered(&r.manifest))
+        node.emit(crate::engine::events::recovered(&r.manifest))
             .await
             .context(Failure::State)?;
     }
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
     let (recorder, engine_thread) =
-        crate::recorder::Engine::spawn(engine_cfg, Box::new(move |o| drop(out_tx.send(o))))
+        crate::engine::Engine::spawn(engine_cfg, Box::new(move |o| drop(out_tx.send(o))))
             .context("starting the recorder")?;
     let _ = node.recorder.set(recorder.clone());
     // Engine outputs → events (durable) and meter frames (latest wins).
     let forwarder = {
         let node = node.clone();
         tokio::spawn(async move {
-            use crate::recorder::events::{Outgoing, outgoing};
+            use crate::engine::events::{Outgoing, outgoing};
             while let Some(o) = out_rx.recv().await {
                 match outgoing(o) {
                     None => {}

@@ -58,19 +58,15 @@ pub const USAGE: u8 = 2;
 /// restored) binary; systemd's `Restart=always` starts it again.
 pub const RESTART: u8 = 75;
 
-pub fn code_of(err: &anyhow::Error) -> ExitCode {
+/// The exit code of `err`: its [`Failure`] tag, or what `typed` finds in it
+/// (the binary passes the errors of `update` and `trust`, which know their
+/// own codes; this module depends on neither), else [`FAILURE`].
+pub fn code_of(err: &anyhow::Error, typed: impl Fn(&anyhow::Error) -> Option<u8>) -> ExitCode {
     // NOTE: anyhow finds a context value through downcast_ref (not chain()).
     let code = err
         .downcast_ref::<Failure>()
         .map(|f| f.code())
-        .or_else(|| {
-            err.downcast_ref::<crate::update::UpdateError>()
-                .map(|u| u.exit_code())
-        })
-        .or_else(|| {
-            err.downcast_ref::<crate::trust::validate::Refusal>()
-                .map(|r| r.exit_code())
-        })
+        .or_else(|| typed(err))
         .unwrap_or(FAILURE);
     ExitCode::from(code)
 }
@@ -86,7 +82,14 @@ mod tests {
             .context(Failure::State)
             .context("opening outbox")
             .unwrap_err();
-        assert_eq!(code_of(&e), ExitCode::from(5));
-        assert_eq!(code_of(&anyhow::anyhow!("x")), ExitCode::from(FAILURE));
+        assert_eq!(code_of(&e, |_| None), ExitCode::from(5));
+        assert_eq!(
+            code_of(&anyhow::anyhow!("x"), |_| None),
+            ExitCode::from(FAILURE)
+        );
+        assert_eq!(
+            code_of(&anyhow::anyhow!("x"), |_| Some(17)),
+            ExitCode::from(17)
+        );
     }
 }

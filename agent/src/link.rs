@@ -172,7 +172,7 @@ async fn session(
     {
         // Requests queued for the previous connection are stale: the
         // transfer asks again from its offset when it sees the new session.
-        let mut stale = node.fetch_rx.lock().await;
+        let mut stale = node.update.fetch_rx.lock().await;
         while stale.try_recv().is_ok() {}
     }
     node.sessions.send_modify(|n| *n += 1);
@@ -243,7 +243,7 @@ async fn serve(
     let mut meter = node.meter.subscribe();
     meter.mark_unchanged();
     // NOTE: one session at a time holds the transfer and renewal requests.
-    let mut fetches = node.fetch_rx.lock().await;
+    let mut fetches = node.update.fetch_rx.lock().await;
     let mut renewals = node.trust.requests_rx.lock().await;
     let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
     loop {
@@ -277,12 +277,12 @@ async fn serve(
                         // must not hold back heartbeats, meters or acks.
                         let (node, tx) = (node.clone(), results_tx.clone());
                         tokio::spawn(async move {
-                            let _ = tx.send(node.execute(cmd).await);
+                            let _ = tx.send(crate::dispatch::execute(&node, cmd).await);
                         });
                     }
-                    Some(Ok(ControllerMsg::Chunk(c))) => node.deliver(Ok(c)),
+                    Some(Ok(ControllerMsg::Chunk(c))) => node.update.deliver(Ok(c)),
                     Some(Ok(ControllerMsg::TransferFailed { transfer_id, message })) => {
-                        node.deliver(Err(format!("{transfer_id}: {message}")));
+                        node.update.deliver(Err(format!("{transfer_id}: {message}")));
                     }
                     Some(Ok(ControllerMsg::Renewed { request_id, chain_pem })) => {
                         node.trust.deliver(request_id, Ok(chain_pem));

@@ -6,21 +6,21 @@ mod backoff;
 mod build_info;
 mod capture;
 mod cli;
-mod commands;
+mod command_log;
 mod config;
 mod control;
 mod daemon;
+mod dispatch;
+mod engine;
 mod exit;
 mod fit;
 mod inventory;
 mod link;
 mod node;
 mod notify;
-mod ops;
 mod outbox;
-mod record;
-mod recorder;
-mod state;
+mod state_dir;
+mod take;
 mod trust;
 mod update;
 mod util;
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             if condition {
                 ExitCode::from(255)
             } else {
-                exit::code_of(&e)
+                exit::code_of(&e, typed_exit_code)
             }
         }
     }
@@ -127,7 +127,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     init_logging(&filter);
 
     if cli.print_inventory {
-        return ops::print_inventory(&config, true).map(|()| 0);
+        return cli::print_inventory(&config, true).map(|()| 0);
     }
     let done = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -137,105 +137,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             });
         }
         Command::Update { action } => match action {
-            UpdateAction::Apply {
-                artifact,
-                release_manifest,
-                signature,
-                sha256,
-                sha256_file,
-                install_path,
-                expect_version,
-                allow_downgrade,
-                force,
-                no_restart,
-            } => ops::update::apply(
-                &config,
-                ops::update::ApplyArgs {
-                    artifact,
-                    release_manifest,
-                    signature,
-                    sha256,
-                    sha256_file,
-                    install_path,
-                    version: expect_version,
-                    allow_downgrade,
-                    force,
-                    no_restart,
-                },
-            ),
+            UpdateAction::Apply(a) => cli::update::apply(&config, a),
             UpdateAction::Status { install_path, json } => {
-                ops::update::status(&config, install_path.as_deref(), json)
+                cli::update::status(&config, install_path.as_deref(), json)
             }
             UpdateAction::Rollback {
                 install_path,
                 force,
                 no_restart,
-            } => ops::update::rollback(&config, install_path.as_deref(), force, no_restart),
+            } => cli::update::rollback(&config, install_path.as_deref(), force, no_restart),
         },
         Command::Trust { action } => match action {
-            TrustAction::Show { json } => return ops::trust::show(&config, json),
-            TrustAction::Rotate => ops::trust::rotate(&config),
-            TrustAction::Enroll {
-                controller,
-                ca,
-                node_id,
-                token_file,
-            } => ops::enroll::run(
-                &config,
-                ops::enroll::Args {
-                    controller,
-                    ca,
-                    node_id,
-                    token_file,
-                },
-            ),
-            TrustAction::Install {
-                ca,
-                cert,
-                key,
-                no_reload,
-            } => ops::trust::install(
-                &config,
-                ops::trust::InstallArgs {
-                    ca,
-                    cert,
-                    key,
-                    no_reload,
-                },
-            ),
+            TrustAction::Show { json } => return cli::trust::show(&config, json),
+            TrustAction::Rotate => cli::trust::rotate(&config),
+            TrustAction::Enroll(a) => cli::enroll::run(&config, a),
+            TrustAction::Install(a) => cli::trust::install(&config, a),
         },
-        Command::Inventory { json } => ops::print_inventory(&config, json),
+        Command::Inventory { json } => cli::print_inventory(&config, json),
         Command::Check {
             configured: true, ..
-        } => return Ok(ops::configured(&config)),
-        Command::Check { config_only, .. } => ops::check(&config, config_only),
-        Command::Status { json } => ops::status(&config, json),
-        Command::Annotate { text } => ops::annotate(&config, text),
-        Command::Record {
-            duration,
-            output,
-            device,
-            channels,
-            format,
-            segment,
-            take_id,
-        } => {
-            let args = ops::record::Args {
-                duration,
-                output,
-                device,
-                channels,
-                format,
-                segment,
-                take_id,
-            };
-            ops::record::run(&config, args)
-        }
-        Command::Meter { once, json } => ops::meter::run(&config, once, json),
-        Command::Recover { dir } => ops::record::recover(&config, dir),
+        } => return Ok(cli::configured(&config)),
+        Command::Check { config_only, .. } => cli::check(&config, config_only),
+        Command::Status { json } => cli::status(&config, json),
+        Command::Annotate { text } => cli::annotate(&config, text),
+        Command::Record(a) => cli::record::run(&config, a),
+        Command::Meter { once, json } => cli::meter::run(&config, once, json),
+        Command::Recover { dir } => cli::record::recover(&config, dir),
         Command::Takes {
             action: TakesAction::Verify { take, json },
-        } => ops::takes::verify(&config, take, json),
+        } => cli::takes::verify(&config, take, json),
         Command::Encode {
             input,
             channels,
@@ -246,13 +176,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             segment,
             threads,
             keep_whole_frames,
-        } => ops::encode::run(
+        } => cli::encode::run(
             &config,
-            ops::encode::Args {
+            cli::encode::Args {
                 input,
                 channels,
                 rate,
-                container: ops::record::container_of(format),
+                container: cli::record::container_of(format),
                 output,
                 take_id,
                 segment: segment.unwrap_or(config.capture.segment),
@@ -262,4 +192,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         ),
     };
     done.map(|()| 0)
+}
+
+/// Exit codes the typed errors of `update` and `trust` carry (README table).
+fn typed_exit_code(err: &anyhow::Error) -> Option<u8> {
+    err.downcast_ref::<update::UpdateError>()
+        .map(|u| u.exit_code())
+        .or_else(|| {
+            err.downcast_ref::<trust::validate::Refusal>()
+                .map(|r| r.exit_code())
+        })
 }

@@ -5,7 +5,7 @@
 //! `NOTIFY_SOCKET`) every call does nothing.
 //!
 //! Runs on the daemon's runtime: a wedged runtime stops the pings, and a
-//! wedged recorder thread stops them too (its status request times out),
+//! wedged engine thread stops them too (its status request times out),
 //! so systemd's watchdog restarts an agent that no longer records.
 //!
 //! See: https://www.freedesktop.org/software/systemd/man/latest/sd_notify.html
@@ -16,8 +16,8 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::Handle;
 use crate::node::{LinkStatus, Node};
-use crate::recorder::Handle;
 
 /// How often the status line is refreshed without a watchdog.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -42,7 +42,7 @@ pub fn stopping(why: &str) {
 }
 
 /// The one-line status: link, then what the recorder does.
-pub fn status_line(link: &LinkStatus, rec: Option<&crate::recorder::Status>) -> String {
+pub fn status_line(link: &LinkStatus, rec: Option<&crate::engine::Status>) -> String {
     let link = match link {
         LinkStatus::Starting => "starting".to_owned(),
         LinkStatus::Connecting { attempt } => format!("connecting (attempt {attempt})"),
@@ -113,7 +113,7 @@ mod tests {
             since: String::new(),
             protocol: 1,
         };
-        let idle = crate::recorder::Status {
+        let idle = crate::engine::Status {
             take: None,
             device: "hw:CARD=XUSB,DEV=0".into(),
             device_ok: true,
@@ -126,7 +126,7 @@ mod tests {
             status_line(&link, Some(&idle)),
             "connected to ctl:7443; idle, device hw:CARD=XUSB,DEV=0"
         );
-        let lost = crate::recorder::Status {
+        let lost = crate::engine::Status {
             device_ok: false,
             error: Some("no such device".into()),
             ..idle

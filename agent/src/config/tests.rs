@@ -1,3 +1,4 @@
+use super::resolve::parse_url;
 use super::*;
 
 const FULL: &str = r#"

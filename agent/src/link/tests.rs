@@ -75,7 +75,7 @@ fn node_for(ca: &Ca, state: &std::path::Path, addr: std::net::SocketAddr) -> Arc
     let env = move |k: &str| (k == "RAKKR_CONTROLLER_URL").then(|| url.clone());
     let config = crate::config::parse("", "test", &env, state).unwrap();
     let outbox = crate::outbox::Outbox::open(&state.join("outbox"), 100_000).unwrap();
-    let commands = crate::commands::CommandLog::open(state).unwrap();
+    let commands = crate::command_log::CommandLog::open(state).unwrap();
     Node::new(config, outbox, commands)
 }
 

@@ -65,7 +65,7 @@ pub async fn enroll(
     let tls = rakkr_protocol::tls::enroll_client_config(&cas)?;
     let id = node_id.to_owned();
     let (csr_der, key_pem) =
-        tokio::task::spawn_blocking(move || super::renew::key_and_csr(&id)).await??;
+        tokio::task::spawn_blocking(move || super::csr::key_and_csr(&id)).await??;
     let target = Endpoint {
         address: endpoint.address(),
         server_name: rakkr_protocol::tls::server_name(&endpoint.server_name)?,

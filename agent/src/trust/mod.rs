@@ -16,6 +16,7 @@ use crate::config::TrustPaths;
 
 pub mod bundle;
 pub mod channel;
+pub mod csr;
 pub mod enroll;
 pub mod renew;
 pub mod store;

@@ -38,19 +38,6 @@ pub fn renew_at(not_before: i64, not_after: i64, jitter: f64) -> i64 {
     at.round() as i64
 }
 
-/// A new key and a CSR for `node_id` (DER); the key as PEM.
-pub fn key_and_csr(node_id: &str) -> anyhow::Result<(Vec<u8>, String)> {
-    let key = rcgen::KeyPair::generate().context("generating a key")?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, node_id);
-    params.distinguished_name = dn;
-    let csr = params
-        .serialize_request(&key)
-        .context("making the certificate signing request")?;
-    Ok((csr.der().to_vec(), key.serialize_pem()))
-}
-
 /// One renewal; on failure the previous identity is in use and the
 /// reason is returned (and reported as an event).
 pub async fn renew(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
@@ -80,7 +67,8 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
     let ca_pem = std::fs::read(&paths.ca_bundle)
         .with_context(|| format!("reading CA bundle {}", paths.ca_bundle.display()))?;
     let id = node_id.clone();
-    let (csr, key_pem) = tokio::task::spawn_blocking(move || key_and_csr(&id)).await??;
+    let (csr, key_pem) =
+        tokio::task::spawn_blocking(move || super::csr::key_and_csr(&id)).await??;
     tracing::info!(%reason, "renewing the node certificate");
     let chain_pem = node
         .trust
@@ -265,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_csr_names_the_node_and_carries_the_new_key() {
-        let (csr, key_pem) = key_and_csr("node-x").unwrap();
+        let (csr, key_pem) = crate::trust::csr::key_and_csr("node-x").unwrap();
         let parsed = rcgen::CertificateSigningRequestParams::from_der(
             &rustls::pki_types::CertificateSigningRequestDer::from(csr),
         )

@@ -12,6 +12,7 @@
 //! probation.rs  at start: count starts, roll back a crashing binary;
 //!               while running: commit after welcome + stable time
 //! transfer.rs   pull an artifact over the link (resumable) or HTTPS
+//! channel.rs    where transfers meet the link (Fetch out, Chunk back)
 //! task.rs       the daemon's handling of a controller Update command
 //! ```
 //!
@@ -25,6 +26,7 @@
 //! (`release::verify`) and the signed manifest admitted it.
 
 pub mod artifact;
+pub mod channel;
 pub mod install;
 pub mod probation;
 pub mod release;

@@ -111,7 +111,7 @@ pub async fn accept(
         }
     };
     {
-        let mut active = node.update_active();
+        let mut active = node.update.active();
         match active.as_ref() {
             Some((v, h)) if *v == offer.version && *h == offer.sha256 => {}
             Some((v, _)) => {
@@ -136,7 +136,7 @@ pub async fn accept(
     let (node2, offer2) = (node.clone(), offer.clone());
     tokio::spawn(async move {
         let result = run(&node2, &offer2, release, deferred).await;
-        *node2.update_active() = None;
+        *node2.update.active() = None;
         match result {
             Ok(()) => node2.request_restart(),
             Err(e) => {
@@ -269,7 +269,7 @@ async fn pull_stream(
     out: &Path,
 ) -> Result<(String, u64), UpdateError> {
     let r = super::transfer::pull(node, id, size, out).await;
-    node.close_transfer();
+    node.update.close_transfer();
     r
 }
 

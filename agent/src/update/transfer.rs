@@ -148,14 +148,14 @@ pub async fn pull(
     size: u64,
     out: &Path,
 ) -> Result<(String, u64), UpdateError> {
-    let mut chunks = node.open_transfer();
+    let mut chunks = node.update.open_transfer();
     let mut sessions = node.sessions.subscribe();
     let mut writer = Writer::start(out)?;
     let (mut have, mut asked) = (0u64, 0u64);
     let mut last_progress = tokio::time::Instant::now();
     let ask = |asked: &mut u64, have: u64| {
         while *asked < size && *asked < have + WINDOW {
-            node.fetch(Fetch {
+            node.update.fetch(Fetch {
                 transfer_id: id.to_owned(),
                 offset: *asked,
                 len: CHUNK,

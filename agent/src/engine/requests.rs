@@ -3,10 +3,10 @@
 
 use rakkr_protocol::{FailureCode, TakeInfo};
 
-use super::engine::{Active, Engine};
+use super::thread::{Active, Engine};
 use super::{Output, Refusal, Request, StartRequest, Status, take_format};
-use crate::record::manifest::Manifest;
-use crate::record::take::{Ending, Finished, Take, TakeSpec};
+use crate::take::manifest::Manifest;
+use crate::take::writer::{Ending, Finished, Take, TakeSpec};
 
 impl Engine {
     pub(super) fn handle(&mut self, req: Request) {
@@ -117,7 +117,7 @@ impl Engine {
             disk: self.cfg.disk.clone(),
             sample_rate: rate,
             capture_format: live.cap.format.to_string(),
-            threads: crate::record::spread::Threads::Auto,
+            threads: crate::take::spread::Threads::Auto,
         };
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
@@ -178,7 +178,7 @@ impl Engine {
                 Some(r) => format!("{r}; {what}"),
                 None => what,
             });
-            manifest.status = crate::record::manifest::TakeStatus::Stopped;
+            manifest.status = crate::take::manifest::TakeStatus::Stopped;
         }
         tracing::info!(take = %info.take_id, frames = manifest.frames, status = ?manifest.status, "take ended");
         (self.out)(Output::Stopped {

@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Output;
-use super::engine::{Engine, Live, RETRY, STALL};
 use super::meter::Meter;
 use super::preroll::PreRoll;
+use super::thread::{Engine, Live, RETRY, STALL};
 use crate::capture::{self, CaptureSpec};
 use crate::config::DeviceSelector;
 use crate::inventory::{audio, select};

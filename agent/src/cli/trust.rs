@@ -45,10 +45,19 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<u8> {
     })
 }
 
+#[derive(Debug, clap::Args)]
 pub struct InstallArgs {
+    /// The fleet CA bundle (PEM).
+    #[arg(long, value_name = "PATH")]
     pub ca: PathBuf,
+    /// The node certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "PATH")]
     pub cert: PathBuf,
+    /// The node private key (PEM).
+    #[arg(long, value_name = "PATH")]
     pub key: PathBuf,
+    /// Do not ask a running agent to reconnect with it.
+    #[arg(long)]
     pub no_reload: bool,
 }
 

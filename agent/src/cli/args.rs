@@ -67,29 +67,7 @@ pub enum Command {
         text: String,
     },
     /// Record a take without any controller; prints where the take and its manifest are.
-    Record {
-        /// How long: 30s, 2m, 1h, 1500ms (a bare number is seconds); default: until Ctrl-C / SIGTERM.
-        #[arg(long, value_parser = parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// Directory to create the take directory in; default: storage.recordings_path.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Capture device (exact ALSA name, glob, or auto); default: capture.device.
-        #[arg(long)]
-        device: Option<String>,
-        /// Channels to capture (1-512); default: capture.channels, else all the device offers.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
-        channels: Option<u16>,
-        /// File format; default: capture.format (flac).
-        #[arg(long, value_enum)]
-        format: Option<FileFormat>,
-        /// Longest segment (e.g. 30m); default: capture.segment_seconds (1 h).
-        #[arg(long, value_parser = parse_duration)]
-        segment: Option<std::time::Duration>,
-        /// Take id (default: take-<UTC date and time>).
-        #[arg(long)]
-        take_id: Option<String>,
-    },
+    Record(crate::cli::record::Args),
     /// Live per-channel level bars from the running agent (peak and RMS dBFS, clipping).
     Meter {
         /// Print one frame and exit.
@@ -128,7 +106,7 @@ pub enum Command {
         /// Encoder threads: "auto" (one while it encodes faster than twice
         /// real time, as a live take does; every core otherwise) or a number.
         #[arg(long, default_value = "auto")]
-        threads: crate::record::spread::Threads,
+        threads: crate::take::spread::Threads,
     },
     /// Install a release (verified first), show what is installed, or roll back.
     Update {
@@ -175,38 +153,12 @@ pub enum TrustAction {
     /// Check an identity (key matches, chains to the CA, valid now, this
     /// node), install it atomically and tell the running agent. A refusal
     /// writes nothing.
-    Install {
-        /// The fleet CA bundle (PEM).
-        #[arg(long, value_name = "PATH")]
-        ca: PathBuf,
-        /// The node certificate chain (PEM, leaf first).
-        #[arg(long, value_name = "PATH")]
-        cert: PathBuf,
-        /// The node private key (PEM).
-        #[arg(long, value_name = "PATH")]
-        key: PathBuf,
-        /// Do not ask a running agent to reconnect with it.
-        #[arg(long)]
-        no_reload: bool,
-    },
+    Install(crate::cli::trust::InstallArgs),
     /// A node's first identity: make a key, send a CSR with a one-time
     /// token to the controller (authenticated by --ca), check and install
     /// what comes back. The token comes from --token-file, RAKKR_ENROLL_TOKEN
     /// or the systemd credential rakkr-enroll-token; never the config.
-    Enroll {
-        /// The controller, rakkr://HOST[:PORT]; default: controller.url.
-        #[arg(long, value_name = "URL")]
-        controller: Option<String>,
-        /// The fleet CA bundle (PEM) that authenticates the controller.
-        #[arg(long, value_name = "PATH")]
-        ca: PathBuf,
-        /// The node id to enroll as; default: node.id.
-        #[arg(long)]
-        node_id: Option<String>,
-        /// A file holding the one-time token.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<PathBuf>,
-    },
+    Enroll(crate::cli::enroll::Args),
     /// Ask the running agent to renew its certificate now (new key, CSR
     /// over the link); the outcome is a TrustRenewed or TrustRenewFailed
     /// event. Exit 7 when no agent runs here.
@@ -220,39 +172,7 @@ pub enum UpdateAction {
     /// The release manifest's signature is checked with this binary's
     /// release keys before the artifact is unpacked or run (exit 17 when
     /// it is missing or does not verify).
-    Apply {
-        #[arg(long, value_name = "PATH")]
-        artifact: PathBuf,
-        /// The release's signed manifest; default: release-manifest.json
-        /// beside the artifact.
-        #[arg(long, value_name = "PATH")]
-        release_manifest: Option<PathBuf>,
-        /// Its minisign signature; default: the manifest's path + .minisig.
-        #[arg(long, value_name = "PATH")]
-        signature: Option<PathBuf>,
-        /// The artifact's SHA-256 (64 hex digits), checked too (a transfer
-        /// check: the signed manifest is what makes it authentic).
-        #[arg(long, value_name = "HEX", conflicts_with = "sha256_file")]
-        sha256: Option<String>,
-        /// A sha256sum-format file holding the artifact's hash.
-        #[arg(long, value_name = "PATH")]
-        sha256_file: Option<PathBuf>,
-        /// Binary to replace (symlinks followed); default: this binary.
-        #[arg(long, value_name = "PATH")]
-        install_path: Option<PathBuf>,
-        /// The version the binary must report.
-        #[arg(long, value_name = "YYYY.MM.DD-N")]
-        expect_version: Option<String>,
-        /// Install even if it is not newer than the installed version.
-        #[arg(long)]
-        allow_downgrade: bool,
-        /// Install even while a take records (the take is closed first).
-        #[arg(long)]
-        force: bool,
-        /// Do not ask a running agent to restart into the new binary.
-        #[arg(long)]
-        no_restart: bool,
-    },
+    Apply(crate::cli::update::ApplyArgs),
     /// Installed, previous and running versions and the last update's outcome.
     Status {
         #[arg(long, value_name = "PATH")]

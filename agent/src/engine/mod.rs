@@ -8,11 +8,11 @@
 //! the network: with the controller gone, takes go on and events queue.
 
 mod device;
-pub mod engine;
 pub mod events;
 pub mod meter;
 mod preroll;
 mod requests;
+pub mod thread;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,11 +20,11 @@ use std::time::Duration;
 use rakkr_protocol::{FailureCode, MeterFrame, TakeFormat, TakeInfo};
 use tokio::sync::oneshot;
 
-use crate::record::encoder::Container;
-use crate::record::manifest::Manifest;
-use crate::record::take::{Ending, TakeEvent};
+use crate::take::encoder::Container;
+use crate::take::manifest::Manifest;
+use crate::take::writer::{Ending, TakeEvent};
 
-pub use engine::{Engine, EngineConfig};
+pub use thread::{Engine, EngineConfig};
 
 /// A refused or failed request: the code for the controller, and a
 /// message that says what to do.

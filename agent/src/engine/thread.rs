@@ -13,7 +13,7 @@ use super::preroll::PreRoll;
 use super::{Handle, Output, Request, StartRequest};
 use crate::capture::Capture;
 use crate::config::{CaptureConfig, DiskGuard};
-use crate::record::take::{Ending, MustStop, Take, TakeEvent};
+use crate::take::writer::{Ending, MustStop, Take, TakeEvent};
 
 /// Frames moved from the ring per step.
 const BLOCK_FRAMES: usize = 4096;

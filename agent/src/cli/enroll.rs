@@ -9,10 +9,19 @@ use crate::config::Config;
 use crate::control;
 use crate::exit::Failure;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The controller, rakkr://HOST[:PORT]; default: controller.url.
+    #[arg(long, value_name = "URL")]
     pub controller: Option<String>,
+    /// The fleet CA bundle (PEM) that authenticates the controller.
+    #[arg(long, value_name = "PATH")]
     pub ca: PathBuf,
+    /// The node id to enroll as; default: node.id.
+    #[arg(long)]
     pub node_id: Option<String>,
+    /// A file holding the one-time token.
+    #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 }
 

@@ -15,8 +15,8 @@ pub mod riffscan;
 pub mod seal;
 pub mod segment;
 pub mod spread;
-pub mod take;
 pub mod verify;
+pub mod writer;
 
 /// fsyncs a directory so that new files in it are durable.
 pub fn sync_dir(dir: &std::path::Path) -> anyhow::Result<()> {

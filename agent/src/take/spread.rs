@@ -443,8 +443,8 @@ impl Spread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::encoder::tests::{decode, signal};
-    use crate::record::encoder::{Container, TrackWriter};
+    use crate::take::encoder::tests::{decode, signal};
+    use crate::take::encoder::{Container, TrackWriter};
 
     fn tracks(dir: &std::path::Path, ch: usize) -> Vec<Track> {
         (0..ch)

@@ -196,15 +196,15 @@ pub fn take_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::encoder::tests::signal;
-    use crate::record::take::{Ending, Take, TakeSpec};
+    use crate::take::encoder::tests::signal;
+    use crate::take::writer::{Ending, Take, TakeSpec};
 
     fn take(dir: &Path, container: Container) -> PathBuf {
         let mut t = Take::start(TakeSpec {
             take_id: "v".into(),
             container,
             channel_names: vec!["A".into(), "B".into()],
-            ..crate::record::take::tests::spec(dir, 10_000)
+            ..crate::take::writer::tests::spec(dir, 10_000)
         })
         .unwrap();
         let mut ev = Vec::new();

@@ -7,9 +7,19 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+/// The free-space thresholds a take keeps to (`storage.*_free_mb`; the
+/// configuration builds it).
+#[derive(Debug, Clone)]
+pub struct DiskGuard {
+    /// A take does not start with less free space than this.
+    pub min_free_bytes: u64,
+    /// Below this a recording take warns (event + log), once per crossing.
+    pub warn_free_bytes: u64,
+    /// Below this a recording take closes every file and stops.
+    pub stop_free_bytes: u64,
+}
 
-use crate::config::DiskGuard;
+use anyhow::{Context, bail};
 
 /// Bytes available to an unprivileged writer on the filesystem of `path`.
 pub fn free_bytes(path: &Path) -> anyhow::Result<u64> {

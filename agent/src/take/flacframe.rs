@@ -155,8 +155,8 @@ fn residual(bits: &mut Bits<'_>, block: u64, order: u64) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::encoder::{Container, TrackWriter};
-    use crate::record::flacscan;
+    use crate::take::encoder::{Container, TrackWriter};
+    use crate::take::flacscan;
 
     /// A mono 24-bit FLAC of silence, a sine, noise and a ramp: CONSTANT,
     /// FIXED, LPC and VERBATIM-like subframes.

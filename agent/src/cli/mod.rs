@@ -1,5 +1,6 @@
-//! One-shot CLI subcommands (everything but `run`): inventory, check,
-//! status, annotate.
+//! The command line: its definition (`args`, clap) and every one-shot
+//! subcommand (everything but `run`, which is `daemon`): one module per
+//! subcommand family, and inventory, check, status, annotate here.
 
 use anyhow::Context;
 
@@ -7,6 +8,7 @@ use crate::config::Config;
 use crate::exit::Failure;
 use crate::{control, inventory, util};
 
+pub mod args;
 pub mod encode;
 pub mod enroll;
 pub mod meter;
@@ -14,6 +16,8 @@ pub mod record;
 pub mod takes;
 pub mod trust;
 pub mod update;
+
+pub use args::{Cli, Command, FileFormat, TakesAction, TrustAction, UpdateAction};
 
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
 pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {

@@ -9,9 +9,9 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::exit::Failure;
-use crate::record::encoder::Container;
-use crate::record::spread::Threads;
-use crate::record::take::{Ending, Take, TakeSpec};
+use crate::take::encoder::Container;
+use crate::take::spread::Threads;
+use crate::take::writer::{Ending, Take, TakeSpec};
 
 #[derive(Debug)]
 pub struct Args {

@@ -321,8 +321,8 @@ pub fn recover_all(root: &Path) -> anyhow::Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::encoder::TrackWriter;
-    use crate::record::encoder::tests::{decode, signal};
+    use crate::take::encoder::TrackWriter;
+    use crate::take::encoder::tests::{decode, signal};
 
     /// Writes `frames` frames, syncs, and returns a copy of the file as a
     /// crash at that moment leaves it (the writer is still open), with

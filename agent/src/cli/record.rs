@@ -10,24 +10,38 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::FileFormat;
 use crate::config::{Config, DeviceSelector};
+use crate::engine::{Engine, EngineConfig, Handle, Output, StartRequest};
 use crate::exit::Failure;
-use crate::record::encoder::Container;
-use crate::record::manifest::Manifest;
-use crate::record::recover::{self, Recovered};
-use crate::record::take::Ending;
-use crate::recorder::{Engine, EngineConfig, Handle, Output, StartRequest};
+use crate::take::encoder::Container;
+use crate::take::manifest::Manifest;
+use crate::take::recover::{self, Recovered};
+use crate::take::writer::Ending;
 
 /// How long `record` waits for the device to deliver a configuration.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct Args {
-    pub duration: Option<Duration>,
+    /// How long: 30s, 2m, 1h, 1500ms (a bare number is seconds); default: until Ctrl-C / SIGTERM.
+    #[arg(long, value_parser = crate::cli::args::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Directory to create the take directory in; default: storage.recordings_path.
+    #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Capture device (exact ALSA name, glob, or auto); default: capture.device.
+    #[arg(long)]
     pub device: Option<String>,
+    /// Channels to capture (1-512); default: capture.channels, else all the device offers.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub channels: Option<u16>,
+    /// File format; default: capture.format (flac).
+    #[arg(long, value_enum)]
     pub format: Option<FileFormat>,
-    pub segment: Option<Duration>,
+    /// Longest segment (e.g. 30m); default: capture.segment_seconds (1 h).
+    #[arg(long, value_parser = crate::cli::args::parse_duration)]
+    pub segment: Option<std::time::Duration>,
+    /// Take id (default: take-<UTC date and time>).
+    #[arg(long)]
     pub take_id: Option<String>,
 }
 
@@ -237,7 +251,7 @@ pub fn recover(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<()> {
         ))
         .context(Failure::Usage);
     }
-    let single = dir.join(crate::record::manifest::FILE_NAME).exists();
+    let single = dir.join(crate::take::manifest::FILE_NAME).exists();
     let report = if single {
         match recover::recover_take(&dir) {
             Ok(r) => recover::Report {
@@ -264,7 +278,7 @@ pub fn recover(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dirs = if single {
         vec![dir.clone()]
     } else {
-        crate::record::verify::take_dirs(&dir)
+        crate::take::verify::take_dirs(&dir)
             .with_context(|| format!("listing {}", dir.display()))
             .context(Failure::State)?
     };

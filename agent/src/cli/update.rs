@@ -17,17 +17,38 @@ use crate::update::release::{self, Keys, SignedRelease};
 use crate::update::state::{self, Phase, UpdateState};
 use crate::update::{UpdateError, task};
 
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
+    #[arg(long, value_name = "PATH")]
     pub artifact: PathBuf,
+    /// The release's signed manifest; default: release-manifest.json
+    /// beside the artifact.
+    #[arg(long, value_name = "PATH")]
     pub release_manifest: Option<PathBuf>,
+    /// Its minisign signature; default: the manifest's path + .minisig.
+    #[arg(long, value_name = "PATH")]
     pub signature: Option<PathBuf>,
-    pub sha256: Option<String>,
-    pub sha256_file: Option<PathBuf>,
+    /// The artifact's SHA-256 (64 hex digits), checked too (a transfer
+    /// check: the signed manifest is what makes it authentic).
+    #[arg(long, value_name = "HEX", conflicts_with = "sha256_file")]
+    sha256: Option<String>,
+    /// A sha256sum-format file holding the artifact's hash.
+    #[arg(long, value_name = "PATH")]
+    sha256_file: Option<PathBuf>,
+    /// Binary to replace (symlinks followed); default: this binary.
+    #[arg(long, value_name = "PATH")]
     pub install_path: Option<PathBuf>,
-    pub version: Option<String>,
+    /// The version the binary must report.
+    #[arg(long, value_name = "YYYY.MM.DD-N")]
+    pub expect_version: Option<String>,
+    /// Install even if it is not newer than the installed version.
+    #[arg(long)]
     pub allow_downgrade: bool,
+    /// Install even while a take records (the take is closed first).
+    #[arg(long)]
     pub force: bool,
+    /// Do not ask a running agent to restart into the new binary.
+    #[arg(long)]
     pub no_restart: bool,
 }
 
@@ -108,7 +129,7 @@ fn signed_release(config: &Config, a: &ApplyArgs) -> Result<SignedRelease, Updat
         .map_err(|_| UpdateError::Signature(format!("{} is not text", sig_path.display())))?;
     let keys = Keys::built_in().with_configured(&config.update.trusted_keys);
     let r = release::verify(&manifest, &sig, &keys)?;
-    if let Some(v) = &a.version {
+    if let Some(v) = &a.expect_version {
         r.expect_version(v)?;
     }
     Ok(r)

@@ -4,8 +4,8 @@
 use rakkr_protocol::{EventBody, MeterFrame, TakeFile};
 
 use super::Output;
-use crate::record::manifest::{FileEntry, Manifest, TakeStatus};
-use crate::record::take::TakeEvent;
+use crate::take::manifest::{FileEntry, Manifest, TakeStatus};
+use crate::take::writer::TakeEvent;
 
 pub enum Outgoing {
     Event(EventBody),

@@ -1,5 +1,5 @@
 //! The files of a take: one segment at a time, opened, written, synced,
-//! closed (and handed to the sealer). Owned by the writer thread (see `take`).
+//! closed (and handed to the sealer). Owned by the writer thread (see `writer`).
 
 use std::path::{Path, PathBuf};
 

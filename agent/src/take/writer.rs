@@ -34,13 +34,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::disk;
+use super::disk::DiskGuard;
 use super::encoder::Container;
 use super::lock::TakeLock;
 use super::manifest::{FileEntry, Gap, Manifest, Marker, Recovery, TakeStatus};
 use super::reserve::{self, Reserve};
 use super::seal::{Sealed, Sealer};
 use super::segment::{Layout, Segment};
-use crate::config::DiskGuard;
 
 /// Largest WAV data size we let a segment reach (4 GiB less 1 MiB for headers).
 const WAV_MAX_DATA: u64 = (4 << 30) - (1 << 20);
@@ -531,7 +531,7 @@ fn remove_unstarted(dir: &std::path::Path) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::encoder::tests::signal;
+    use crate::take::encoder::tests::signal;
 
     pub(crate) fn spec(dir: &std::path::Path, segment_frames: u64) -> TakeSpec {
         TakeSpec {
@@ -548,7 +548,7 @@ pub(crate) mod tests {
             },
             sample_rate: 48_000,
             capture_format: "i32".into(),
-            threads: crate::record::spread::Threads::Auto,
+            threads: crate::take::spread::Threads::Auto,
         }
     }
 
@@ -633,7 +633,7 @@ pub(crate) mod tests {
             f.sha256.clear();
         }
         m.write(&take_dir).unwrap();
-        let r = crate::record::recover::recover_take(&take_dir)
+        let r = crate::take::recover::recover_take(&take_dir)
             .unwrap()
             .expect("the take needed recovery");
         assert_eq!(r.manifest.files, done.files, "every hash is back");

@@ -1,5 +1,5 @@
 //! `takes verify [TAKE]`: every file of a take against its manifest hash
-//! and its format's own checks (see `record::verify`); exit 9 when a take
+//! and its format's own checks (see `take::verify`); exit 9 when a take
 //! is damaged. Also run by `recover` after it repairs.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::exit::Failure;
-use crate::record::verify::{Report, take_dirs, verify_take};
+use crate::take::verify::{Report, take_dirs, verify_take};
 
 /// `takes verify`: TAKE is a take directory, or a take id under the
 /// recordings path; without it, every take there.
@@ -41,7 +41,7 @@ pub fn verify(config: &Config, take: Option<PathBuf>, json: bool) -> anyhow::Res
 
 /// A take directory from a path or a take id.
 fn resolve(config: &Config, take: &Path) -> anyhow::Result<PathBuf> {
-    let manifest = crate::record::manifest::FILE_NAME;
+    let manifest = crate::take::manifest::FILE_NAME;
     if take.join(manifest).exists() {
         return Ok(take.to_owned());
     }

@@ -1,0 +1,235 @@
+//! Controller commands, from the link to what carries them out: limits
+//! first, one at a time, each id at most once (the command log), then the
+//! action — inventory, a note, a take command for the engine, an update, a
+//! trust change — and the reply made to fit the wire.
+//!
+//! Runs on the daemon's runtime, off the link loop (the link spawns each
+//! command); file work goes to the blocking pool.
+
+use std::sync::Arc;
+
+use rakkr_protocol::{
+    Command, CommandBody, CommandResult, EventBody, FailureCode, Origin, Outcome, Reply,
+};
+
+use crate::command_log::failed;
+use crate::node::{MAX_NOTE_LEN, Node, lock};
+
+/// Runs a command at most once per id. A command with a field over its
+/// limit is refused before anything else (and not remembered: the
+/// reply carries its id cut to the limit).
+pub async fn execute(node: &Arc<Node>, cmd: Command) -> CommandResult {
+    if let Err(e) = cmd.check_limits() {
+        let id = rakkr_protocol::limits::truncated(&cmd.id, rakkr_protocol::limits::COMMAND_ID_MAX);
+        tracing::warn!(id = %id, error = %e, "command refused: over a limit");
+        return failed(id, FailureCode::InvalidArgument, e.to_string());
+    }
+    let _one_at_a_time = node.serial.lock().await;
+    if let Some(first) = lock(&node.commands).get(&cmd.id).cloned() {
+        tracing::info!(id = %cmd.id, "repeated command id: returning the first result");
+        return first;
+    }
+    let result = crate::fit::reply(act(node, &cmd).await);
+    let me = node.clone();
+    let to_store = result.clone();
+    match tokio::task::spawn_blocking(move || lock(&me.commands).record(to_store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(id = %cmd.id, error = format!("{e:#}"), "could not record command result")
+        }
+        Err(e) => tracing::error!(id = %cmd.id, error = %e, "could not record command result"),
+    }
+    result
+}
+
+async fn update(
+    node: &Arc<Node>,
+    id: &str,
+    offer: &rakkr_protocol::UpdateOffer,
+    signed: Option<crate::update::task::Signed<'_>>,
+) -> CommandResult {
+    match crate::update::task::accept(node, offer, signed).await {
+        Ok(ack) => {
+            tracing::info!(%id, version = %offer.version, signed = signed.is_some(), ?ack, "update accepted");
+            CommandResult {
+                id: id.to_owned(),
+                outcome: Outcome::Done(Reply::Update(ack)),
+            }
+        }
+        Err((code, message)) => {
+            tracing::warn!(%id, version = %offer.version, %message, "update refused");
+            failed(id, code, message)
+        }
+    }
+}
+
+async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
+    let done = |reply| CommandResult {
+        id: cmd.id.clone(),
+        outcome: Outcome::Done(reply),
+    };
+    match &cmd.body {
+        CommandBody::Inventory => {
+            let config = node.config.clone();
+            match tokio::task::spawn_blocking(move || {
+                serde_json::to_string(&crate::inventory::build(&config, true))
+            })
+            .await
+            {
+                Ok(Ok(json)) => done(Reply::Inventory { json }),
+                Ok(Err(e)) => failed(&cmd.id, FailureCode::Internal, e.to_string()),
+                Err(e) => failed(&cmd.id, FailureCode::Internal, e.to_string()),
+            }
+        }
+        CommandBody::Annotate { text } => {
+            if text.trim().is_empty() || text.len() > MAX_NOTE_LEN {
+                return failed(
+                    &cmd.id,
+                    FailureCode::InvalidArgument,
+                    format!("note must be 1..={MAX_NOTE_LEN} bytes"),
+                );
+            }
+            tracing::info!(id = %cmd.id, note = %text, "operator note from the controller");
+            let origin = Origin::Controller {
+                command_id: cmd.id.clone(),
+            };
+            match node
+                .emit(EventBody::Annotated {
+                    text: text.clone(),
+                    origin,
+                })
+                .await
+            {
+                Ok(ev) => done(Reply::Annotated { seq: ev.seq }),
+                Err(e) => failed(&cmd.id, FailureCode::Internal, format!("{e:#}")),
+            }
+        }
+        CommandBody::Update(offer) => update(node, &cmd.id, offer, None).await,
+        CommandBody::UpdateSigned(s) => {
+            let signed = crate::update::task::Signed {
+                manifest: &s.release_manifest,
+                signature: &s.signature,
+            };
+            update(node, &cmd.id, &s.offer, Some(signed)).await
+        }
+        CommandBody::RotateTrust => {
+            tracing::info!(id = %cmd.id, "the controller asks for a certificate renewal");
+            node.trust.rotate.notify_one();
+            done(Reply::RenewalStarted)
+        }
+        CommandBody::TrustBundle { cas_pem } => {
+            let me = node.clone();
+            let cas_pem = cas_pem.clone();
+            let applied = tokio::task::spawn_blocking(move || {
+                let endpoint = me
+                    .config
+                    .controller
+                    .endpoint
+                    .as_ref()
+                    .ok_or("no controller configured")?;
+                let name = rakkr_protocol::tls::server_name(&endpoint.server_name)
+                    .map_err(|e| e.to_string())?;
+                crate::trust::bundle::apply(
+                    &me.config.trust,
+                    &cas_pem,
+                    &me.trust.controller_chain(),
+                    &name,
+                )
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match applied {
+                Ok(ca_sha256) => {
+                    tracing::info!(id = %cmd.id, cas = ?ca_sha256, "new CA bundle installed");
+                    if let Err(e) = node
+                        .emit(EventBody::TrustBundleChanged {
+                            ca_sha256: ca_sha256.clone(),
+                        })
+                        .await
+                    {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "could not record the bundle change"
+                        );
+                    }
+                    done(Reply::TrustBundle { ca_sha256 })
+                }
+                Err(message) => {
+                    tracing::warn!(id = %cmd.id, %message, "CA bundle refused");
+                    failed(&cmd.id, FailureCode::InvalidArgument, message)
+                }
+            }
+        }
+        CommandBody::StartTake(_)
+        | CommandBody::StopTake { .. }
+        | CommandBody::Mark { .. }
+        | CommandBody::TakeStatus => match node.recorder.get() {
+            None => failed(
+                &cmd.id,
+                FailureCode::Busy,
+                "the recorder is not running yet",
+            ),
+            Some(rec) => match take_command(rec, &cmd.body).await {
+                Ok(reply) => {
+                    tracing::info!(id = %cmd.id, "take command done");
+                    done(reply)
+                }
+                Err(r) => {
+                    tracing::warn!(id = %cmd.id, error = %r, "take command refused");
+                    failed(&cmd.id, r.code, r.message)
+                }
+            },
+        },
+    }
+}
+
+/// Runs a take command on the recorder.
+async fn take_command(
+    rec: &crate::engine::Handle,
+    body: &CommandBody,
+) -> Result<Reply, crate::engine::Refusal> {
+    use std::time::Duration;
+    Ok(match body {
+        CommandBody::StartTake(st) => {
+            let (take, already_running) = rec
+                .start(crate::engine::StartRequest {
+                    take_id: st.take_id.clone(),
+                    channels: (st.channels > 0).then_some(st.channels),
+                    container: st.format.map(crate::engine::container),
+                    segment: (st.segment_seconds > 0)
+                        .then(|| Duration::from_secs(u64::from(st.segment_seconds))),
+                    pre_roll: Duration::from_millis(u64::from(st.pre_roll_ms)),
+                    frames: None,
+                    output: None,
+                })
+                .await?;
+            Reply::Take {
+                take,
+                already_running,
+            }
+        }
+        CommandBody::StopTake { take_id } => {
+            let ending = crate::take::writer::Ending::asked("controller");
+            let (take, manifest) = rec.stop(take_id.clone(), ending).await?;
+            Reply::TakeStopped {
+                take,
+                manifest_json: crate::engine::events::manifest_json(&manifest),
+            }
+        }
+        CommandBody::Mark { label } => Reply::Marked {
+            at_sample: rec.mark(label.clone()).await?,
+        },
+        _ => {
+            let st = rec.status().await?;
+            Reply::TakeStatus {
+                take: st.take,
+                device: if st.device.is_empty() {
+                    st.error.unwrap_or_default()
+                } else {
+                    st.device
+                },
+                device_ok: st.device_ok,
+            }
+        }
+    })
+}
