@@ -60,6 +60,9 @@ fn listed_archive(tmp: &tempfile::TempDir) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filling_disk_stops_the_take_cleanly_and_the_agent_lives_on() {
+    if !rakkr_e2e::requires("root (to mount a small tmpfs)", rakkr_e2e::is_root()) {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("rec");
     let _fs = Tmpfs::mount(&rec, "24m");
@@ -165,6 +168,9 @@ const SMALL_GUARD: [(&str, &str); 3] = [
 
 #[test]
 fn a_disk_filled_from_outside_ends_record_with_every_file_closed_and_a_true_status() {
+    if !rakkr_e2e::requires("root (to mount a small tmpfs)", rakkr_e2e::is_root()) {
+        return;
+    }
     rakkr_e2e::init_logging();
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("small");
@@ -229,6 +235,9 @@ fn a_disk_filled_from_outside_ends_record_with_every_file_closed_and_a_true_stat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_survives_a_disk_filled_from_outside_and_records_again_when_space_is_back() {
+    if !rakkr_e2e::requires("root (to mount a small tmpfs)", rakkr_e2e::is_root()) {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("rec");
     let _fs = Tmpfs::mount(&rec, "48m");

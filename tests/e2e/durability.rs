@@ -52,7 +52,10 @@ fn kill_mid_take_then_recover(format: &str) {
     let mut agent = AgentProcess::spawn_args(&args, &env);
     // A closed segment and more than a sync interval of the second.
     agent.wait_log(&["segment closed", "segment=1"], 1, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(1200));
+    // Wait for the state, not a time: segment 2 holds synced audio.
+    rakkr_e2e::wait_until(Duration::from_secs(30), "a sync in segment 2", || {
+        rakkr_e2e::segment_synced(&out.join("crash"), 2)
+    });
     let fed_before = feeder.fed();
     agent.signal(Signal::SIGKILL);
     let fed_after = feeder.fed();

@@ -26,6 +26,9 @@ fn chmod(p: &Path, m: u32) {
 
 #[test]
 fn the_control_socket_is_private_and_refuses_other_users() {
+    if !rakkr_e2e::requires("root (to act as another user)", rakkr_e2e::is_root()) {
+        return;
+    }
     rakkr_e2e::init_logging();
     let tmp = tempfile::tempdir().unwrap();
     chmod(tmp.path(), 0o755);
@@ -88,6 +91,9 @@ fn the_control_socket_is_private_and_refuses_other_users() {
 
 #[test]
 fn trust_install_as_root_never_writes_through_a_planted_link() {
+    if !rakkr_e2e::requires("root (to act as another user)", rakkr_e2e::is_root()) {
+        return;
+    }
     rakkr_e2e::init_logging();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");

@@ -104,6 +104,12 @@ fn unit_copy(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn the_unit_verifies_and_rates_2_or_better() {
+    if !rakkr_e2e::requires(
+        "systemd-analyze (apt-get install systemd)",
+        rakkr_e2e::have("systemd-analyze"),
+    ) {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let unit = unit_copy(tmp.path());
     let verify = Command::new("systemd-analyze")
@@ -152,6 +158,9 @@ fn thread_sched(pid: u32, name: &str) -> Option<(u32, u32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_capture_thread_runs_sched_fifo_and_nothing_else_does() {
+    if !rakkr_e2e::requires("root (real-time priority)", rakkr_e2e::is_root()) {
+        return;
+    }
     // The paced test device blocks on its FIFO, so real time is safe here;
     // `auto` would keep a userspace plugin at normal priority.
     let tmp = tempfile::tempdir().unwrap();

@@ -106,6 +106,95 @@ pub fn controller_bin() -> PathBuf {
     .clone()
 }
 
+/// Whether a test that needs `what` (root, jackd, ansible, systemd-analyze)
+/// can run here. Outside CI a test without it is skipped and says why on
+/// stderr; in CI (`CI` set) it fails, because CI runs every test and
+/// `.ci/setup` installs what they need.
+pub fn requires(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "this test needs {what}, which is missing: CI must run every test (see .ci/setup)"
+    );
+    eprintln!("SKIPPED: this test needs {what}, which this machine lacks (CI runs it)");
+    false
+}
+
+/// Whether this process runs as root (tmpfs mounts, chroots, other users).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether `cmd` is on PATH.
+pub fn have(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            std::fs::metadata(d.join(cmd)).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// Waits until `ready` holds, checking every 20 ms, at most `timeout`
+/// (a bound for a test gone wrong, not a pace): tests wait for a state,
+/// never for a time.
+pub fn wait_until(timeout: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether the first file of segment `segment` of the take in `take` (32
+/// channels at 48 kHz) holds a second of audio made durable by syncs: a WAV
+/// or W64 header declaring that much (headers declare the synced length),
+/// or a FLAC file past its header and a second of the test signal (about
+/// 22 KB per channel).
+pub fn segment_synced(take: &std::path::Path, segment: u32) -> bool {
+    let tag = format!("-s{segment:03}.");
+    let Ok(dir) = std::fs::read_dir(take) else {
+        return false;
+    };
+    let mut files: Vec<PathBuf> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains(&tag))
+        .collect();
+    files.sort();
+    let Some(first) = files.first() else {
+        return false;
+    };
+    let Ok(bytes) = std::fs::read(first) else {
+        return false;
+    };
+    let field = |at: usize, len: usize| bytes.get(at..at + len);
+    let data = bytes.windows(4).position(|w| w == b"data");
+    // NOTE: a muxer may write a placeholder size before the first sync: a
+    // declared size counts only when the file really holds that much.
+    let len = bytes.len() as u64;
+    match first.extension().and_then(|e| e.to_str()) {
+        Some("wav") => data.and_then(|i| field(i + 4, 4)).is_some_and(|n| {
+            let n = u64::from(u32::from_le_bytes(n.try_into().expect("4 bytes")));
+            n >= 48_000 * 3 && n < len
+        }),
+        // W64: a 16-byte GUID starting "data", then the chunk size (with
+        // its 24-byte header) as u64.
+        Some("w64") => data.and_then(|i| field(i + 16, 8)).is_some_and(|n| {
+            let n = u64::from_le_bytes(n.try_into().expect("8 bytes"));
+            n >= 24 + 48_000 * 3 * 32 && n < len
+        }),
+        _ => bytes.len() > 32 * 1024,
+    }
+}
+
 /// Starts an in-process reference controller on 127.0.0.1 with a random port.
 pub async fn start_controller(
     tls: std::sync::Arc<rustls::ServerConfig>,
