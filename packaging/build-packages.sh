@@ -70,8 +70,10 @@ for t in "${targets[@]}"; do
   doc=$tree/usr/share/doc/rakkr-recorder-agent
   install -D -m 0644 "$root/packaging/deb/copyright" "$doc/copyright"
   gzip -9n < "$root/README.md" > "$doc/README.md.gz"
+  # NOTE: a native package (no Debian revision) names its changelog
+  # changelog.gz (Debian policy 12.7; lintian wrong-name-for-changelog-of-native-package).
   printf 'rakkr-recorder-agent (%s) unstable; urgency=medium\n\n  * Release %s (git %s).\n\n -- Rakkr maintainers <rakkr-maintainers@users.noreply.github.com>  %s\n' \
-    "$version" "$version" "$(git -C "$root" rev-parse --short=12 HEAD)" "$date_rfc" | gzip -9n > "$doc/changelog.Debian.gz"
+    "$version" "$version" "$(git -C "$root" rev-parse --short=12 HEAD)" "$date_rfc" | gzip -9n > "$doc/changelog.gz"
   install -D -m 0644 "$root/packaging/deb/lintian-overrides" "$tree/usr/share/lintian/overrides/rakkr-recorder-agent"
 
   # --- .deb -----------------------------------------------------------------
@@ -98,7 +100,7 @@ for t in "${targets[@]}"; do
   cp -a "$tree" "$rtree"
   mkdir -p "$rtree/usr/lib/systemd"
   mv "$rtree/lib/systemd/system" "$rtree/usr/lib/systemd/system"
-  rm -rf "$rtree/lib" "$rtree/usr/share/lintian" "$rtree/usr/share/doc/rakkr-recorder-agent/changelog.Debian.gz"
+  rm -rf "$rtree/lib" "$rtree/usr/share/lintian" "$rtree/usr/share/doc/rakkr-recorder-agent/changelog.gz"
   sed -e "s/@VERSION@/$rpm_version/" -e "s/@RELEASE@/$rpm_release/" \
     "$root/packaging/rpm/rakkr-recorder-agent.spec.in" > "$top/SPECS/rakkr-recorder-agent.spec"
   SOURCE_DATE_EPOCH=$epoch rpmbuild --quiet -bb --target "$t-linux" \

@@ -126,11 +126,13 @@ for t in "${targets[@]}"; do
     CARGO_TARGET_DIR="$root/target/release-musl" RUSTC=/usr/bin/rustc /usr/bin/cargo clean -q \
       --release --target "$triple" -p ffmpeg-sys-next -p alsa-sys
   fi
+  # A GNU build-id (a hash of the linked content, so builds stay
+  # reproducible) lets crash tools and rpm match the binary to its build.
   # NOTE: Debian's rustc-web/cargo-web pair (std sources of the same
   # version) builds std for musl; cargo-zigbuild links with zig's musl.
   env PATH="$cache/bin:$cache/venv/bin:/usr/bin:$PATH" \
     RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo RUSTC_BOOTSTRAP=1 \
-    RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static --remap-path-prefix=$root=. --remap-path-prefix=$HOME/.cargo=~/.cargo" \
+    RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -C link-arg=-Wl,--build-id=sha1 --remap-path-prefix=$root=. --remap-path-prefix=$HOME/.cargo=~/.cargo" \
     PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_ALL_STATIC=1 \
     "PKG_CONFIG_LIBDIR_$triple=$prefix/lib/pkgconfig" \
     "PKG_CONFIG_PATH_$triple=$prefix/lib/pkgconfig" \
