@@ -232,22 +232,53 @@ async fn a_controller_that_welcomes_and_drops_the_link_is_not_hammered() {
     env.insert("RAKKR_CONTROLLER_BACKOFF_MAX_MS".into(), "3200".into());
     let mut agent = AgentProcess::spawn(&env);
     // Every session is dropped as soon as it is welcomed. Before, the
-    // backoff started over after each welcome: a reconnect every 0.1-0.2 s
-    // (30-60 in 6 s). Now the delays grow (0.1-0.2, 0.4, 0.8, 1.6, 3.2 s):
-    // at most 7 sessions in 6 s. A slow machine only makes fewer.
-    let window = tokio::time::Instant::now() + Duration::from_secs(6);
+    // backoff started over after each welcome: every retry was drawn below
+    // the initial cap (200 ms). Now the caps grow (0.2, 0.4, 0.8, 1.6,
+    // 3.2 s). Delays are jittered down to 0.1 s, so no count of sessions in
+    // a time window can tell the two apart; the delays the agent chose can.
+    const SESSIONS: usize = 6;
     let mut sessions = 0;
-    while let Ok(Ok(e)) = tokio::time::timeout_at(window, events.recv()).await {
+    while sessions < SESSIONS {
+        let e = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("the agent reconnects")
+            .expect("controller events");
         if let rakkr_controller::ControllerEvent::Connected { .. } = e {
             sessions += 1;
             let _ = h.disconnect("node-flap").await;
         }
     }
-    assert!(sessions >= 2, "it reconnects: {sessions}");
+    agent.wait_log(&["controller link down", "retry_in"], SESSIONS, T);
+    let delays: Vec<Duration> = agent
+        .log()
+        .iter()
+        .filter(|l| l.contains("controller link down"))
+        .filter_map(|l| l.split("retry_in=").nth(1))
+        .filter_map(|v| parse_debug_duration(v.split_whitespace().next().unwrap_or_default()))
+        .collect();
+    assert!(delays.len() >= SESSIONS, "retry delays logged: {delays:?}");
+    // With growing caps the chance that five retries all stay under the
+    // first cap is about 3e-6; with a reset after each welcome it is 1.
     assert!(
-        sessions <= 8,
-        "{sessions} sessions in 6 s: the backoff was reset by each welcome"
+        delays.iter().any(|d| *d > Duration::from_millis(200)),
+        "every retry was drawn below the initial cap: the backoff was reset by each welcome ({delays:?})"
     );
     assert!(agent.terminate(T).is_some_and(|s| s.success()));
     ctl.shutdown().await;
+}
+
+/// A `Duration`'s Debug text (`150.2ms`, `1.5s`, `800µs`).
+fn parse_debug_duration(s: &str) -> Option<Duration> {
+    let (num, unit) = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|i| s.split_at(i))?;
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit.trim_end_matches([',', ' ']) {
+        "s" => v,
+        "ms" => v / 1e3,
+        "µs" | "us" => v / 1e6,
+        "ns" => v / 1e9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
 }
