@@ -327,12 +327,19 @@ async fn controller_drives_a_take_that_survives_a_controller_crash() {
     assert_eq!(m["status"], "complete");
     assert_eq!(m["markers"][0]["label"], "doors");
     assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");
-    let frames =
-        rakkr_e2e::takecheck::check_content(std::path::Path::new(&take.dir), &m, &drops(&feeder));
+    let content = rakkr_e2e::takecheck::check_content_detail(
+        std::path::Path::new(&take.dir),
+        &m,
+        &drops(&feeder),
+    );
+    let frames = content.frames;
     assert_eq!(frames, m["frames"].as_u64().unwrap());
+    // What the device itself dropped (a late reader on a busy machine)
+    // counts as time the take ran.
     assert!(
-        frames >= 120_000,
-        "the take ran through the 2.5 s outage: {frames}"
+        frames + content.device_dropped >= 120_000,
+        "the take ran through the 2.5 s outage: {frames} frames, {} dropped by the device",
+        content.device_dropped
     );
     let segments = m["segments"].as_u64().unwrap();
 
