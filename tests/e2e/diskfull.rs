@@ -224,6 +224,8 @@ fn a_disk_filled_from_outside_ends_record_with_every_file_closed_and_a_true_stat
     assert_eq!(m["status"], "stopped", "{m}");
     assert!(m["stopReason"].as_str().is_some_and(|r| !r.is_empty()));
     assert!(m["frames"].as_u64().unwrap() >= 96_000, "{m}");
+    // Every file ended in the room it held: none needed repair.
+    assert!(m["recovery"].is_null(), "{m}");
     assert!(!rec.join("full/.reserve").exists(), "the reserve is gone");
     std::fs::remove_file(filler).unwrap();
     let v = rakkr_e2e::agent::run_agent(

@@ -19,6 +19,7 @@ use ffmpeg_next::{ChannelLayout, Dictionary, Packet, Rational, codec, encoder, f
 use serde::Serialize;
 
 use super::md5::SampleMd5;
+use super::tail::{DiskFull, Tail};
 
 /// Frames per encoder call for codecs without a fixed frame size (PCM).
 const PCM_CHUNK_FRAMES: usize = 4096;
@@ -97,6 +98,8 @@ pub struct TrackWriter {
     /// WAV/W64 only: where the audio starts, and the audio bytes the
     /// header declares (the length at the last sync).
     pcm: Option<(Container, super::riffscan::DataChunk, u64)>,
+    /// Room held past the end of the file (see `tail`).
+    tail: Tail,
 }
 
 impl std::fmt::Debug for TrackWriter {
@@ -136,6 +139,23 @@ fn release_untouched_state(enc: &mut encoder::audio::Encoder) {
     // avcodec_open2 and used only by this thread, which is here.
     let released = unsafe { super::reclaim::zero_pages((*enc.as_mut_ptr()).priv_data.cast()) };
     tracing::trace!(released, "encoder state pages released");
+}
+
+/// Where the next byte written to the file will go, counting what
+/// libavformat still buffers (its buffer is 32 KiB to 256 KiB, depending
+/// on the FFmpeg version), without flushing anything.
+#[allow(unsafe_code)]
+fn avio_position(octx: &mut format::context::Output) -> Option<u64> {
+    // SAFETY: as in `avio_flush`; avio_seek(pb, 0, SEEK_CUR) only reads
+    // the buffer position (libavformat answers it before any seeking).
+    let pos = unsafe {
+        let pb = (*octx.as_mut_ptr()).pb;
+        if pb.is_null() {
+            return None;
+        }
+        ffmpeg_next::ffi::avio_seek(pb, 0, nix::libc::SEEK_CUR)
+    };
+    u64::try_from(pos).ok()
 }
 
 #[allow(unsafe_code)]
@@ -293,7 +313,8 @@ impl TrackWriter {
                 .with_context(|| ctx("writing the header sizes of"))?;
             Some((container, data, 0))
         };
-        Ok(Self {
+        let mut w = Self {
+            tail: Tail::new(container.frame_bytes(channels), step),
             sync_handle,
             path: path.to_owned(),
             octx,
@@ -306,7 +327,24 @@ impl TrackWriter {
             frames: 0,
             md5: (container == Container::Flac).then(|| SampleMd5::new(step)),
             pcm,
-        })
+        };
+        w.hold_tail();
+        Ok(w)
+    }
+
+    /// Says on `full` when the disk has no room left for what comes next
+    /// (see `tail`); the take stops on it. Holds the room again now, so
+    /// that a file opened on a full disk says so at once.
+    pub fn report_full_to(&mut self, full: DiskFull) {
+        self.tail.report_to(full);
+        self.hold_tail();
+    }
+
+    /// Holds room past the end of the file now (see `tail`).
+    fn hold_tail(&mut self) {
+        let end = avio_position(&mut self.octx).unwrap_or(0);
+        self.tail
+            .hold(&self.sync_handle, &self.path, self.frames, end);
     }
 
     /// Appends interleaved samples (a whole number of frames).
@@ -375,6 +413,9 @@ impl TrackWriter {
             .send_frame(&self.frame)
             .with_context(|| format!("encoding {}", self.path.display()))?;
         self.drain()?;
+        if self.tail.due(self.frames) {
+            self.hold_tail();
+        }
         // NOTE: the encoder took a reference to the frame's buffers; it has
         // let go of them once its packets are out (then this is a no-op).
         make_writable(&mut self.frame)
@@ -456,8 +497,9 @@ impl TrackWriter {
             .md5
             .take()
             .map(|m| super::md5::store(&self.path, m.finish()));
-        std::fs::File::open(&self.path)
-            .and_then(|f| f.sync_all())
+        super::tail::trim(&self.sync_handle, &self.path);
+        self.sync_handle
+            .sync_all()
             .with_context(|| format!("syncing {}", self.path.display()))?;
         Ok((self.path, self.frames, md5))
     }

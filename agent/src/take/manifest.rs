@@ -120,10 +120,15 @@ impl Manifest {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// The manifest as written to `manifest.json`.
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).context("serialising the manifest")
+    }
+
     /// Replaces `manifest.json` in `dir` atomically; returns its size.
     pub fn write(&self, dir: &Path) -> anyhow::Result<u64> {
         let path = dir.join(FILE_NAME);
-        let bytes = serde_json::to_vec_pretty(self).context("serialising the manifest")?;
+        let bytes = self.to_bytes()?;
         atomic_write(&path, &bytes, 0o644)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(bytes.len() as u64)

@@ -15,8 +15,12 @@ pub mod riffscan;
 pub mod seal;
 pub mod segment;
 pub mod spread;
+pub mod tail;
 pub mod verify;
 pub mod writer;
+
+#[cfg(test)]
+mod full_disk_tests;
 
 /// fsyncs a directory so that new files in it are durable.
 pub fn sync_dir(dir: &std::path::Path) -> anyhow::Result<()> {

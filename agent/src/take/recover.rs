@@ -178,6 +178,8 @@ pub fn repair_file(
         ));
     }
     let mut lines = cut(&path, container, &held)?;
+    // The room an open file held past its end (see `tail`) is given back.
+    super::tail::trim_path(&path);
     if held.frames() == 0 {
         // A bare header: this file of the segment never held audio.
         std::fs::remove_file(&path)

@@ -1,17 +1,19 @@
 //! The take's space reserve: `.reserve` in the take directory, allocated
-//! (not sparse) while the take records and deleted when it ends.
+//! (not sparse) while the take records. It becomes the final manifest.
 //!
 //! Why: another process can fill the disk faster than the disk guard
-//! polls (a `dd`, a runaway log). Then the last writes of a take — the
-//! encoders' buffered tails, the final headers, the manifest, written
-//! through a temporary file and a rename — would fail with ENOSPC, and a
-//! take could not even say it stopped. Freeing the reserve first gives
-//! those writes the room they need, whatever else happened to the disk.
+//! polls (a `dd`, a runaway log). The final manifest — the one that says
+//! the take ended and lists every file — must still be written then.
+//! Freeing space for it at the end is no answer (a process that keeps
+//! writing takes it first), so the manifest is written *into* the
+//! reserve's own blocks, which nobody else can have: overwrite in place,
+//! cut to length, fsync, rename over `manifest.json`, fsync the directory
+//! (`into_manifest`). The open files' last audio has its own room (see
+//! `tail`).
 //!
-//! The reserve covers the manifest (which grows with every closed file;
-//! `grow` follows it at each segment close) and a bounded tail per open
-//! file. If it cannot be allocated, the disk is already too full to record
-//! safely: a take does not start, and a running take stops.
+//! The reserve grows with the manifest (`grow` at each segment close). If
+//! it cannot be allocated, the disk is already too full to record safely:
+//! a take does not start, and a running take stops.
 
 use std::path::{Path, PathBuf};
 
@@ -19,16 +21,16 @@ use anyhow::Context;
 
 pub const FILE_NAME: &str = ".reserve";
 
-/// Room for one open file's unwritten tail at close: FFmpeg's I/O buffer
-/// (32 KiB), an encoder frame and the trailer, with margin.
-pub const PER_FILE: u64 = 128 << 10;
-/// Room for the manifest's temporary copy beyond its current size.
+/// Room for one file's entry in the final manifest (its hash, counts and
+/// names, pretty-printed JSON), with margin.
+pub const PER_FILE: u64 = 1 << 10;
+/// Room beyond the entries: stop reasons, repair lines, gaps, markers.
 const BASE: u64 = 256 << 10;
 
-/// How large the reserve must be for `files` open files and a manifest
-/// of `manifest_bytes` (the atomic rewrite holds two copies at once).
+/// How large the reserve must be for a manifest of `manifest_bytes` and
+/// `files` more entries to come.
 pub fn size_for(files: usize, manifest_bytes: u64) -> u64 {
-    BASE + PER_FILE * files as u64 + 2 * manifest_bytes
+    BASE + PER_FILE * files as u64 + manifest_bytes
 }
 
 #[derive(Debug)]
@@ -39,6 +41,15 @@ pub struct Reserve {
 }
 
 impl Reserve {
+    /// No reserve (one that was used up).
+    pub fn none() -> Self {
+        Self {
+            path: PathBuf::new(),
+            file: None,
+            len: 0,
+        }
+    }
+
     /// Allocates `len` bytes in `dir`.
     pub fn make(dir: &Path, len: u64) -> anyhow::Result<Self> {
         let path = dir.join(FILE_NAME);
@@ -80,7 +91,39 @@ impl Reserve {
         Ok(())
     }
 
-    /// Deletes the reserve, giving its space back for the take's last writes.
+    /// Replaces `target` with `bytes`, written into the reserve's own
+    /// blocks (see the module doc), with `mode`. The reserve is used up:
+    /// on error it is deleted, and the caller may still try a plain write.
+    pub fn into_manifest(mut self, target: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+        use std::os::unix::fs::{FileExt, PermissionsExt};
+        let Some(file) = self.file.as_ref() else {
+            anyhow::bail!("the space reserve is gone");
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let result = file
+            .write_all_at(bytes, 0)
+            .and_then(|()| file.set_len(bytes.len() as u64))
+            .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.path, target))
+            .and_then(|()| rakkr_protocol::fsutil::sync_dir(dir));
+        match result {
+            Ok(()) => {
+                // Renamed: nothing left to delete.
+                self.file = None;
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "writing {} through the space reserve {}",
+                    target.display(),
+                    self.path.display()
+                )
+            }),
+        }
+    }
+
+    /// Deletes the reserve.
     pub fn release(&mut self) {
         if self.file.take().is_some()
             && let Err(e) = std::fs::remove_file(&self.path)
@@ -143,5 +186,20 @@ mod tests {
         );
         r.release();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_reserve_becomes_the_file_whole_and_nothing_is_left_behind() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("manifest.json");
+        std::fs::write(&target, b"old").unwrap();
+        let r = Reserve::make(dir.path(), 64 << 10).unwrap();
+        r.into_manifest(&target, b"{\"new\":1}", 0o644).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"{\"new\":1}");
+        let md = std::fs::metadata(&target).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o644);
+        assert!(!dir.path().join(FILE_NAME).exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

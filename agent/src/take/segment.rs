@@ -8,6 +8,7 @@ use anyhow::Context;
 use super::encoder::{Bext, Container, TrackWriter};
 use super::manifest::FileEntry;
 use super::spread::{Spread, Threads};
+use super::tail::DiskFull;
 
 /// A safe file-name fragment from a channel name.
 pub fn slug(name: &str) -> String {
@@ -95,6 +96,8 @@ pub struct Layout {
     pub started: time::OffsetDateTime,
     /// How many threads encode each segment.
     pub threads: Threads,
+    /// Set by the first file that finds the disk full (see `tail`).
+    pub full: DiskFull,
 }
 
 impl Layout {
@@ -148,7 +151,7 @@ impl Layout {
             } else {
                 self.take_id.to_owned()
             };
-            let w = TrackWriter::create(
+            let mut w = TrackWriter::create(
                 &self.dir.join(&e.file),
                 self.container,
                 e.channels.len() as u16,
@@ -156,6 +159,7 @@ impl Layout {
                 &title,
                 bext,
             )?;
+            w.report_full_to(self.full.clone());
             tracks.push((w, e));
         }
         super::sync_dir(&self.dir)?;

@@ -23,10 +23,12 @@
 //! segment change) lists the open files, so `recover` can repair them after
 //! a crash. At most 0.5 s plus one encoder block is at risk.
 //!
-//! Ending: `finish` first frees the space reserve, then closes every file
-//! (a file whose close fails is repaired as after a crash, never dropped)
-//! and writes the final manifest. It always returns the final manifest;
-//! whether it reached the disk is said beside it (see `Finished`).
+//! Ending: `finish` closes every file into the room each holds past its
+//! end (see `tail`; a file whose close fails is repaired as after a crash,
+//! never dropped) and writes the final manifest into the space reserve's
+//! own blocks (see `reserve`), so a disk filled from outside cannot stop
+//! either. It always returns the final manifest; whether it reached the
+//! disk is said beside it (see `Finished`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -128,9 +130,9 @@ pub struct Take {
     guard: disk::Watch,
     /// Hashes closed segments on its own thread (see `seal`).
     sealer: Sealer,
-    /// Room for the last writes (see `reserve`).
+    /// Room for the final manifest (see `reserve`).
     reserve: Reserve,
-    /// Files per segment (the reserve holds a tail for each).
+    /// Files per segment (the reserve holds an entry for each).
     per_segment: usize,
     /// Set when the reserve could not grow: the take must stop.
     short: Option<String>,
@@ -197,6 +199,7 @@ impl Take {
             rate: spec.sample_rate,
             started,
             threads: spec.threads,
+            full: Default::default(),
         };
         let manifest = Manifest {
             take_id: spec.take_id.clone(),
@@ -292,6 +295,12 @@ impl Take {
     /// (disk full, I/O error) is repaired as after a crash and listed with
     /// the audio it holds; the error says which files that was.
     fn close_segment(&mut self) -> anyhow::Result<()> {
+        self.close_segment_files(true)
+    }
+
+    /// `close_segment`; `write_manifest` false leaves the manifest to the
+    /// caller (`finish` writes only the final one, through the reserve).
+    fn close_segment_files(&mut self, write_manifest: bool) -> anyhow::Result<()> {
         let Some(seg) = self.seg.take() else {
             return Ok(());
         };
@@ -312,11 +321,15 @@ impl Take {
         self.manifest.files.extend(files.iter().cloned());
         self.manifest.frames = super::recover::take_frames(&self.manifest.files);
         self.manifest.open_files.clear();
-        let written = self.manifest.write(&self.layout.dir);
+        let written = if write_manifest {
+            self.manifest.write(&self.layout.dir)
+        } else {
+            Ok(0)
+        };
         let frames = files.iter().map(|f| f.samples).max().unwrap_or(0);
         tracing::info!(take = %self.spec.take_id, segment = number, frames, "segment closed");
         self.sealer.submit(number, self.layout.dir.clone(), files);
-        if let Ok(bytes) = &written {
+        if write_manifest && let Ok(bytes) = &written {
             let want = reserve::size_for(self.per_segment, *bytes);
             if let Err(e) = self.reserve.grow(want) {
                 self.short = Some(format!("{e:#}"));
@@ -342,6 +355,12 @@ impl Take {
         if sealed.is_empty() {
             return Ok(());
         }
+        self.note_sealed(sealed, events);
+        self.manifest.write(&self.layout.dir).map(drop)
+    }
+
+    /// `take_sealed` without writing the manifest.
+    fn note_sealed(&mut self, sealed: Vec<Sealed>, events: &mut Vec<TakeEvent>) {
         for s in sealed {
             for (file, why) in &s.failed {
                 tracing::error!(take = %self.spec.take_id, file = %file, error = %why, "a closed file could not be read back to hash it; its manifest entry has no sha256");
@@ -356,7 +375,6 @@ impl Take {
                 files: s.files,
             });
         }
-        self.manifest.write(&self.layout.dir).map(drop)
     }
 
     /// Reports the segments hashed since the last call. Never blocks: the
@@ -398,6 +416,9 @@ impl Take {
             return Ok(Some(MustStop(format!(
                 "the disk has no room left for the take's space reserve ({why})"
             ))));
+        }
+        if let Some(why) = self.layout.full.get() {
+            return Ok(Some(MustStop(why.to_owned())));
         }
         // NOTE: 0.5 s of audio, but not more often than every 100 ms of
         // wall time: a take catching up on a backlog (or `encode`) would
@@ -470,17 +491,15 @@ impl Take {
 
     /// Closes every file and writes the final manifest: status `complete`,
     /// or `stopped` with the reason when `ending` is early or a file could
-    /// not be closed normally. Frees the space reserve first, so that the
-    /// last writes find room even on a disk filled from outside. Always
-    /// returns the final manifest; `persisted` says whether it is on disk.
+    /// not be closed normally. Needs no new space on the disk: the files end
+    /// in the room they hold (`tail`), the manifest is written into the
+    /// reserve (`reserve`). Always returns the final manifest; `persisted`
+    /// says whether it is on disk.
     pub fn finish(mut self, ending: Ending, events: &mut Vec<TakeEvent>) -> Finished {
-        self.reserve.release();
-        let closed = self.close_segment();
+        let closed = self.close_segment_files(false);
         // Every segment's hashes are in the final manifest.
         let sealed = self.sealer.wait_all();
-        if let Err(e) = self.take_sealed(sealed, events) {
-            tracing::warn!(take = %self.spec.take_id, error = format!("{e:#}"), "writing the hashes to the manifest (the final manifest follows)");
-        }
+        self.note_sealed(sealed, events);
         let mut reason = ending.early;
         if let Err(e) = closed {
             let what = format!("closing the last segment: {e:#}");
@@ -508,10 +527,27 @@ impl Take {
         self.manifest.stop_reason = reason;
         self.manifest.ended_by = Some(ending.by);
         self.manifest.finished_at = crate::util::now_iso8601();
-        let persisted = self.manifest.write(&self.layout.dir).map(drop);
+        let persisted = self.write_final();
         Finished {
             manifest: self.manifest,
             persisted,
+        }
+    }
+}
+
+impl Take {
+    /// Writes the final manifest through the reserve; failing that (the
+    /// manifest outgrew it, or the filesystem refused), the plain way.
+    fn write_final(&mut self) -> anyhow::Result<()> {
+        let bytes = self.manifest.to_bytes()?;
+        let target = self.layout.dir.join(super::manifest::FILE_NAME);
+        let reserve = std::mem::replace(&mut self.reserve, Reserve::none());
+        match reserve.into_manifest(&target, &bytes, 0o644) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(take = %self.spec.take_id, error = format!("{e:#}"), "writing the final manifest through the reserve failed; writing it the plain way");
+                self.manifest.write(&self.layout.dir).map(drop)
+            }
         }
     }
 }
