@@ -483,9 +483,21 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
         mut agent,
         ..
     } = recording_node(tmp.path(), &[("RAKKR_CAPTURE_PRE_ROLL_SECONDS", "2")]).await;
-    // Let the pre-roll buffer fill.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let h = ctl.handle();
+    // Let the pre-roll buffer fill: a meter frame goes out for every
+    // 4,800 frames the engine took from the device (10 Hz of audio), so
+    // 12 of them, all counted after this point, prove 52,800 frames in
+    // the pre-roll buffer (it holds 2 s), whatever the machine's load.
+    let mut events = h.subscribe();
+    for n in 0..12 {
+        wait_for(
+            &mut events,
+            Duration::from_secs(60),
+            &format!("meter frame {n}"),
+            |e| matches!(e, ControllerEvent::Meter { .. }).then_some(()),
+        )
+        .await;
+    }
     let take = started(
         &h,
         CommandBody::StartTake(StartTake {
@@ -502,7 +514,17 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
         "one second from before the command"
     );
     assert_eq!(take.channels, 4);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // At least 0.7 s of live audio after the command (as above).
+    let mut events = h.subscribe();
+    for n in 0..8 {
+        wait_for(
+            &mut events,
+            Duration::from_secs(60),
+            &format!("meter frame {n}"),
+            |e| matches!(e, ControllerEvent::Meter { .. }).then_some(()),
+        )
+        .await;
+    }
     let m = stopped(&h, "early").await;
     assert_eq!(
         m["files"].as_array().unwrap().len(),
