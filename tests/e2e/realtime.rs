@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use rakkr_protocol::{CommandBody, EventBody, StartTake, TakeFormat};
 
 use crate::T;
-use crate::takes::{Rig, recording_node_on, started, stopped, wait_logged};
+use crate::takes::{Rig, audio_taken, recording_node_on, started, stopped, wait_logged};
 
 /// The one discontinuity of channel 1 in an interleaved W64 take of the
 /// known signal: (take position, frames skipped).
@@ -57,12 +57,12 @@ async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
     } = recording_node_on(tmp.path(), &[], true).await;
     let h = ctl.handle();
     let take = started(&h, w64("stall")).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    audio_taken(&h, 16).await;
     // Freeze the whole agent (its JACK client included) for 300 ms.
     agent.signal(Signal::SIGSTOP);
     tokio::time::sleep(Duration::from_millis(300)).await;
     agent.signal(Signal::SIGCONT);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    audio_taken(&h, 16).await;
     let m = stopped(&h, "").await;
     let file = std::path::Path::new(&take.dir).join(m["files"][0]["file"].as_str().unwrap());
     // The stall is the largest hole; a loaded machine may add small ones
@@ -147,7 +147,7 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
     let mut jack = jack.expect("the JACK device");
     let h = ctl.handle();
     let take = started(&h, w64("lost")).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    audio_taken(&h, 16).await;
     jack.crash_server();
     tokio::time::sleep(Duration::from_secs(3)).await;
     jack.restart_server();
@@ -175,7 +175,7 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    audio_taken(&h, 16).await;
     let m = stopped(&h, "lost").await;
     assert_eq!(m["status"], "complete");
     let files = m["files"].as_array().unwrap();

@@ -318,14 +318,14 @@ async fn rotation_during_a_take_leaves_its_audio_bit_exact() {
     let mut events = h.subscribe();
     h.set_renewal(Some(renewal(&pki.ca, Duration::from_secs(3600))));
     let take = started(&h, start("show-rot")).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::takes::audio_taken(&h, 16).await;
     let out = command(&h, NODE, CommandBody::RotateTrust).await;
     assert!(
         matches!(out, Outcome::Done(Reply::RenewalStarted)),
         "{out:?}"
     );
     renewed(&mut events, T).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::takes::audio_taken(&h, 16).await;
     let m = stopped(&h, "show-rot").await;
     assert_eq!(m["status"], "complete");
     assert!(m["gaps"].as_array().unwrap().is_empty(), "{m}");

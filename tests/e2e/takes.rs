@@ -474,6 +474,23 @@ async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
     ctl.shutdown().await;
 }
 
+/// Returns once the agent's engine has taken at least `tenths - 1` tenths
+/// of a second of audio from the device after the call: a meter frame
+/// goes out for every 4,800 frames it takes (10 Hz of audio). Frames the
+/// link coalesces only make this wait longer. Waits for audio, not time.
+pub async fn audio_taken(h: &rakkr_controller::ControllerHandle, tenths: usize) {
+    let mut events = h.subscribe();
+    for n in 0..tenths {
+        wait_for(
+            &mut events,
+            Duration::from_secs(60),
+            &format!("meter frame {n}"),
+            |e| matches!(e, ControllerEvent::Meter { .. }).then_some(()),
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
     let tmp = tempfile::tempdir().unwrap();

@@ -54,7 +54,7 @@ async fn recording(take_id: &str, force: bool) -> TakeRig {
     let h = ctl.handle();
     wait_device(&h, || sup.log().join("\n")).await;
     let take = takes::started(&h, takes::start(take_id)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    takes::audio_taken(&h, 9).await;
     h.publish_artifact(
         "t-take",
         Artifact {
@@ -143,8 +143,13 @@ async fn an_update_during_a_take_waits_for_it_and_the_audio_is_bit_exact() {
     })
     .await;
     // The artifact is fetched and verified meanwhile; nothing is installed
-    // and the agent keeps recording.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // and the agent keeps recording (3 s more of audio).
+    tokio::task::block_in_place(|| {
+        rakkr_e2e::wait_until(Duration::from_secs(60), "update verified", || {
+            r.sup.log().iter().any(|l| l.contains("update verified"))
+        })
+    });
+    takes::audio_taken(&r.h, 31).await;
     assert_eq!(
         std::fs::read(&r.installed).unwrap(),
         std::fs::read(&r.old).unwrap()

@@ -46,6 +46,9 @@ pub fn trust_install(
     )
 }
 
+/// An agent's stderr lines, shared with the thread that reads them.
+pub type LogLines = Arc<Mutex<Vec<String>>>;
+
 #[derive(Debug)]
 pub struct AgentProcess {
     child: Child,
@@ -156,6 +159,11 @@ impl AgentProcess {
 
     pub fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The lines `log` reads, shared, for a watcher that outlives `self`.
+    pub fn log_handle(&self) -> LogLines {
+        self.lines.clone()
     }
 
     /// How many log lines contain every one of `needles`.

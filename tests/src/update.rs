@@ -68,6 +68,8 @@ pub struct Supervisor {
     exits: Arc<Mutex<Vec<ExitStatus>>>,
     log: Arc<Mutex<Vec<String>>>,
     current_pid: Arc<Mutex<Option<u32>>>,
+    /// The running agent's stderr so far.
+    current_log: Arc<Mutex<Option<crate::agent::LogLines>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -80,6 +82,8 @@ impl Supervisor {
         let exits = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::new(Mutex::new(Vec::new()));
         let current_pid = Arc::new(Mutex::new(None));
+        let current_log = Arc::new(Mutex::new(None));
+        let cl = current_log.clone();
         let (bin, s, e, l, c) = (
             bin.to_owned(),
             stop.clone(),
@@ -94,6 +98,7 @@ impl Supervisor {
                 }
                 let mut p = AgentProcess::spawn_bin(&bin, &["run"], &env);
                 *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.pid());
+                *cl.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.log_handle());
                 let status = loop {
                     if let Some(st) = p.wait_exit(Duration::from_millis(50)) {
                         break Some(st);
@@ -105,6 +110,7 @@ impl Supervisor {
                 let mut lines = p.log();
                 lines.insert(0, format!("--- start {start} ---"));
                 l.lock().unwrap_or_else(|p| p.into_inner()).extend(lines);
+                *cl.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if let Some(st) = status {
                     e.lock().unwrap_or_else(|p| p.into_inner()).push(st);
                 }
@@ -120,6 +126,7 @@ impl Supervisor {
             exits,
             log,
             current_pid,
+            current_log,
             thread: Some(thread),
         }
     }
@@ -145,9 +152,26 @@ impl Supervisor {
         );
     }
 
-    /// Stderr of every finished run, each after a `--- start N ---` line.
+    /// Stderr of every finished run, each after a `--- start N ---` line,
+    /// then the running agent's so far (after `--- running ---`).
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut lines = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let current = self
+            .current_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(running) = current {
+            lines.push("--- running ---".into());
+            lines.extend(
+                running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned(),
+            );
+        }
+        lines
     }
 
     /// Stops restarting and terminates the running agent.
