@@ -39,71 +39,50 @@ pub fn agent_bin() -> PathBuf {
             );
             return bin;
         }
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("target dir")
-            .to_owned();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        build_agent(if release { &["--release"] } else { &[] }, &[]);
-        let bin = profile_dir.join("rakkr-recorder-agent");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
+        built("rakkr-recorder-agent")
     })
     .clone()
-}
-
-/// `cargo build` of the agent binary with extra `args` and `env`; panics on failure.
-pub fn build_agent(args: &[&str], env: &[(&str, &str)]) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "rakkr-recorder-agent",
-            "--bin",
-            "rakkr-recorder-agent",
-        ])
-        .args(args)
-        .envs(env.iter().copied())
-        .status()
-        .expect("running cargo build for the agent");
-    assert!(
-        status.success(),
-        "building rakkr-recorder-agent {args:?} {env:?} failed"
-    );
 }
 
 /// The reference controller binary (`rakkr-controller`, its own crate),
 /// built once per process like the agent.
 pub fn controller_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let agent = agent_bin();
-        let profile_dir = agent.parent().expect("target dir").to_owned();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "rakkr-controller",
-                "--bin",
-                "rakkr-controller",
-            ])
-            .args(if release { &["--release"][..] } else { &[] })
-            .status()
-            .expect("running cargo build for the controller");
-        assert!(status.success(), "building rakkr-controller failed");
-        let bin = profile_dir.join("rakkr-controller");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built("rakkr-controller")).clone()
+}
+
+/// `cargo build` of the agent binary with extra `args` and `env`; panics on failure.
+pub fn build_agent(args: &[&str], env: &[(&str, &str)]) {
+    build_bin("rakkr-recorder-agent", args, env);
+}
+
+/// Builds binary `name` (of the package of the same name) in this test's
+/// profile and returns its path.
+fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_owned();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    build_bin(name, if release { &["--release"] } else { &[] }, &[]);
+    let bin = profile_dir.join(name);
+    assert!(bin.exists(), "{} missing after build", bin.display());
+    bin
+}
+
+/// `cargo build -p NAME --bin NAME` with extra `args` and `env`; panics on failure.
+fn build_bin(name: &str, args: &[&str], env: &[(&str, &str)]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", name, "--bin", name])
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo build for {name}: {e}"));
+    assert!(status.success(), "building {name} {args:?} {env:?} failed");
 }
 
 /// Whether a test that needs `what` (root, jackd, ansible, systemd-analyze)
