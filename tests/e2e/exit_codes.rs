@@ -132,66 +132,45 @@ fn the_readme_table_and_the_behaviour_agree() {
         got.insert(want, what.to_owned());
     };
 
-    expect(0, "--version", run_agent(&["--version"], &env));
-    expect(
-        1,
-        "check --configured without a controller",
-        run_agent(&["check", "--configured"], &env),
-    );
-    expect(2, "an unknown flag", run_agent(&["--bogus"], &env));
-    expect(
-        2,
-        "record --channels 0",
-        run_agent(&["record", "--channels", "0"], &env),
-    );
     let file = p.join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    expect(
-        2,
-        "record --output <a regular file>",
-        run_agent(
-            &[
-                "record",
-                "--output",
-                file.to_str().unwrap(),
-                "--duration",
-                "1s",
-            ],
-            &env,
-        ),
-    );
     let some = p.join("some-artifact");
     std::fs::write(&some, b"x").unwrap();
-    expect(
-        2,
-        "update apply with a malformed hash",
-        run_agent(
-            &[
-                "update",
-                "apply",
-                "--artifact",
-                some.to_str().unwrap(),
-                "--sha256",
-                "xyz",
-            ],
-            &env,
+    let (file_s, some_s) = (file.to_str().unwrap(), some.to_str().unwrap());
+    let not_hex = "g".repeat(64);
+    fn apply<'a>(artifact: &'a str, hash: &'a str) -> Vec<&'a str> {
+        vec!["update", "apply", "--artifact", artifact, "--sha256", hash]
+    }
+    // (code, what, arguments): each run with the plain environment.
+    let plain: Vec<(u8, &str, Vec<&str>)> = vec![
+        (0, "--version", vec!["--version"]),
+        (
+            1,
+            "check --configured without a controller",
+            vec!["check", "--configured"],
         ),
-    );
-    expect(
-        2,
-        "update apply with a hash that is not one",
-        run_agent(
-            &[
-                "update",
-                "apply",
-                "--artifact",
-                some.to_str().unwrap(),
-                "--sha256",
-                "xyz",
-            ],
-            &env,
+        (2, "an unknown flag", vec!["--bogus"]),
+        (2, "record --channels 0", vec!["record", "--channels", "0"]),
+        (
+            2,
+            "record --output <a regular file>",
+            vec!["record", "--output", file_s, "--duration", "1s"],
         ),
-    );
+        (
+            2,
+            "update apply with a hash too short",
+            apply(some_s, "xyz"),
+        ),
+        (
+            2,
+            "update apply with a hash that is not hex",
+            apply(some_s, &not_hex),
+        ),
+        (7, "status without a daemon", vec!["status"]),
+    ];
+    for (want, what, args) in plain {
+        expect(want, what, run_agent(&args, &env));
+    }
     let bad = p.join("bad.toml");
     std::fs::write(&bad, "[capture]\nsample_rate = 5\n").unwrap();
     let out = run_agent(
@@ -216,7 +195,6 @@ fn the_readme_table_and_the_behaviour_agree() {
         "a state directory that is a file",
         run_agent(&["run"], &not_a_dir),
     );
-    expect(7, "status without a daemon", run_agent(&["status"], &env));
     expect(
         8,
         "record from a device that does not exist",
