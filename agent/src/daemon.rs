@@ -50,7 +50,7 @@ pub fn run(config: Config) -> anyhow::Result<Exit> {
         .context(Failure::Config));
     }
     crate::state_dir::prepare(&config.state_dir).context(Failure::State)?;
-    crate::update::task::clean_staging(&config.state_dir);
+    crate::update::clean_staging(&config.state_dir);
     let probation = match crate::update::probation::on_start(&config).context(Failure::State)? {
         OnStart::RolledBack => return Ok(Exit::Restart),
         OnStart::Probation(st) => Some(st),
@@ -128,7 +128,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     })
     .await
     .context(Failure::State)?;
-    if let Err(e) = crate::update::probation::report(&node).await {
+    if let Err(e) = crate::jobs::probation::report(&node).await {
         tracing::error!(
             error = format!("{e:#}"),
             "could not report the last update's outcome"
@@ -151,14 +151,14 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     let cancel = CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(crate::link::run(node.clone(), cancel.clone()));
-    tasks.spawn(crate::trust::renew::run(node.clone(), cancel.clone()));
+    tasks.spawn(crate::jobs::renew::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::control::serve(
         listener,
         node.clone(),
         cancel.clone(),
     ));
     if let Some(st) = probation {
-        tokio::spawn(crate::update::probation::watch(node.clone(), st));
+        tokio::spawn(crate::jobs::probation::watch(node.clone(), st));
     }
     tasks.spawn(crate::notify::supervise(
         node.clone(),

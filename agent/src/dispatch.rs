@@ -46,9 +46,9 @@ async fn update(
     node: &Arc<Node>,
     id: &str,
     offer: &rakkr_protocol::UpdateOffer,
-    signed: Option<crate::update::task::Signed<'_>>,
+    signed: Option<crate::jobs::update::Signed<'_>>,
 ) -> CommandResult {
-    match crate::update::task::accept(node, offer, signed).await {
+    match crate::jobs::update::accept(node, offer, signed).await {
         Ok(ack) => {
             tracing::info!(%id, version = %offer.version, signed = signed.is_some(), ?ack, "update accepted");
             CommandResult {
@@ -106,7 +106,7 @@ async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
         }
         CommandBody::Update(offer) => update(node, &cmd.id, offer, None).await,
         CommandBody::UpdateSigned(s) => {
-            let signed = crate::update::task::Signed {
+            let signed = crate::jobs::update::Signed {
                 manifest: &s.release_manifest,
                 signature: &s.signature,
             };

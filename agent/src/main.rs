@@ -15,10 +15,14 @@ mod engine;
 mod exit;
 mod fit;
 mod inventory;
+mod jobs;
+#[cfg(test)]
+mod layout_tests;
 mod link;
 mod node;
 mod notify;
 mod outbox;
+mod release_key;
 mod state_dir;
 mod take;
 mod trust;

@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::control::{self, Reply, Request};
+use crate::update::UpdateError;
 use crate::update::artifact::{self, Expect, Policy};
 use crate::update::install::{self, Paths};
 use crate::update::release::{self, Keys, SignedRelease};
 use crate::update::state::{self, Phase, UpdateState};
-use crate::update::{UpdateError, task};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -200,7 +200,7 @@ pub fn apply(config: &Config, a: ApplyArgs) -> anyhow::Result<()> {
                 Ok(false)
             }
             Policy::Install => {
-                task::install_with_state(
+                crate::update::install::install_with_state(
                     &verified,
                     installed.as_deref().unwrap_or_default(),
                     &paths,

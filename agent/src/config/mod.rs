@@ -62,7 +62,7 @@ pub struct Config {
     pub update: UpdateConfig,
 }
 
-/// Probation of a freshly installed binary (see `update/probation.rs`).
+/// Probation of a freshly installed binary (see `update/probation.rs` and `jobs/probation.rs`).
 #[derive(Debug, Clone)]
 pub struct UpdateConfig {
     /// The new binary must be welcomed by the controller within this long

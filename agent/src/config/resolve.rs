@@ -270,7 +270,7 @@ fn trusted_keys(keys: Vec<String>) -> Result<Vec<String>, ConfigError> {
         )));
     }
     for (i, k) in keys.iter().enumerate() {
-        crate::update::release::parse_key(k).map_err(|e| {
+        crate::release_key::parse_key(k).map_err(|e| {
             ConfigError::Invalid(format!(
                 "update.trusted_keys[{i}]: {e} (give the second line of a minisign .pub file)"
             ))

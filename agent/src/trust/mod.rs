@@ -18,7 +18,6 @@ pub mod bundle;
 pub mod channel;
 pub mod csr;
 pub mod enroll;
-pub mod renew;
 pub mod store;
 pub mod validate;
 

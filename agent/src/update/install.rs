@@ -179,6 +179,27 @@ pub fn rollback(paths: &Paths) -> Result<(), UpdateError> {
     sync_dir(paths.dir()).map_err(UpdateError::io(format!("fsync {}", paths.dir().display())))
 }
 
+/// Installs a verified candidate over `previous_version` and puts it on probation.
+pub fn install_with_state(
+    verified: &super::artifact::Verified,
+    previous_version: &str,
+    paths: &Paths,
+    state_dir: &std::path::Path,
+) -> Result<(), UpdateError> {
+    install(&verified.path, paths)?;
+    let st = super::state::UpdateState::new(
+        super::state::Phase::Probation,
+        &verified.version,
+        previous_version,
+        paths,
+        "",
+    );
+    super::state::save(state_dir, &st).map_err(|e| UpdateError::Io {
+        context: "recording the update state".into(),
+        source: std::io::Error::other(format!("{e:#}")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,8 @@
 //!               while running: commit after welcome + stable time
 //! transfer.rs   pull an artifact over the link (resumable) or HTTPS
 //! channel.rs    where transfers meet the link (Fetch out, Chunk back)
-//! task.rs       the daemon's handling of a controller Update command
+//! (the daemon's handling of a controller Update command, and probation
+//! while running, are jobs that drive the node: see `crate::jobs`)
 //! ```
 //!
 //! Files: `<state>/update/staging/` holds one attempt's download and
@@ -31,7 +32,6 @@ pub mod install;
 pub mod probation;
 pub mod release;
 pub mod state;
-pub mod task;
 pub mod transfer;
 
 use rakkr_protocol::UpdateFailure;
@@ -114,4 +114,9 @@ impl UpdateError {
 /// The update directory inside the state directory.
 pub fn dir(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join("update")
+}
+
+/// Removes a leftover staging directory (a crashed attempt must not block the next).
+pub fn clean_staging(state_dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir(state_dir).join("staging"));
 }

@@ -20,7 +20,7 @@ use rakkr_protocol::{Chunk, Fetch};
 use sha2::{Digest, Sha256};
 
 use super::UpdateError;
-use crate::node::Node;
+use super::channel::UpdateChannel;
 
 /// Bytes per request (the protocol's maximum chunk).
 pub const CHUNK: u32 = rakkr_protocol::MAX_CHUNK_LEN;
@@ -141,21 +141,23 @@ impl Writer {
     }
 }
 
-/// Pulls transfer `id` of `size` bytes over the link into `out`.
+/// Pulls transfer `id` of `size` bytes over the link (`channel`) into
+/// `out`; `sessions` changes when the link reconnects (the transfer then
+/// resumes at the first byte it does not have).
 pub async fn pull(
-    node: &Arc<Node>,
+    channel: &UpdateChannel,
+    mut sessions: tokio::sync::watch::Receiver<u64>,
     id: &str,
     size: u64,
     out: &Path,
 ) -> Result<(String, u64), UpdateError> {
-    let mut chunks = node.update.open_transfer();
-    let mut sessions = node.sessions.subscribe();
+    let mut chunks = channel.open_transfer();
     let mut writer = Writer::start(out)?;
     let (mut have, mut asked) = (0u64, 0u64);
     let mut last_progress = tokio::time::Instant::now();
     let ask = |asked: &mut u64, have: u64| {
         while *asked < size && *asked < have + WINDOW {
-            node.update.fetch(Fetch {
+            channel.fetch(Fetch {
                 transfer_id: id.to_owned(),
                 offset: *asked,
                 len: CHUNK,

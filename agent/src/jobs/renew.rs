@@ -22,8 +22,8 @@ use rakkr_protocol::EventBody;
 use rustls::pki_types::UnixTime;
 use tokio_util::sync::CancellationToken;
 
-use super::{store, validate};
 use crate::node::{LinkStatus, Node};
+use crate::trust::{store, validate};
 
 /// How long the controller has to answer a renewal request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,7 +57,7 @@ pub async fn renew(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
 
 async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
     let paths = node.config.trust.clone();
-    let current = super::load(&paths).context("loading the current identity")?;
+    let current = crate::trust::load(&paths).context("loading the current identity")?;
     let node_id = node
         .config
         .node
@@ -68,7 +68,7 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
         .with_context(|| format!("reading CA bundle {}", paths.ca_bundle.display()))?;
     let id = node_id.clone();
     let (csr, key_pem) =
-        tokio::task::spawn_blocking(move || super::csr::key_and_csr(&id)).await??;
+        tokio::task::spawn_blocking(move || crate::trust::csr::key_and_csr(&id)).await??;
     tracing::info!(%reason, "renewing the node certificate");
     let chain_pem = node
         .trust
@@ -108,7 +108,7 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
             "the controller did not welcome the renewed certificate within {WELCOME_TIMEOUT:?}; the previous one is back"
         );
     }
-    let info = super::report(&paths)
+    let info = crate::trust::report(&paths)
         .certificate
         .context("the renewed certificate cannot be read back")?;
     tracing::info!(not_after = %info.not_after, sha256 = %info.sha256, "certificate renewed");
@@ -129,7 +129,7 @@ async fn auto_enroll(node: &Arc<Node>) -> bool {
     if cfg.trust.cert.exists() {
         return false;
     }
-    let Ok(token) = super::enroll::token(None) else {
+    let Ok(token) = crate::trust::enroll::token(None) else {
         return false;
     };
     let (Some(endpoint), Some(node_id)) = (cfg.controller.endpoint.as_ref(), cfg.node.id.as_ref())
@@ -151,7 +151,8 @@ async fn auto_enroll(node: &Arc<Node>) -> bool {
         }
     };
     let timeout = cfg.controller.connect_timeout.max(Duration::from_secs(5));
-    match super::enroll::enroll(&cfg.trust, endpoint, node_id, token, ca_pem, timeout).await {
+    match crate::trust::enroll::enroll(&cfg.trust, endpoint, node_id, token, ca_pem, timeout).await
+    {
         Ok(at) => {
             tracing::info!(%node_id, installed = %at.display(), "enrolled with the controller");
             node.reload_trust.notify_one();
@@ -191,7 +192,7 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
     let mut retry = Duration::ZERO;
     let mut installed = node.trust.installed.subscribe();
     loop {
-        let loaded = super::load(&node.config.trust);
+        let loaded = crate::trust::load(&node.config.trust);
         let has_identity = loaded.is_ok();
         let wait = match loaded {
             Ok(l) => {

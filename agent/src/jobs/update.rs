@@ -14,13 +14,13 @@ use std::time::Duration;
 use rakkr_protocol::calver::CalVer;
 use rakkr_protocol::{EventBody, FailureCode, UpdateAck, UpdateOffer, UpdateSource};
 
-use super::UpdateError;
-use super::artifact::{self, Expect, Policy, Verified};
-use super::install::Paths;
-use super::release::{self, Keys, SignedRelease};
-use super::state::{self, Phase, UpdateState};
 use crate::build_info::{TARGET, VERSION};
 use crate::node::Node;
+use crate::update::UpdateError;
+use crate::update::artifact::{self, Expect, Policy};
+use crate::update::install::{Paths, install_with_state};
+use crate::update::release::{self, Keys, SignedRelease};
+use crate::update::transfer;
 
 /// Largest artifact accepted.
 pub const MAX_ARTIFACT: u64 = 512 << 20;
@@ -177,7 +177,7 @@ async fn run(
     release: Option<SignedRelease>,
     mut deferred: bool,
 ) -> Result<(), UpdateError> {
-    let staging = super::dir(&node.config.state_dir).join("staging");
+    let staging = crate::update::dir(&node.config.state_dir).join("staging");
     {
         let staging = staging.clone();
         blocking(move || fresh_dir(&staging)).await?;
@@ -187,8 +187,7 @@ async fn run(
         (Some(r), _) => r,
         (None, UpdateSource::Url { url }) => {
             let (url, ca, keys) = (url.clone(), node.config.trust.ca_bundle.clone(), keys(node));
-            let r =
-                blocking(move || super::transfer::fetch_release_beside(&url, &ca, &keys)).await?;
+            let r = blocking(move || transfer::fetch_release_beside(&url, &ca, &keys)).await?;
             r.expect_version(&offer.version)?;
             r
         }
@@ -211,7 +210,7 @@ async fn run(
                 node.config.trust.ca_bundle.clone(),
                 artifact.clone(),
             );
-            blocking(move || super::transfer::fetch_url(&url, &ca, MAX_ARTIFACT, &out)).await?
+            blocking(move || transfer::fetch_url(&url, &ca, MAX_ARTIFACT, &out)).await?
         }
     };
     let expect = Expect {
@@ -268,7 +267,7 @@ async fn pull_stream(
     size: u64,
     out: &Path,
 ) -> Result<(String, u64), UpdateError> {
-    let r = super::transfer::pull(node, id, size, out).await;
+    let r = transfer::pull(&node.update, node.sessions.subscribe(), id, size, out).await;
     node.update.close_transfer();
     r
 }
@@ -276,30 +275,4 @@ async fn pull_stream(
 fn fresh_dir(dir: &Path) -> Result<(), UpdateError> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(UpdateError::io(format!("creating {}", dir.display())))
-}
-
-/// Installs a verified candidate over `previous_version` and puts it on probation.
-pub fn install_with_state(
-    verified: &Verified,
-    previous_version: &str,
-    paths: &Paths,
-    state_dir: &Path,
-) -> Result<(), UpdateError> {
-    super::install::install(&verified.path, paths)?;
-    let st = UpdateState::new(
-        Phase::Probation,
-        &verified.version,
-        previous_version,
-        paths,
-        "",
-    );
-    state::save(state_dir, &st).map_err(|e| UpdateError::Io {
-        context: "recording the update state".into(),
-        source: std::io::Error::other(format!("{e:#}")),
-    })
-}
-
-/// Removes a leftover staging directory (a crashed attempt must not block the next).
-pub fn clean_staging(state_dir: &Path) {
-    let _ = std::fs::remove_dir_all(super::dir(state_dir).join("staging"));
 }
