@@ -170,30 +170,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Takes {
             action: TakesAction::Verify { take, json },
         } => cli::takes::verify(&config, take, json),
-        Command::Encode {
-            input,
-            channels,
-            rate,
-            format,
-            output,
-            take_id,
-            segment,
-            threads,
-            keep_whole_frames,
-        } => cli::encode::run(
-            &config,
-            cli::encode::Args {
-                input,
-                channels,
-                rate,
-                container: cli::record::container_of(format),
-                output,
-                take_id,
-                segment: segment.unwrap_or(config.capture.segment),
-                threads,
-                keep_whole_frames,
-            },
-        ),
+        Command::Encode(a) => cli::encode::run(&config, a),
     };
     done.map(|()| 0)
 }

@@ -78,36 +78,7 @@ pub enum Command {
         json: bool,
     },
     /// Encode a raw capture (interleaved S32_LE, e.g. an `arecord -t raw` dump) into a take.
-    Encode {
-        /// The raw file.
-        #[arg(long)]
-        input: PathBuf,
-        /// Channels interleaved in the input (1-512).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
-        channels: u16,
-        /// Sample rate in Hz (8000-384000).
-        #[arg(long, default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=384_000))]
-        rate: u32,
-        /// Encode the whole frames of an input whose size is not a whole
-        /// number of frames, dropping the bytes after the last one (without
-        /// it such an input is refused: it usually means a wrong --channels).
-        #[arg(long)]
-        keep_whole_frames: bool,
-        #[arg(long, value_enum, default_value = "flac")]
-        format: FileFormat,
-        /// Directory to create the take directory in.
-        #[arg(long)]
-        output: PathBuf,
-        #[arg(long)]
-        take_id: String,
-        /// Longest segment (e.g. 30m); default: capture.segment_seconds.
-        #[arg(long, value_parser = parse_duration)]
-        segment: Option<std::time::Duration>,
-        /// Encoder threads: "auto" (one while it encodes faster than twice
-        /// real time, as a live take does; every core otherwise) or a number.
-        #[arg(long, default_value = "auto")]
-        threads: crate::take::spread::Threads,
-    },
+    Encode(crate::cli::encode::Args),
     /// Install a release (verified first), show what is installed, or roll back.
     Update {
         #[command(subcommand)]

@@ -9,25 +9,45 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::exit::Failure;
-use crate::take::encoder::Container;
+
 use crate::take::spread::Threads;
 use crate::take::writer::{Ending, Take, TakeSpec};
 
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The raw file.
+    #[arg(long)]
     pub input: PathBuf,
+    /// Channels interleaved in the input (1-512).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub channels: u16,
+    /// Sample rate in Hz (8000-384000).
+    #[arg(long, default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=384_000))]
     pub rate: u32,
-    pub container: Container,
-    pub output: PathBuf,
-    pub take_id: String,
-    pub segment: std::time::Duration,
-    pub threads: Threads,
-    /// Encode the whole frames of an input that ends in a partial frame.
+    /// Encode the whole frames of an input whose size is not a whole
+    /// number of frames, dropping the bytes after the last one (without
+    /// it such an input is refused: it usually means a wrong --channels).
+    #[arg(long)]
     pub keep_whole_frames: bool,
+    #[arg(long, value_enum, default_value = "flac")]
+    pub format: crate::cli::args::FileFormat,
+    /// Directory to create the take directory in.
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long)]
+    pub take_id: String,
+    /// Longest segment (e.g. 30m); default: capture.segment_seconds.
+    #[arg(long, value_parser = crate::cli::args::parse_duration)]
+    pub segment: Option<std::time::Duration>,
+    /// Encoder threads: "auto" (one while it encodes faster than twice
+    /// real time, as a live take does; every core otherwise) or a number.
+    #[arg(long, default_value = "auto")]
+    pub threads: Threads,
 }
 
 pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
+    let container = crate::cli::record::container_of(a.format);
+    let segment = a.segment.unwrap_or(config.capture.segment);
     // NOTE: no BufReader: blocks are read straight into the sample buffer
     // (one copy from the page cache, none in userspace).
     let mut input = std::fs::File::open(&a.input)
@@ -56,8 +76,8 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
     let spec = TakeSpec {
         take_id: a.take_id.clone(),
         output: a.output.clone(),
-        container: a.container,
-        segment_frames: ((a.segment.as_secs_f64() * f64::from(a.rate)) as u64).max(1),
+        container,
+        segment_frames: ((segment.as_secs_f64() * f64::from(a.rate)) as u64).max(1),
         channel_names: (1..=a.channels)
             .map(|n| config.capture.channel_name(n))
             .collect(),
