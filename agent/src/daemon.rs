@@ -152,6 +152,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(crate::link::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::jobs::renew::run(node.clone(), cancel.clone()));
+    tasks.spawn(crate::jobs::retention::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::control::serve(
         listener,
         node.clone(),

@@ -160,6 +160,15 @@ async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
                 }
             }
         }
+        CommandBody::ListTakes { .. }
+        | CommandBody::TakeFiles { .. }
+        | CommandBody::Receipt { .. } => match crate::jobs::takes::act(node, &cmd.body).await {
+            Ok(reply) => done(reply),
+            Err((code, message)) => {
+                tracing::warn!(id = %cmd.id, %message, "take transfer command refused");
+                failed(&cmd.id, code, message)
+            }
+        },
         CommandBody::StartTake(_)
         | CommandBody::StopTake { .. }
         | CommandBody::Mark { .. }

@@ -124,6 +124,10 @@ pub fn kind(body: &EventBody) -> &'static str {
         EventBody::TrustBundleChanged { .. } => "TrustBundleChanged",
         EventBody::ManifestPart { .. } => "ManifestPart",
         EventBody::EventDropped { .. } => "EventDropped",
+        EventBody::FilesReceived { .. } => "FilesReceived",
+        EventBody::ReceiptRefused { .. } => "ReceiptRefused",
+        EventBody::TakeDeleted { .. } => "TakeDeleted",
+        EventBody::RetentionBlocked { .. } => "RetentionBlocked",
     }
 }
 

@@ -25,6 +25,8 @@ use crate::node::{LinkStatus, Node};
 const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
 /// Runs until `cancel` fires.
+mod reads;
+
 pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
     let c = &node.config.controller;
     let mut backoff = Backoff::new(c.backoff_initial, c.backoff_max);
@@ -246,6 +248,11 @@ async fn serve(
     let mut fetches = node.update.fetch_rx.lock().await;
     let mut renewals = node.trust.requests_rx.lock().await;
     let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut reads = reads::Reads::start(
+        node.config.recordings_path.clone(),
+        node.config.transfer_max_bytes_per_second,
+    )
+    .map_err(|e| LinkError::Io(format!("starting the take reader: {e}")))?;
     loop {
         tokio::select! {
             biased;
@@ -290,6 +297,11 @@ async fn serve(
                     Some(Ok(ControllerMsg::RenewRefused { request_id, message })) => {
                         node.trust.deliver(request_id, Err(message));
                     }
+                    Some(Ok(ControllerMsg::ReadFile(r))) => {
+                        if let Err(refused) = reads.submit(r) {
+                            send(framed, live, *refused, address).await?;
+                        }
+                    }
                     Some(Ok(ControllerMsg::Goodbye(g))) => {
                         tracing::info!(reason = ?g.reason, message = %g.message, "controller said goodbye");
                         return Err(LinkError::Closed { during: "by the controller's Goodbye" });
@@ -329,6 +341,11 @@ async fn serve(
                     Due::Heartbeat => send(framed, live, AgentMsg::Heartbeat, address).await?,
                     Due::Nothing => {}
                 }
+            }
+            // NOTE: bulk last: a take's bytes go out only when nothing
+            // above is ready, one chunk per turn.
+            Some(answer) = reads.answers.recv() => {
+                send(framed, live, answer, address).await?;
             }
         }
     }

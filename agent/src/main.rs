@@ -168,8 +168,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Meter { once, json } => cli::meter::run(&config, once, json),
         Command::Recover { dir } => cli::record::recover(&config, dir),
         Command::Takes {
-            action: TakesAction::Verify { take, json },
+            action: Some(TakesAction::Verify { take, json }),
+            ..
         } => cli::takes::verify(&config, take, json),
+        Command::Takes {
+            action: Some(TakesAction::Prune { dry_run }),
+            ..
+        } => cli::takes::prune(&config, dry_run),
+        Command::Takes { action: None, json } => cli::takes::list(&config, json),
         Command::Encode(a) => cli::encode::run(&config, a),
     };
     done.map(|()| 0)

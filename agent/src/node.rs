@@ -69,6 +69,10 @@ pub struct Node {
     pub reload_trust: Notify,
     /// Renewal requests and answers between the renewal task and the link.
     pub trust: crate::trust::channel::TrustChannel,
+    /// Receipts came in: retention may have work (see `jobs::retention`).
+    pub retention: Notify,
+    /// Why retention cannot free the space its policy asks for, if so.
+    pub retention_blocked: watch::Sender<Option<String>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +95,8 @@ impl Node {
             restart: Notify::new(),
             reload_trust: Notify::new(),
             trust: Default::default(),
+            retention: Notify::new(),
+            retention_blocked: watch::channel(None).0,
         })
     }
 

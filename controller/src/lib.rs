@@ -16,6 +16,7 @@ pub mod renewal;
 mod session;
 pub mod sim;
 pub mod store;
+pub mod takes;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -53,6 +54,9 @@ pub struct ControllerConfig {
     pub store: Option<PathBuf>,
     /// Signs renewal requests; `None`: renewals are refused.
     pub renewal: Option<Arc<dyn Signer>>,
+    /// Where takes pulled from nodes go (`<takes>/<node>/<take>/`); `None`:
+    /// takes stay on the nodes (see [`takes`]).
+    pub takes: Option<PathBuf>,
 }
 
 impl ControllerConfig {
@@ -65,6 +69,7 @@ impl ControllerConfig {
             handshake_timeout: Duration::from_secs(10),
             store: None,
             renewal: None,
+            takes: None,
         }
     }
 }
@@ -127,6 +132,24 @@ pub enum ControllerEvent {
     EnrollRefused {
         peer: SocketAddr,
         reason: String,
+    },
+    /// A take's file arrived whole (`resumed_at`: the bytes already held
+    /// from an earlier attempt); `verified`: its SHA-256 is the node's.
+    TakeFileStored {
+        node: String,
+        take_id: String,
+        file: String,
+        bytes: u64,
+        resumed_at: u64,
+        sha256: String,
+        verified: bool,
+    },
+    /// A receipt was answered: files now received, and refused.
+    TakeReceipt {
+        node: String,
+        take_id: String,
+        accepted: Vec<String>,
+        refused: Vec<String>,
     },
     /// A node with a recently expired certificate was let in to renew only.
     RenewalOnly {
@@ -213,6 +236,10 @@ pub(crate) struct Shared {
     pub(crate) renewal: Mutex<Option<Arc<dyn Signer>>>,
     /// One-time enrollment tokens: token → (node id, valid until).
     pub(crate) tokens: Mutex<HashMap<String, (String, std::time::SystemTime)>>,
+    /// Each node's take puller: (session, where its file replies go).
+    pub(crate) file_replies: Mutex<HashMap<String, (u64, mpsc::Sender<rakkr_protocol::AgentMsg>)>>,
+    /// Bytes of take files received (every `FileChunk`, repeats included).
+    pub(crate) take_bytes: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -270,6 +297,8 @@ impl Controller {
             tls: Mutex::new(tls),
             renewal: Mutex::new(renewal),
             tokens: Mutex::new(HashMap::new()),
+            file_replies: Mutex::new(HashMap::new()),
+            take_bytes: Default::default(),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -445,6 +474,14 @@ impl ControllerHandle {
     /// (an [`UpdateSource::Stream`](rakkr_protocol::UpdateSource) names it).
     pub fn publish_artifact(&self, transfer_id: &str, artifact: Artifact) {
         lock(&self.shared.artifacts).insert(transfer_id.to_owned(), artifact);
+    }
+
+    /// Bytes of take files received so far, repeats included (what a
+    /// resumed transfer sent twice shows here).
+    pub fn take_bytes_received(&self) -> u64 {
+        self.shared
+            .take_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every event stored for `node` (persisted stores only).

@@ -46,7 +46,8 @@ enum Cmd {
         /// Directory written by `dev-certs` (uses its controller/ subdirectory).
         #[arg(long)]
         certs: PathBuf,
-        /// Keep node event logs here (survives restarts).
+        /// Keep node event logs here (survives restarts), and pull every
+        /// node's takes into its takes/ directory (verified, receipted).
         #[arg(long)]
         store: Option<PathBuf>,
         #[arg(long, default_value_t = 15_000)]
@@ -58,6 +59,11 @@ enum Cmd {
         /// Also print heartbeat events.
         #[arg(long)]
         show_heartbeats: bool,
+    },
+    /// The takes this controller holds (pulled into <store>/takes).
+    Takes {
+        #[arg(long)]
+        store: PathBuf,
     },
     /// Run a controller and a real agent against each other, then stop both.
     Demo {
@@ -106,6 +112,19 @@ fn main() -> ExitCode {
                     .await
                 }
                 Cmd::Demo { agent } => demo(agent).await,
+                Cmd::Takes { store } => {
+                    let held = rakkr_controller::takes::held(&store.join("takes"));
+                    if held.is_empty() {
+                        println!("no takes in {}", store.join("takes").display());
+                    }
+                    for (node, take, files, bytes) in held {
+                        println!(
+                            "{node:<24} {take:<32} {files:>5} files {:>10.1} MiB",
+                            bytes as f64 / (1 << 20) as f64
+                        );
+                    }
+                    Ok(())
+                }
             }
         }),
         Err(e) => Err(e.into()),
@@ -160,6 +179,7 @@ async fn serve(
     show_heartbeats: bool,
 ) -> anyhow::Result<()> {
     let mut cfg = ControllerConfig::new(listen, server_tls(certs)?);
+    cfg.takes = store.as_ref().map(|s| s.join("takes"));
     cfg.store = store;
     cfg.heartbeat = Duration::from_millis(heartbeat_ms);
     cfg.versions = versions;

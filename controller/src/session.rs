@@ -215,7 +215,31 @@ async fn serve(
         cert_sha256,
         hello: Box::new(hello.clone()),
     });
+    let puller = shared.config.takes.clone().map(|takes| {
+        let (tx, replies) = mpsc::channel(64);
+        lock(&shared.file_replies).insert(node.clone(), (session, tx));
+        tokio::spawn(
+            crate::takes::Puller {
+                handle: crate::ControllerHandle {
+                    shared: shared.clone(),
+                },
+                node: node.clone(),
+                dir: takes.join(&node),
+                replies,
+                events: shared.events.subscribe(),
+                next_request: 0,
+            }
+            .run(),
+        )
+    });
     let reason = session_loop(shared, &node, &hello, &mut framed, rx).await;
+    if let Some(p) = puller {
+        p.abort();
+        let mut replies = lock(&shared.file_replies);
+        if replies.get(&node).is_some_and(|(s, _)| *s == session) {
+            replies.remove(&node);
+        }
+    }
     {
         let mut nodes = lock(&shared.nodes);
         if nodes.get(&node).is_some_and(|e| e.session == session) {
@@ -369,6 +393,19 @@ fn handle(
             Ok(None)
         }
         AgentMsg::Fetch(f) => fetch(shared, node, f),
+        m @ (AgentMsg::FileChunk(_) | AgentMsg::FileReadFailed(_)) => {
+            if let AgentMsg::FileChunk(c) = &m {
+                shared
+                    .take_bytes
+                    .fetch_add(c.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            // To this node's take puller; a full queue drops it (the
+            // puller asks again after a stall).
+            if let Some((_, tx)) = lock(&shared.file_replies).get(node) {
+                let _ = tx.try_send(m);
+            }
+            Ok(None)
+        }
         AgentMsg::Renew(r) => Ok(Some(renew(shared, node, &r))),
         AgentMsg::Enroll(_) => Err("protocol violation: Enroll on an authenticated session".into()),
         AgentMsg::Goodbye(g) => Err(format!("agent said goodbye ({:?}) {}", g.reason, g.message)),

@@ -116,6 +116,7 @@ impl ControllerMsg {
             ControllerMsg::RenewalOnly { .. } => "RenewalOnly",
             ControllerMsg::Enrolled { .. } => "Enrolled",
             ControllerMsg::EnrollRefused { .. } => "EnrollRefused",
+            ControllerMsg::ReadFile(_) => "ReadFile",
         }
     }
 }
@@ -133,6 +134,8 @@ impl AgentMsg {
             AgentMsg::Fetch(_) => "Fetch",
             AgentMsg::Renew(_) => "Renew",
             AgentMsg::Enroll(_) => "Enroll",
+            AgentMsg::FileChunk(_) => "FileChunk",
+            AgentMsg::FileReadFailed(_) => "FileReadFailed",
         }
     }
 }

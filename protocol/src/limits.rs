@@ -11,7 +11,7 @@
 //! is then empty), and any other event over [`EVENT_MAX`] is replaced by an
 //! `EventDropped` saying what it was and why.
 
-use crate::message::{Command, CommandBody, UpdateOffer, UpdateSource};
+use crate::message::{Command, CommandBody, FileRead, UpdateOffer, UpdateSource};
 
 /// A command id (the controller's correlation id).
 pub const COMMAND_ID_MAX: usize = 128;
@@ -42,6 +42,13 @@ pub const CHANNEL_NAME_MAX: usize = 64;
 /// The largest manifest carried inline by `TakeStopped`, `TakeRecovered`
 /// or the `StopTake` reply; larger ones go in `ManifestPart` events.
 pub const MANIFEST_INLINE_MAX: usize = 192 * 1024;
+/// A file name inside a take (as its manifest lists it).
+pub const FILE_NAME_MAX: usize = 255;
+/// Files named in one `Receipt` command.
+pub const RECEIPT_FILES_MAX: usize = 1024;
+/// Bytes of take and file listings the agent puts in one reply (the rest
+/// is asked for again with `after`).
+pub const LISTING_MAX: usize = 256 * 1024;
 /// The largest encoded event the agent queues (a quarter of the frame).
 pub const EVENT_MAX: usize = (crate::MAX_FRAME_LEN / 4) as usize;
 
@@ -53,6 +60,12 @@ pub enum LimitError {
     TooLong {
         field: &'static str,
         len: usize,
+        max: usize,
+    },
+    #[error("{field}: {count}; the limit is {max} (PROTOCOL.md, Limits)")]
+    TooMany {
+        field: &'static str,
+        count: usize,
         max: usize,
     },
 }
@@ -98,8 +111,44 @@ impl Command {
                 check("signature", &s.signature, SIGNATURE_MAX)
             }
             CommandBody::TrustBundle { cas_pem } => check("CA bundle", cas_pem, CA_BUNDLE_MAX),
+            CommandBody::ListTakes { after } => check("take id", after, TAKE_ID_MAX),
+            CommandBody::TakeFiles { take_id, after } => {
+                check("take id", take_id, TAKE_ID_MAX)?;
+                check("file name", after, FILE_NAME_MAX)
+            }
+            CommandBody::Receipt { take_id, files } => {
+                check("take id", take_id, TAKE_ID_MAX)?;
+                if files.len() > RECEIPT_FILES_MAX {
+                    return Err(LimitError::TooMany {
+                        field: "receipt files",
+                        count: files.len(),
+                        max: RECEIPT_FILES_MAX,
+                    });
+                }
+                for f in files {
+                    check("file name", &f.file, FILE_NAME_MAX)?;
+                    check("sha256", &f.sha256, SHA256_HEX)?;
+                }
+                Ok(())
+            }
             CommandBody::Inventory | CommandBody::TakeStatus | CommandBody::RotateTrust => Ok(()),
         }
+    }
+}
+
+impl FileRead {
+    /// Checks every length in the request against its limit.
+    pub fn check_limits(&self) -> Result<(), LimitError> {
+        check("take id", &self.take_id, TAKE_ID_MAX)?;
+        check("file name", &self.file, FILE_NAME_MAX)?;
+        if self.len > crate::MAX_CHUNK_LEN {
+            return Err(LimitError::TooMany {
+                field: "read length",
+                count: self.len as usize,
+                max: crate::MAX_CHUNK_LEN as usize,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -27,7 +27,8 @@ impl std::fmt::Display for VersionRange {
 // Agent -> controller
 
 /// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
-/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7, Enroll 8.
+/// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7, Enroll 8,
+/// FileChunk 9, FileReadFailed 10.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
@@ -46,6 +47,33 @@ pub enum AgentMsg {
     /// First and only message of an enrollment connection (TLS that
     /// authenticates the controller only): a one-time token and a CSR.
     Enroll(Enroll),
+    /// The answer to a [`ControllerMsg::ReadFile`]: bytes of a take's file.
+    FileChunk(FileChunk),
+    /// A [`ControllerMsg::ReadFile`] that could not be served (`reason`
+    /// says why: no such take or file, not closed yet, busy, I/O).
+    FileReadFailed(FileReadFailed),
+}
+
+/// Bytes `offset..offset + data.len()` of file `file` of take `take_id`,
+/// answering read `request_id`. Shorter than asked only at the file's end
+/// (empty at or past it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChunk {
+    pub request_id: u64,
+    pub take_id: String,
+    pub file: String,
+    pub offset: u64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// Why read `request_id` of `file` of `take_id` was not served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReadFailed {
+    pub request_id: u64,
+    pub take_id: String,
+    pub file: String,
+    pub reason: String,
 }
 
 /// Enrollment: `token` was issued for `node_id` by the controller's
@@ -125,7 +153,8 @@ pub struct Event {
 /// UpdateDeferred 12, UpdateInstalled 13, UpdateCommitted 14,
 /// UpdateRolledBack 15, UpdateFailed 16, TrustRenewed 17,
 /// TrustRenewFailed 18, TrustBundleChanged 19, ManifestPart 20,
-/// EventDropped 21.
+/// EventDropped 21, FilesReceived 22, ReceiptRefused 23, TakeDeleted 24,
+/// RetentionBlocked 25.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The agent process started (one per process start).
@@ -239,6 +268,30 @@ pub enum EventBody {
         bytes: u64,
         reason: String,
     },
+    /// The controller's copies of these files of take `take_id` matched
+    /// the manifest's SHA-256; the receipt is durable in the take's
+    /// manifest (`transfer`).
+    FilesReceived { take_id: String, files: Vec<String> },
+    /// A receipt named a SHA-256 other than the manifest's: the file stays
+    /// unreceived (and is never deleted for it).
+    ReceiptRefused {
+        take_id: String,
+        file: String,
+        expected_sha256: String,
+        received_sha256: String,
+        reason: String,
+    },
+    /// Retention deleted take `take_id` (every file had a receipt):
+    /// `files` files, `bytes` bytes; `reason` names the policy.
+    TakeDeleted {
+        take_id: String,
+        files: u32,
+        bytes: u64,
+        reason: String,
+    },
+    /// The recordings disk is below the retention floor and nothing can be
+    /// deleted (no take has every file received): `free_bytes` left.
+    RetentionBlocked { free_bytes: u64, reason: String },
 }
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,
@@ -329,7 +382,7 @@ pub enum Outcome {
 
 /// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
 /// TakeStatus 3, TakeStopped 4, Marked 5, Update 6, RenewalStarted 7,
-/// TrustBundle 8.
+/// TrustBundle 8, Takes 9, TakeFiles 10, Receipt 11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
@@ -362,6 +415,75 @@ pub enum Reply {
     RenewalStarted,
     /// TrustBundle: installed; the SHA-256 of each CA now trusted.
     TrustBundle { ca_sha256: Vec<String> },
+    /// ListTakes: the takes after the asked id, in id order; `more` when
+    /// the reply was cut to fit (ask again after the last one).
+    Takes { takes: Vec<TakeSummary>, more: bool },
+    /// TakeFiles: the closed files of `take_id` after the asked name, in
+    /// manifest order; `more` when cut to fit.
+    TakeFiles {
+        take_id: String,
+        files: Vec<TakeFileState>,
+        more: bool,
+    },
+    /// Receipt: the files whose hash matched (now received) and those
+    /// refused, with why.
+    Receipt {
+        take_id: String,
+        accepted: Vec<String>,
+        refused: Vec<RefusedReceipt>,
+    },
+}
+
+/// A take on the node, as `ListTakes` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeSummary {
+    pub take_id: String,
+    /// `recording`, `complete`, `stopped` or `recovered`.
+    pub status: String,
+    pub device: String,
+    pub channels: u16,
+    pub sample_rate: u32,
+    pub format: TakeFormat,
+    pub segments: u32,
+    /// Frames in closed files.
+    pub frames: u64,
+    /// Closed files, and how many of them the controller holds (receipts).
+    pub files: u32,
+    pub received: u32,
+    /// Bytes of the closed files.
+    pub bytes: u64,
+}
+
+/// One closed file of a take, with its receipt state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeFileState {
+    pub file: String,
+    pub segment: u32,
+    /// 1-based channel indices the file holds.
+    pub channels: Vec<u16>,
+    pub first_sample: u64,
+    pub samples: u64,
+    pub size: u64,
+    /// Empty until the file is hashed (moments after its segment closed).
+    pub sha256: String,
+    pub received: bool,
+}
+
+/// The SHA-256 the controller computed over what it received of `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReceipt {
+    pub file: String,
+    pub sha256: String,
+}
+
+/// A receipt the agent refused: its hash differs from the manifest's, the
+/// file is not in the take, or it is not hashed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedReceipt {
+    pub file: String,
+    pub expected_sha256: String,
+    pub received_sha256: String,
+    pub reason: String,
 }
 
 /// Variant indices: Started 0, Deferred 1, AlreadyInstalled 2.
@@ -431,7 +553,8 @@ pub struct Quality {
 
 /// Everything the controller sends. Variant indices: Welcome 0, Reject 1,
 /// Heartbeat 2, Command 3, Ack 4, Goodbye 5, Chunk 6, TransferFailed 7,
-/// Renewed 8, RenewRefused 9, RenewalOnly 10, Enrolled 11, EnrollRefused 12.
+/// Renewed 8, RenewRefused 9, RenewalOnly 10, Enrolled 11, EnrollRefused 12,
+/// ReadFile 13.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerMsg {
     Welcome(Welcome),
@@ -473,6 +596,23 @@ pub enum ControllerMsg {
     EnrollRefused {
         message: String,
     },
+    /// Asks for bytes of a closed file of a take (the controller pulls
+    /// takes: it sets the pace, and resumes at its own offset after a
+    /// reconnect). Answered by [`AgentMsg::FileChunk`] or
+    /// [`AgentMsg::FileReadFailed`] with the same `request_id`.
+    ReadFile(FileRead),
+}
+
+/// A request for `len` bytes (at most [`MAX_CHUNK_LEN`]) of `file` (a name
+/// the take's manifest lists, or `manifest.json`) of take `take_id` from
+/// `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRead {
+    pub request_id: u64,
+    pub take_id: String,
+    pub file: String,
+    pub offset: u64,
+    pub len: u32,
 }
 
 /// Bytes `offset..offset + data.len()` of a transfer. Shorter than asked
@@ -532,7 +672,7 @@ pub struct Command {
 
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
 /// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8,
-/// UpdateSigned 9.
+/// UpdateSigned 9, ListTakes 10, TakeFiles 11, Receipt 12.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -561,6 +701,19 @@ pub enum CommandBody {
     TrustBundle { cas_pem: String },
     /// Replace the agent binary with a signed release (see [`SignedUpdate`]).
     UpdateSigned(SignedUpdate),
+    /// List the takes on the node whose id sorts after `after` ("" from
+    /// the first), with their receipt counts.
+    ListTakes { after: String },
+    /// List the closed files of take `take_id` after file `after` ("" from
+    /// the first), with sizes, hashes and receipt states.
+    TakeFiles { take_id: String, after: String },
+    /// The controller holds these files of `take_id` and hashed them
+    /// (at most `limits::RECEIPT_FILES_MAX`): each whose hash matches the
+    /// manifest is recorded as received, durably, in the take.
+    Receipt {
+        take_id: String,
+        files: Vec<FileReceipt>,
+    },
 }
 
 /// An agent release to install. The hash comes over the authenticated

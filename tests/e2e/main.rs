@@ -24,6 +24,7 @@ mod refusals;
 mod renewal;
 mod systemd;
 mod takes;
+mod transfer;
 mod trust;
 mod update;
 mod update_cli;

@@ -137,10 +137,18 @@ pub(crate) async fn spawn_recording(
     env: &HashMap<String, String>,
 ) -> AgentProcess {
     let agent = AgentProcess::spawn(env);
-    wait_for(events, T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
+    let connected = tokio::time::timeout(
+        T,
+        wait_for(events, 2 * T, "Connected", |e| {
+            matches!(e, ControllerEvent::Connected { .. }).then_some(())
+        }),
+    )
     .await;
+    assert!(
+        connected.is_ok(),
+        "the agent did not connect within {T:?}; its log:\n{}",
+        agent.log().join("\n")
+    );
     wait_device(&ctl.handle(), || agent.log().join("\n")).await;
     agent
 }
@@ -190,6 +198,17 @@ pub(crate) async fn recording_setup(
     extra: &[(&str, &str)],
     jack: bool,
 ) -> Setup {
+    recording_setup_with(tmp, extra, jack, |_| {}).await
+}
+
+/// `recording_setup`, with the controller's configuration adjusted by
+/// `configure` (after the store and heartbeat are set).
+pub(crate) async fn recording_setup_with(
+    tmp: &std::path::Path,
+    extra: &[(&str, &str)],
+    jack: bool,
+    configure: impl FnOnce(&mut ControllerConfig),
+) -> Setup {
     init_logging();
     let fifo = tmp.join("x32.fifo");
     let (feeder, jack_dev) = if jack {
@@ -216,6 +235,7 @@ pub(crate) async fn recording_setup(
     let ctl = start_controller(pki.server_config(), |c| {
         c.store = Some(store.clone());
         c.heartbeat = Duration::from_millis(500);
+        configure(c);
     })
     .await;
     let state = tmp.join("state");

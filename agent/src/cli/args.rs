@@ -95,9 +95,13 @@ pub enum Command {
         dir: Option<PathBuf>,
     },
     /// Takes on this node.
+    /// The takes on this node: status, size, files the controller has received (with no action).
     Takes {
         #[command(subcommand)]
-        action: TakesAction,
+        action: Option<TakesAction>,
+        /// One JSON object per take.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -110,6 +114,12 @@ pub enum TakesAction {
         /// One JSON report per take.
         #[arg(long)]
         json: bool,
+    },
+    /// Delete what the retention policy (retention.*) deletes now, and say why; only takes whose every file the controller has received.
+    Prune {
+        /// Say what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

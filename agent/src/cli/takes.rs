@@ -1,3 +1,5 @@
+//! `takes`: what takes the node holds and what the controller received of
+//! them; `takes prune [--dry-run]`: what retention deletes now and why;
 //! `takes verify [TAKE]`: every file of a take against its manifest hash
 //! and its format's own checks (see `take::verify`); exit 9 when a take
 //! is damaged. Also run by `recover` after it repairs.
@@ -9,6 +11,114 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::take::verify::{Report, take_dirs, verify_take};
+
+/// `takes`: one line (or JSON object) per take.
+pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let root = &config.recordings_path;
+    let takes = crate::take::listing::takes(root);
+    if !json && takes.is_empty() {
+        println!("no takes in {}", root.display());
+    }
+    for (id, m) in takes {
+        let m = match m {
+            Ok(m) => m,
+            Err(why) => {
+                if json {
+                    println!("{}", serde_json::json!({ "takeId": id, "error": why }));
+                } else {
+                    println!("{id:<32} unreadable manifest: {why}");
+                }
+                continue;
+            }
+        };
+        let s = crate::take::listing::summary(&root.join(&id), &m);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "takeId": s.take_id,
+                    "status": s.status,
+                    "startedAt": m.started_at,
+                    "channels": s.channels,
+                    "sampleRate": s.sample_rate,
+                    "format": format!("{:?}", s.format).to_lowercase(),
+                    "segments": s.segments,
+                    "frames": s.frames,
+                    "bytes": s.bytes,
+                    "files": s.files,
+                    "received": s.received,
+                    "unreceived": s.files - s.received,
+                })
+            );
+        } else {
+            let secs = s.frames as f64 / f64::from(s.sample_rate.max(1));
+            println!(
+                "{:<32} {:<9} {:>2} ch {:>9.1} s {:>10.1} MiB  received {}/{} files",
+                s.take_id,
+                s.status,
+                s.channels,
+                secs,
+                s.bytes as f64 / (1 << 20) as f64,
+                s.received,
+                s.files
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `takes prune`: runs the retention policy once (or only says what it
+/// would do).
+pub fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
+    use crate::take::retention;
+    let root = &config.recordings_path;
+    if config.retention.is_keep_all() {
+        println!(
+            "retention keeps every take (no retention.* setting): nothing to prune in {}",
+            root.display()
+        );
+        return Ok(());
+    }
+    let disk = crate::jobs::retention::disk(root)
+        .with_context(|| format!("reading the free space of {}", root.display()))
+        .context(Failure::State)?;
+    let plan = retention::plan(
+        &retention::candidates(root),
+        &config.retention,
+        disk,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    );
+    if plan.delete.is_empty() {
+        println!("nothing to prune in {}", root.display());
+    }
+    let mut kept = 0;
+    for (id, why) in &plan.delete {
+        if dry_run {
+            println!("would delete {id}: {why}");
+            continue;
+        }
+        match retention::delete(root, id) {
+            Ok((files, bytes)) => println!(
+                "deleted {id} ({files} files, {:.1} MiB): {why}",
+                bytes as f64 / (1 << 20) as f64
+            ),
+            Err(e) => {
+                kept += 1;
+                eprintln!("kept {id}: {e:#}");
+            }
+        }
+    }
+    if let Some(why) = &plan.blocked {
+        eprintln!("warning: {why}");
+    }
+    if kept > 0 {
+        return Err(anyhow::anyhow!(
+            "{kept} take(s) the policy chose were kept (see above)"
+        ))
+        .context(Failure::State);
+    }
+    Ok(())
+}
 
 /// `takes verify`: TAKE is a take directory, or a take id under the
 /// recordings path; without it, every take there.

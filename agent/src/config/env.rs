@@ -52,6 +52,10 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("update", "stable_seconds", Kind::Int),
     ("update", "max_starts", Kind::Int),
     ("update", "trusted_keys", Kind::List),
+    ("transfer", "max_bytes_per_second", Kind::Int),
+    ("retention", "delete_received_after_hours", Kind::Int),
+    ("retention", "max_takes_mb", Kind::Int),
+    ("retention", "min_free_percent", Kind::Int),
 ];
 
 /// Names kept from today's agent where the derived name would differ.

@@ -60,6 +60,10 @@ pub struct Config {
     pub outbox_max_events: usize,
     pub log_level: Option<String>,
     pub update: UpdateConfig,
+    /// Bytes per second take transfers may read (0: no cap).
+    pub transfer_max_bytes_per_second: u64,
+    /// Which received takes may leave the disk (see `take/retention.rs`).
+    pub retention: crate::take::retention::Policy,
 }
 
 /// Probation of a freshly installed binary (see `update/probation.rs` and `jobs/probation.rs`).

@@ -24,6 +24,24 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) update: RawUpdate,
+    #[serde(default)]
+    pub(super) transfer: RawTransfer,
+    #[serde(default)]
+    pub(super) retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTransfer {
+    pub(super) max_bytes_per_second: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub(super) delete_received_after_hours: Option<u64>,
+    pub(super) max_takes_mb: Option<u64>,
+    pub(super) min_free_percent: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -59,6 +59,43 @@ pub(super) fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, Config
         outbox_max_events,
         log_level: raw.log.level,
         update: update(raw.update)?,
+        transfer_max_bytes_per_second: raw.transfer.max_bytes_per_second.unwrap_or(0),
+        retention: retention(&raw.retention)?,
+    })
+}
+
+fn retention(r: &raw::RawRetention) -> Result<crate::take::retention::Policy, ConfigError> {
+    const MIB: u64 = 1 << 20;
+    let hours = match r.delete_received_after_hours {
+        Some(h) if h > 24 * 3650 => {
+            return Err(ConfigError::Invalid(format!(
+                "retention.delete_received_after_hours {h} is over ten years"
+            )));
+        }
+        h => h.map(|h| Duration::from_secs(h * 3600)),
+    };
+    let percent = match r.min_free_percent {
+        Some(p @ 1..=90) => Some(p as u8),
+        None => None,
+        Some(p) => {
+            return Err(ConfigError::Invalid(format!(
+                "retention.min_free_percent {p} is outside 1..=90"
+            )));
+        }
+    };
+    let max_bytes = match r.max_takes_mb {
+        Some(0) => {
+            return Err(ConfigError::Invalid(
+                "retention.max_takes_mb must be at least 1 (leave it out to keep every take)"
+                    .into(),
+            ));
+        }
+        m => m.map(|m| m.saturating_mul(MIB)),
+    };
+    Ok(crate::take::retention::Policy {
+        delete_received_after: hours,
+        max_takes_bytes: max_bytes,
+        min_free_percent: percent,
     })
 }
 

@@ -53,6 +53,14 @@ probation_seconds = 300
 stable_seconds = 30
 max_starts = 3
 trusted_keys = ["RWTZbb8SjLMfZkH52OOtzSAxRUwUemT7DLpBP3aRUK48TSxJ3OxOIFXa lab key"]
+
+[transfer]
+max_bytes_per_second = 50000000
+
+[retention]
+delete_received_after_hours = 48
+max_takes_mb = 100000
+min_free_percent = 10
 "#;
 
 fn no_env(_: &str) -> Option<String> {
@@ -75,7 +83,32 @@ fn every_key_has_an_environment_variable() {
     in_file.sort();
     in_env.sort();
     assert_eq!(in_file, in_env);
-    parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+    let c = parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.transfer_max_bytes_per_second, 50_000_000);
+    assert_eq!(
+        c.retention,
+        crate::take::retention::Policy {
+            delete_received_after: Some(std::time::Duration::from_secs(48 * 3600)),
+            max_takes_bytes: Some(100_000 << 20),
+            min_free_percent: Some(10),
+        }
+    );
+}
+
+#[test]
+fn retention_is_off_by_default_and_out_of_range_values_are_named() {
+    let c = parse("", "none", &no_env, Path::new("/s")).unwrap();
+    assert!(c.retention.is_keep_all(), "keep every take unless told");
+    for (bad, names) in [
+        (
+            "[retention]\nmin_free_percent = 95\n",
+            "retention.min_free_percent",
+        ),
+        ("[retention]\nmax_takes_mb = 0\n", "retention.max_takes_mb"),
+    ] {
+        let e = parse(bad, "bad", &no_env, Path::new("/s")).unwrap_err();
+        assert!(e.to_string().contains(names), "{e}");
+    }
 }
 
 #[test]

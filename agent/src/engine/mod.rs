@@ -90,6 +90,12 @@ pub enum Request {
     Stop(String, Ending, Reply<(TakeInfo, Manifest)>),
     Mark(String, Reply<u64>),
     Status(oneshot::Sender<Status>),
+    /// Receipts for the recording take (`None` when `take_id` is not it).
+    Receipt(
+        String,
+        Vec<rakkr_protocol::FileReceipt>,
+        Reply<Option<crate::take::receipt::Outcome>>,
+    ),
     /// Ends a recording take cleanly (status `stopped`, with the reason)
     /// and stops the engine.
     Shutdown(String, oneshot::Sender<()>),
@@ -131,11 +137,7 @@ pub enum Output {
 }
 
 pub fn take_format(c: Container) -> TakeFormat {
-    match c {
-        Container::Flac => TakeFormat::Flac,
-        Container::Wav => TakeFormat::Wav,
-        Container::W64 => TakeFormat::W64,
-    }
+    c.wire()
 }
 
 pub fn container(f: TakeFormat) -> Container {
@@ -185,6 +187,20 @@ impl Handle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Request::Status(tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// Records receipts for the recording take `take_id`; `None` when it
+    /// is not the recording take (the caller records them itself).
+    pub async fn receipt(
+        &self,
+        take_id: String,
+        receipts: Vec<rakkr_protocol::FileReceipt>,
+    ) -> Result<Option<crate::take::receipt::Outcome>, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Receipt(take_id, receipts, tx))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// Stops a recording take cleanly and ends the engine thread.

@@ -59,6 +59,17 @@ impl Engine {
                     rate: self.live.as_ref().map_or(0, |l| l.cap.sample_rate),
                 });
             }
+            Request::Receipt(id, receipts, reply) => {
+                let res = match self.take.as_mut() {
+                    Some(a) if a.info.take_id == id => a
+                        .take
+                        .receive(&receipts)
+                        .map(Some)
+                        .map_err(|e| Refusal::new(FailureCode::Internal, format!("{e:#}"))),
+                    _ => Ok(None),
+                };
+                let _ = reply.send(res);
+            }
             Request::Shutdown(..) => {}
         }
     }
@@ -191,13 +202,7 @@ impl Engine {
 
 /// A take id becomes a directory name: keep it to a safe alphabet.
 pub fn validate_take_id(id: &str) -> Result<(), Refusal> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
+    if crate::take::listing::valid_id(id) {
         Ok(())
     } else {
         Err(Refusal::new(

@@ -9,6 +9,8 @@
 //! probation.rs  a freshly installed binary: commit once welcomed, capturing
 //!               clean audio and stable; otherwise roll back and restart
 //! renew.rs      certificate renewal over the link, and its schedule
+//! takes.rs      the controller's take commands: ListTakes, TakeFiles, Receipt
+//! retention.rs  deletes received takes as the retention policy says
 //! ```
 //!
 //! Dependencies point one way: `daemon`/`dispatch` → `jobs` → `node` →
@@ -16,4 +18,6 @@
 
 pub mod probation;
 pub mod renew;
+pub mod retention;
+pub mod takes;
 pub mod update;

@@ -58,6 +58,15 @@ impl Container {
         !matches!(self, Container::W64)
     }
 
+    /// The format as the wire names it.
+    pub fn wire(self) -> rakkr_protocol::TakeFormat {
+        match self {
+            Container::Flac => rakkr_protocol::TakeFormat::Flac,
+            Container::Wav => rakkr_protocol::TakeFormat::Wav,
+            Container::W64 => rakkr_protocol::TakeFormat::W64,
+        }
+    }
+
     /// Bytes one frame of `channels` takes in the file (24-bit PCM).
     pub fn frame_bytes(self, channels: u16) -> u64 {
         3 * u64::from(channels)

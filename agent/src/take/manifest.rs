@@ -111,6 +111,51 @@ pub struct Manifest {
     pub xruns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// What the controller holds (see `receipt`).
+    #[serde(default, skip_serializing_if = "Transfer::is_empty")]
+    pub transfer: Transfer,
+}
+
+/// Receipts: the files the controller holds, each with the SHA-256 it
+/// computed (equal to the file's, or the receipt was refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    /// File name → its receipt.
+    pub received: std::collections::BTreeMap<String, Received>,
+}
+
+impl Transfer {
+    pub fn is_empty(&self) -> bool {
+        self.received.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Received {
+    pub sha256: String,
+    /// When the receipt was recorded (UTC, ISO 8601).
+    pub at: String,
+}
+
+impl Manifest {
+    /// Whether `file` (listed, hashed) has a receipt for its current hash.
+    pub fn is_received(&self, f: &FileEntry) -> bool {
+        !f.sha256.is_empty()
+            && self
+                .transfer
+                .received
+                .get(&f.file)
+                .is_some_and(|r| r.sha256 == f.sha256)
+    }
+
+    /// Whether the take has ended and every file has a receipt.
+    pub fn all_received(&self) -> bool {
+        self.status != TakeStatus::Recording
+            && !self.files.is_empty()
+            && self.files.iter().all(|f| self.is_received(f))
+    }
 }
 
 impl Manifest {

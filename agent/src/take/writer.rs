@@ -223,6 +223,7 @@ impl Take {
             markers: Vec::new(),
             xruns: 0,
             recovery: None,
+            transfer: Default::default(),
         };
         let mut take = Self {
             limit: spec.segment_frames.clamp(1, fmt_limit),
@@ -482,6 +483,19 @@ impl Take {
         }
     }
 
+    /// Records receipts for this take's closed files (see `receipt`).
+    pub fn receive(
+        &mut self,
+        receipts: &[rakkr_protocol::FileReceipt],
+    ) -> anyhow::Result<super::receipt::Outcome> {
+        let (out, changed) =
+            super::receipt::apply(&mut self.manifest, receipts, &crate::util::now_iso8601());
+        if changed {
+            self.manifest.write(&self.layout.dir)?;
+        }
+        Ok(out)
+    }
+
     pub fn mark(&mut self, at_sample: u64, label: &str) {
         self.manifest.markers.push(Marker {
             at_sample,
@@ -586,6 +600,12 @@ pub(crate) mod tests {
             capture_format: "i32".into(),
             threads: crate::take::spread::Threads::Auto,
         }
+    }
+
+    /// Three segments of three channels in take `t1` under `dir`; returns
+    /// the events and manifest.
+    pub(crate) fn record_into(dir: &std::path::Path) -> (Vec<TakeEvent>, Manifest) {
+        record(dir)
     }
 
     /// Three segments of three channels; returns the events and manifest.

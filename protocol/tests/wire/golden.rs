@@ -724,6 +724,170 @@ fn vectors() -> Vec<Vector> {
                 }),
             ),
         ),
+        ctl(
+            "command.list_takes",
+            cmd(
+                "c13",
+                CommandBody::ListTakes {
+                    after: "show-0".into(),
+                },
+            ),
+        ),
+        ctl(
+            "command.take_files",
+            cmd(
+                "c14",
+                CommandBody::TakeFiles {
+                    take_id: "show-1".into(),
+                    after: "01-Kick-s001.flac".into(),
+                },
+            ),
+        ),
+        ctl(
+            "command.receipt",
+            cmd(
+                "c15",
+                CommandBody::Receipt {
+                    take_id: "show-1".into(),
+                    files: vec![FileReceipt {
+                        file: "01-Kick-s001.flac".into(),
+                        sha256: "cd".repeat(32),
+                    }],
+                },
+            ),
+        ),
+        ctl(
+            "read_file",
+            ControllerMsg::ReadFile(FileRead {
+                request_id: 7,
+                take_id: "show-1".into(),
+                file: "01-Kick-s001.flac".into(),
+                offset: 524_288,
+                len: 524_288,
+            }),
+        ),
+        agent(
+            "file_chunk",
+            AgentMsg::FileChunk(FileChunk {
+                request_id: 7,
+                take_id: "show-1".into(),
+                file: "01-Kick-s001.flac".into(),
+                offset: 524_288,
+                data: b"fLaC".to_vec(),
+            }),
+        ),
+        agent(
+            "file_read_failed",
+            AgentMsg::FileReadFailed(FileReadFailed {
+                request_id: 8,
+                take_id: "show-1".into(),
+                file: "02-Snare-s002.flac".into(),
+                reason: "still being recorded".into(),
+            }),
+        ),
+        agent(
+            "result.takes",
+            done(
+                "c13",
+                Reply::Takes {
+                    takes: vec![TakeSummary {
+                        take_id: "show-1".into(),
+                        status: "complete".into(),
+                        device: "hw:CARD=XUSB,DEV=0".into(),
+                        channels: 32,
+                        sample_rate: 48_000,
+                        format: TakeFormat::Flac,
+                        segments: 2,
+                        frames: 96_000,
+                        files: 64,
+                        received: 32,
+                        bytes: 9_000_000,
+                    }],
+                    more: false,
+                },
+            ),
+        ),
+        agent(
+            "result.take_files",
+            done(
+                "c14",
+                Reply::TakeFiles {
+                    take_id: "show-1".into(),
+                    files: vec![TakeFileState {
+                        file: "02-Snare-s001.flac".into(),
+                        segment: 1,
+                        channels: vec![2],
+                        first_sample: 0,
+                        samples: 48_000,
+                        size: 140_000,
+                        sha256: "ef".repeat(32),
+                        received: true,
+                    }],
+                    more: true,
+                },
+            ),
+        ),
+        agent(
+            "result.receipt",
+            done(
+                "c15",
+                Reply::Receipt {
+                    take_id: "show-1".into(),
+                    accepted: vec!["01-Kick-s001.flac".into()],
+                    refused: vec![RefusedReceipt {
+                        file: "02-Snare-s001.flac".into(),
+                        expected_sha256: "ef".repeat(32),
+                        received_sha256: "00".repeat(32),
+                        reason: "differs".into(),
+                    }],
+                },
+            ),
+        ),
+        agent(
+            "event.files_received",
+            ev(
+                40,
+                EventBody::FilesReceived {
+                    take_id: "show-1".into(),
+                    files: vec!["01-Kick-s001.flac".into()],
+                },
+            ),
+        ),
+        agent(
+            "event.receipt_refused",
+            ev(
+                41,
+                EventBody::ReceiptRefused {
+                    take_id: "show-1".into(),
+                    file: "02-Snare-s001.flac".into(),
+                    expected_sha256: "ef".repeat(32),
+                    received_sha256: "00".repeat(32),
+                    reason: "differs".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.take_deleted",
+            ev(
+                42,
+                EventBody::TakeDeleted {
+                    take_id: "show-0".into(),
+                    files: 64,
+                    bytes: 9_000_000,
+                    reason: "every file received".into(),
+                },
+            ),
+        ),
+        agent(
+            "event.retention_blocked",
+            ev(
+                43,
+                EventBody::RetentionBlocked {
+                    free_bytes: 1 << 30,
+                    reason: "nothing received".into(),
+                },
+            ),
+        ),
     ]
 }
 

@@ -1,0 +1,332 @@
+//! Takes leaving the node: the reference controller pulls every closed
+//! file as it closes (real agent, real TLS, the paced 32-channel console),
+//! verifies it, and sends receipts; retention deletes only what the
+//! controller holds; a file changed on the node is refused, never
+//! received.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rakkr_controller::{Controller, ControllerConfig, ControllerEvent};
+use rakkr_e2e::wait_for;
+use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, StartTake, TakeFormat};
+
+use crate::takes::{
+    NODE, Setup, audio_taken, drops, recording_setup_with, run, spawn_recording, started, stopped,
+    wait_logged,
+};
+
+fn take(id: &str, segment_seconds: u32) -> CommandBody {
+    CommandBody::StartTake(StartTake {
+        take_id: id.into(),
+        channels: 0,
+        format: Some(TakeFormat::Flac),
+        segment_seconds,
+        pre_roll_ms: 0,
+    })
+}
+
+/// The files a final manifest lists.
+fn listed(m: &serde_json::Value) -> BTreeSet<String> {
+    m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the controller has sent receipts the node accepted for
+/// every file in `files` of `take_id`.
+async fn all_receipted(
+    events: &mut tokio::sync::broadcast::Receiver<ControllerEvent>,
+    take_id: &str,
+    files: &BTreeSet<String>,
+) {
+    let mut got = BTreeSet::new();
+    wait_for(
+        events,
+        Duration::from_secs(120),
+        "receipts for every file",
+        |e| {
+            if let ControllerEvent::TakeReceipt {
+                take_id: t,
+                accepted,
+                ..
+            } = e
+                && t == take_id
+            {
+                got.extend(accepted.iter().cloned());
+            }
+            files.is_subset(&got).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_streams_to_the_controller_while_it_records_and_arrives_bit_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let takes = tmp.path().join("controller-takes");
+    let Setup {
+        feeder,
+        ctl,
+        mut events,
+        env,
+        ..
+    } = recording_setup_with(tmp.path(), &[], false, |c| c.takes = Some(takes.clone())).await;
+    let mut agent = spawn_recording(&ctl, &mut events, &env).await;
+    let h = ctl.handle();
+    let mut seen = h.subscribe();
+    started(&h, take("stream", 2)).await;
+    // Segment 1's 32 files arrive, verified, while the take still records.
+    let mut first = BTreeSet::new();
+    wait_for(
+        &mut seen,
+        Duration::from_secs(60),
+        "segment 1 on the controller",
+        |e| {
+            if let ControllerEvent::TakeFileStored { file, verified, .. } = e {
+                assert!(verified, "{file} arrived damaged");
+                if file.ends_with("-s001.flac") {
+                    first.insert(file.clone());
+                }
+            }
+            (first.len() == 32).then_some(())
+        },
+    )
+    .await;
+    match run(&h, CommandBody::TakeStatus).await {
+        Outcome::Done(Reply::TakeStatus { take: Some(t), .. }) => assert_eq!(t.take_id, "stream"),
+        other => panic!("the take should still record: {other:?}"),
+    }
+    audio_taken(&h, 25).await;
+    let m = stopped(&h, "stream").await;
+    let files = listed(&m);
+    assert!(files.len() >= 64, "at least two segments: {}", files.len());
+    all_receipted(&mut seen, "stream", &files).await;
+    // The controller's copy: every file, whole, decoding to the signal.
+    let copy = takes.join(NODE).join("stream");
+    for f in m["files"].as_array().unwrap() {
+        let name = f["file"].as_str().unwrap();
+        assert_eq!(
+            rakkr_e2e::update::sha256_hex(&copy.join(name)),
+            f["sha256"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+    let frames = rakkr_e2e::takecheck::check_content(&copy, &m, &drops(&feeder));
+    assert_eq!(frames, m["frames"].as_u64().unwrap());
+    // The node's manifest holds a receipt for every file.
+    let node_manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("state/recordings/stream/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let received: BTreeSet<String> = node_manifest["transfer"]["received"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(received, files);
+    // And the controller stores the final manifest beside the files.
+    rakkr_e2e::wait_until(
+        Duration::from_secs(60),
+        "manifest.json on the controller",
+        || copy.join("manifest.json").exists(),
+    );
+    assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}
+
+/// Records take `id` (two 1 s segments) and returns its final manifest.
+async fn short_take(h: &rakkr_controller::ControllerHandle, id: &str) -> serde_json::Value {
+    started(h, take(id, 1)).await;
+    audio_taken(h, 25).await;
+    stopped(h, id).await
+}
+
+fn restart_config(
+    ctl_addr: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    store: &Path,
+    takes: Option<PathBuf>,
+) -> ControllerConfig {
+    let mut cfg = ControllerConfig::new(ctl_addr, tls);
+    cfg.store = Some(store.to_owned());
+    cfg.heartbeat = Duration::from_millis(500);
+    cfg.takes = takes;
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_on_the_node_is_refused_and_retention_deletes_only_what_the_controller_holds()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let takes = tmp.path().join("controller-takes");
+    // First without pulling: the takes stay on the node.
+    let Setup {
+        feeder: _feeder,
+        ctl,
+        mut events,
+        env,
+        pki,
+        store,
+        ..
+    } = recording_setup_with(
+        tmp.path(),
+        &[("RAKKR_RETENTION_DELETE_RECEIVED_AFTER_HOURS", "0")],
+        false,
+        |_| {},
+    )
+    .await;
+    let mut agent = spawn_recording(&ctl, &mut events, &env).await;
+    let h = ctl.handle();
+    let altered = short_take(&h, "altered").await;
+    let clean = short_take(&h, "clean").await;
+    let linked = short_take(&h, "linked").await;
+    let recordings = tmp.path().join("state/recordings");
+    // A closed file changed on the node's disk after it was hashed.
+    let victim = altered["files"][0]["file"].as_str().unwrap().to_owned();
+    let path = recordings.join("altered").join(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    // A listed file replaced by a symlink to a file outside the take.
+    let secret = tmp.path().join("secret.flac");
+    std::fs::write(&secret, b"not audio; must never leave the node").unwrap();
+    let planted = linked["files"][0]["file"].as_str().unwrap().to_owned();
+    std::fs::remove_file(recordings.join("linked").join(&planted)).unwrap();
+    std::os::unix::fs::symlink(&secret, recordings.join("linked").join(&planted)).unwrap();
+    // Peers cannot name anything outside the recordings directory.
+    for body in [
+        CommandBody::TakeFiles {
+            take_id: "..".into(),
+            after: String::new(),
+        },
+        CommandBody::TakeFiles {
+            take_id: "clean".into(),
+            after: "../../state/trust/node.key".into(),
+        },
+        CommandBody::Receipt {
+            take_id: "../recordings".into(),
+            files: vec![],
+        },
+    ] {
+        match run(&h, body.clone()).await {
+            Outcome::Failed(f) => assert_eq!(f.code, FailureCode::InvalidArgument, "{body:?}"),
+            other => panic!("{body:?} was not refused: {other:?}"),
+        }
+    }
+    // Now a controller that pulls takes (same port and store).
+    let addr = ctl.local_addr();
+    ctl.shutdown().await;
+    let ctl = Controller::start(restart_config(
+        addr,
+        pki.server_config(),
+        &store,
+        Some(takes.clone()),
+    ))
+    .await
+    .unwrap();
+    let h = ctl.handle();
+    // The clean take goes to the controller, then off the node.
+    let deleted = wait_logged(
+        &h,
+        Duration::from_secs(120),
+        || {
+            format!(
+                "no TakeDeleted for clean; agent log:\n{}",
+                agent.log().join("\n")
+            )
+        },
+        |log| {
+            log.iter().find_map(|b| match b {
+                EventBody::TakeDeleted { take_id, files, .. } if take_id == "clean" => Some(*files),
+                _ => None,
+            })
+        },
+    )
+    .await;
+    assert_eq!(deleted as usize, listed(&clean).len());
+    assert!(!recordings.join("clean").exists());
+    for f in listed(&clean) {
+        assert!(
+            takes.join(NODE).join("clean").join(&f).exists(),
+            "{f} held by the controller"
+        );
+    }
+    // The altered file: refused, named, kept; its take stays.
+    let (expected, received) = wait_logged(
+        &h,
+        Duration::from_secs(120),
+        || format!("no ReceiptRefused; agent log:\n{}", agent.log().join("\n")),
+        |log| {
+            log.iter().find_map(|b| match b {
+                EventBody::ReceiptRefused {
+                    take_id,
+                    file,
+                    expected_sha256,
+                    received_sha256,
+                    ..
+                } if take_id == "altered" && *file == victim => {
+                    Some((expected_sha256.clone(), received_sha256.clone()))
+                }
+                _ => None,
+            })
+        },
+    )
+    .await;
+    assert_eq!(expected, altered["files"][0]["sha256"].as_str().unwrap());
+    assert_ne!(expected, received);
+    for f in listed(&altered) {
+        assert!(
+            recordings.join("altered").join(&f).exists(),
+            "{f} kept on the node"
+        );
+    }
+    assert!(
+        takes
+            .join(NODE)
+            .join("altered")
+            .join(format!("{victim}.mismatch"))
+            .exists(),
+        "the controller keeps what it got aside"
+    );
+    // The planted symlink was never read: its take stays, the target never left.
+    assert!(recordings.join("linked").exists());
+    assert!(!takes.join(NODE).join("linked").join(&planted).exists());
+    match run(
+        &h,
+        CommandBody::ListTakes {
+            after: String::new(),
+        },
+    )
+    .await
+    {
+        Outcome::Done(Reply::Takes { takes: list, .. }) => {
+            let ids: Vec<_> = list.iter().map(|t| t.take_id.as_str()).collect();
+            assert_eq!(ids, ["altered", "linked"], "clean is gone, the others stay");
+            let a = &list[0];
+            assert_eq!(a.received + 1, a.files, "all but the altered file received");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `takes` on the node says the same.
+    let out = rakkr_e2e::agent::run_agent(&["takes"], &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.lines().any(|l| l.starts_with("altered")
+            && l.contains(&format!(
+                "received {}/{} files",
+                listed(&altered).len() - 1,
+                listed(&altered).len()
+            ))),
+        "{text}"
+    );
+    assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}
