@@ -330,3 +330,201 @@ async fn a_file_changed_on_the_node_is_refused_and_retention_deletes_only_what_t
     assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
     ctl.shutdown().await;
 }
+
+/// Waits (polling, bounded by `within`) until `h`'s controller received
+/// more take bytes than `than`: a transfer is under way.
+async fn transferring(h: &rakkr_controller::ControllerHandle, than: u64, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if h.take_bytes_received() > than {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// Asks the node (bounded: `within`) until every take it lists has every
+/// file received; returns the takes.
+async fn until_all_received(
+    h: &rakkr_controller::ControllerHandle,
+    within: Duration,
+) -> Vec<rakkr_protocol::TakeSummary> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(r) = h
+            .command(
+                NODE,
+                CommandBody::ListTakes {
+                    after: String::new(),
+                },
+                crate::T,
+            )
+            .await
+            && let Outcome::Done(Reply::Takes { takes, .. }) = r.outcome
+            && !takes.is_empty()
+            && takes
+                .iter()
+                .all(|t| t.status != "recording" && t.received == t.files)
+        {
+            return takes;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every file reached the controller in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
+    use nix::sys::signal::Signal;
+    let tmp = tempfile::tempdir().unwrap();
+    let takes = tmp.path().join("controller-takes");
+    let Setup {
+        feeder,
+        ctl,
+        mut events,
+        mut env,
+        pki,
+        store,
+        ..
+    } = recording_setup_with(tmp.path(), &[], false, |c| c.takes = Some(takes.clone())).await;
+    let addr = ctl.local_addr();
+    let proxy = rakkr_e2e::proxy::Proxy::start(addr).await;
+    env.insert(
+        "RAKKR_CONTROLLER_URL".into(),
+        format!("rakkr://{}", proxy.addr),
+    );
+    let mut agent = spawn_recording(&ctl, &mut events, &env).await;
+    let mut ctl = Some(ctl);
+    started(&hh(&ctl), take("chaos-1", 1)).await;
+    let (mut cuts, mut crashes, mut kills) = (0u64, 0u64, 0u64);
+    let mut received_before = 0u64;
+    // Bounded: 26 faults, each after a transfer was seen under way.
+    for i in 0..26 {
+        let seen = hh(&ctl).take_bytes_received();
+        assert!(
+            transferring(&hh(&ctl), seen, Duration::from_secs(60)).await,
+            "no transfer under way before fault {i}; agent log:\n{}",
+            agent.log().join("\n")
+        );
+        if i == 13 {
+            // The agent dies mid-transfer (and mid-take); it comes back,
+            // recovers the take and records another.
+            agent.signal(Signal::SIGKILL);
+            let _ = agent.terminate(crate::T);
+            kills += 1;
+            let mut ev = hh(&ctl).subscribe();
+            agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
+            wait_for(&mut ev, 2 * crate::T, "reconnected", |e| {
+                matches!(e, ControllerEvent::Connected { .. }).then_some(())
+            })
+            .await;
+            crate::takes::wait_device(&hh(&ctl), || agent.log().join("\n")).await;
+            started(&hh(&ctl), take("chaos-2", 1)).await;
+        } else if i % 5 == 4 {
+            received_before += hh(&ctl).take_bytes_received();
+            ctl.take().unwrap().shutdown().await;
+            crashes += 1;
+            ctl = Some(
+                Controller::start(restart_config(
+                    addr,
+                    pki.server_config(),
+                    &store,
+                    Some(takes.clone()),
+                ))
+                .await
+                .expect("the controller restarts on its port"),
+            );
+        } else {
+            cuts += u64::from(proxy.cut() > 0);
+        }
+    }
+    assert_eq!((crashes, kills), (5, 1));
+    assert!(cuts >= 18, "{cuts} link cuts landed on a connection");
+    // Wait for the link to be back, then end the take.
+    let deadline = tokio::time::Instant::now() + 2 * crate::T;
+    loop {
+        if let Ok(r) = hh(&ctl)
+            .command(
+                NODE,
+                CommandBody::StopTake {
+                    take_id: "chaos-2".into(),
+                },
+                crate::T,
+            )
+            .await
+            && matches!(r.outcome, Outcome::Done(Reply::TakeStopped { .. }))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "StopTake never got through"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The final manifest is over the inline limit here (many files): read
+    // the node's own.
+    let m2: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("state/recordings/chaos-2/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let list = until_all_received(&hh(&ctl), Duration::from_secs(180)).await;
+    let ids: Vec<_> = list.iter().map(|t| t.take_id.as_str()).collect();
+    assert_eq!(ids, ["chaos-1", "chaos-2"]);
+    assert_eq!(list[0].status, "recovered", "the take the kill cut short");
+    // Every file once on the controller, whole and verified; nothing left over.
+    let mut sizes = 0u64;
+    for id in ids {
+        let node_dir = tmp.path().join("state/recordings").join(id);
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(node_dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let copy = takes.join(NODE).join(id);
+        for f in m["files"].as_array().unwrap() {
+            let name = f["file"].as_str().unwrap();
+            assert_eq!(
+                rakkr_e2e::update::sha256_hex(&copy.join(name)),
+                f["sha256"].as_str().unwrap(),
+                "{id}/{name}"
+            );
+            sizes += std::fs::metadata(copy.join(name)).unwrap().len();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&copy)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".part") || n.ends_with(".mismatch"))
+            .collect();
+        assert!(leftovers.is_empty(), "{id}: {leftovers:?}");
+    }
+    let frames = rakkr_e2e::takecheck::check_content(
+        &takes.join(NODE).join("chaos-2"),
+        &m2,
+        &drops(&feeder),
+    );
+    assert_eq!(frames, m2["frames"].as_u64().unwrap());
+    // Bytes sent twice: at most the reads in flight at each interruption
+    // (plus the small manifests, read whole once per take and pass).
+    let sent = received_before + hh(&ctl).take_bytes_received();
+    let faults = cuts + crashes + kills;
+    let in_flight = rakkr_controller::takes::WINDOW * u64::from(rakkr_protocol::MAX_CHUNK_LEN);
+    let manifests = 64 * 1024 * 1024;
+    eprintln!(
+        "{faults} faults; {sizes} bytes of files, {sent} bytes received ({} repeated)",
+        sent.saturating_sub(sizes)
+    );
+    assert!(
+        sent <= sizes + faults * in_flight + manifests,
+        "{sent} bytes received for {sizes} bytes of files after {faults} faults"
+    );
+    assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
+    ctl.take().unwrap().shutdown().await;
+}
+
+fn hh(ctl: &Option<Controller>) -> rakkr_controller::ControllerHandle {
+    ctl.as_ref().expect("a running controller").handle()
+}

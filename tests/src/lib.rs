@@ -7,6 +7,7 @@ pub mod agent;
 pub mod https;
 pub mod jack;
 pub mod pki;
+pub mod proxy;
 pub mod shape;
 pub mod update;
 
