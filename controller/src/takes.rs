@@ -5,7 +5,7 @@
 //! One puller per session (started when the node is welcomed, stopped
 //! with the session). It runs a sync pass at once (so it resumes whatever
 //! a restart of either side interrupted), again whenever the node reports
-//! a closed segment or an ended take, and every 30 s:
+//! a started take, a closed segment or an ended take, and every 30 s:
 //! `ListTakes` → `TakeFiles` for takes with unreceived files → for each
 //! hashed, unreceived file: pull it with `ReadFile` into `<file>.part`
 //! (resuming at the part's length, [`WINDOW`] reads in flight), hash it,
@@ -80,7 +80,8 @@ impl Puller {
                     Ok(Ok(ControllerEvent::Event { node, event, .. })) if node == self.node => {
                         if matches!(
                             event.body,
-                            EventBody::SegmentClosed { .. }
+                            EventBody::TakeStarted(_)
+                                | EventBody::SegmentClosed { .. }
                                 | EventBody::TakeStopped { .. }
                                 | EventBody::TakeRecovered { .. }
                         ) {
