@@ -15,10 +15,10 @@ use crate::T;
 use crate::takes::{Rig, recording_node, run, wait_logged};
 
 /// A tmpfs mounted for the test's lifetime.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Self {
+    pub(crate) fn mount(at: &Path, size: &str) -> Self {
         std::fs::create_dir_all(at).unwrap();
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

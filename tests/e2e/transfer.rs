@@ -528,3 +528,126 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
 fn hh(ctl: &Option<Controller>) -> rakkr_controller::ControllerHandle {
     ctl.as_ref().expect("a running controller").handle()
 }
+
+/// A 4-channel WAV take (small: the test disk is small).
+fn small(id: &str) -> CommandBody {
+    CommandBody::StartTake(StartTake {
+        take_id: id.into(),
+        channels: 4,
+        format: Some(TakeFormat::Wav),
+        segment_seconds: 1,
+        pre_roll_ms: 0,
+    })
+}
+
+/// The receipts a controller holding every closed file of `dir` sends.
+fn receipts_for(dir: &Path) -> Vec<rakkr_protocol::FileReceipt> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| rakkr_protocol::FileReceipt {
+            file: f["file"].as_str().unwrap().into(),
+            sha256: f["sha256"].as_str().unwrap().into(),
+        })
+        .filter(|r| !r.sha256.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_disk_frees_only_received_takes_and_never_the_recording_one() {
+    if !rakkr_e2e::requires("root (to mount a small tmpfs)", rakkr_e2e::is_root()) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let _fs = crate::diskfull::Tmpfs::mount(&rec, "24m");
+    let rec_s = rec.display().to_string();
+    let Setup {
+        feeder: _feeder,
+        ctl,
+        mut events,
+        env,
+        ..
+    } = recording_setup_with(
+        tmp.path(),
+        &[
+            ("RAKKR_STORAGE_RECORDINGS_PATH", rec_s.as_str()),
+            ("RAKKR_STORAGE_MIN_FREE_MB", "2"),
+            ("RAKKR_STORAGE_WARN_FREE_MB", "2"),
+            ("RAKKR_STORAGE_STOP_FREE_MB", "1"),
+            ("RAKKR_RETENTION_MIN_FREE_PERCENT", "60"),
+        ],
+        false,
+        |_| {},
+    )
+    .await;
+    let mut agent = spawn_recording(&ctl, &mut events, &env).await;
+    let h = ctl.handle();
+    for id in ["received", "unreceived"] {
+        started(&h, small(id)).await;
+        audio_taken(&h, 25).await;
+        stopped(&h, id).await;
+    }
+    started(&h, small("recording")).await;
+    audio_taken(&h, 25).await;
+    // Nearly full: another process takes most of what is left.
+    let free = nix::sys::statvfs::statvfs(&rec).unwrap();
+    let left = free.blocks_available() as u64 * free.fragment_size() as u64;
+    std::fs::write(rec.join("filler"), vec![0u8; (left - (3 << 20)) as usize]).unwrap();
+    // The controller holds every closed file of two takes, the recording
+    // one included (its receipts go through its writer).
+    for id in ["received", "recording"] {
+        let files = receipts_for(&rec.join(id));
+        assert!(!files.is_empty());
+        match run(
+            &h,
+            CommandBody::Receipt {
+                take_id: id.into(),
+                files: files.clone(),
+            },
+        )
+        .await
+        {
+            Outcome::Done(Reply::Receipt {
+                accepted, refused, ..
+            }) => {
+                assert_eq!(accepted.len(), files.len(), "{id}: {refused:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let what = || format!("agent log:\n{}", agent.log().join("\n"));
+    wait_logged(&h, Duration::from_secs(60), what, |log| {
+        log.iter()
+            .any(|b| matches!(b, EventBody::TakeDeleted { take_id, .. } if take_id == "received"))
+            .then_some(())
+    })
+    .await;
+    let reason = wait_logged(&h, Duration::from_secs(120), what, |log| {
+        log.iter().find_map(|b| match b {
+            EventBody::RetentionBlocked { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+    })
+    .await;
+    assert!(reason.contains("retention.min_free_percent"), "{reason}");
+    assert!(!rec.join("received").exists());
+    assert!(rec.join("unreceived/manifest.json").exists());
+    assert!(rec.join("recording/manifest.json").exists());
+    // The recording take records on, and ends whole.
+    std::fs::remove_file(rec.join("filler")).unwrap();
+    let m = stopped(&h, "recording").await;
+    assert_eq!(m["status"], "complete", "{m}");
+    for f in m["files"].as_array().unwrap() {
+        assert!(
+            rec.join("recording")
+                .join(f["file"].as_str().unwrap())
+                .exists()
+        );
+    }
+    assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
+    ctl.shutdown().await;
+}
