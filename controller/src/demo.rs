@@ -118,3 +118,48 @@ pub async fn record_take(
     println!("   decoded every file: all 32 channels match the test signal ({frames} frames each)");
     Ok(())
 }
+
+/// Waits (up to 60 s) until the controller sent receipts the node accepted
+/// for every file of the take in `node_take`, and checks its copy in
+/// `copy` against the node's manifest. Returns the number of files.
+pub async fn arrived(
+    events: &mut tokio::sync::broadcast::Receiver<crate::ControllerEvent>,
+    node_take: &std::path::Path,
+    copy: &std::path::Path,
+) -> anyhow::Result<usize> {
+    use sha2::Digest;
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node_take.join("manifest.json")).context("reading the node's manifest")?,
+    )?;
+    let files: Vec<(String, String)> = m["files"]
+        .as_array()
+        .context("manifest files")?
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap_or_default().to_owned(),
+                f["sha256"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // Bounded by the deadline.
+    while !files.iter().all(|(f, _)| got.contains(f)) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => bail!("not every file reached the controller within 60 s"),
+            Ok(Ok(crate::ControllerEvent::TakeReceipt { accepted, .. })) => got.extend(accepted),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => bail!("controller events ended: {e}"),
+        }
+    }
+    for (f, sha) in &files {
+        let bytes =
+            std::fs::read(copy.join(f)).with_context(|| format!("reading the copy of {f}"))?;
+        let got = hex::encode(sha2::Sha256::digest(&bytes));
+        if &got != sha {
+            bail!("the controller's copy of {f} differs from the node's");
+        }
+    }
+    Ok(files.len())
+}

@@ -406,6 +406,8 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     println!("1. development PKI written to {}", pki.display());
     let mut cfg = ControllerConfig::new("127.0.0.1:0".parse()?, server_tls(&pki)?);
     cfg.heartbeat = Duration::from_secs(2);
+    let takes = tmp.path().join("controller-takes");
+    cfg.takes = Some(takes.clone());
     let controller = Controller::start(cfg).await?;
     let addr = controller.local_addr();
     let handle = controller.handle();
@@ -496,8 +498,35 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     .await
     .context("the note's event did not arrive")?;
     println!("7. the controller records a 4 s take from the ALSA test device:");
+    let mut transfer_events = handle.subscribe();
     rakkr_controller::demo::record_take(&handle, &hello.node_id, "demo-take", 4, &feeder.drops())
         .await?;
+    let node_take = state.join("recordings/demo-take");
+    let copy = takes.join(&hello.node_id).join("demo-take");
+    let n = rakkr_controller::demo::arrived(&mut transfer_events, &node_take, &copy).await?;
+    println!(
+        "8. the take arrived on the controller as it recorded: {n} files in {}, each SHA-256 equal to the node's manifest; the node recorded every receipt",
+        copy.display()
+    );
+    let prune = tokio::process::Command::new(&agent)
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["takes", "prune"])
+        .env("RAKKR_RETENTION_DELETE_RECEIVED_AFTER_HOURS", "0")
+        .output()
+        .await?;
+    if !prune.status.success() || node_take.exists() {
+        bail!(
+            "takes prune did not free the node's copy: {}",
+            String::from_utf8_lossy(&prune.stderr)
+        );
+    }
+    println!(
+        "9. with retention.delete_received_after_hours = 0, `takes prune` frees the node's copy:\n   {}",
+        String::from_utf8_lossy(&prune.stdout).trim()
+    );
     if let Some(pid) = child.id() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -507,9 +536,9 @@ async fn demo(agent: Option<PathBuf>) -> anyhow::Result<()> {
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .context("agent did not stop")??;
-    println!("8. agent stopped on SIGTERM: {status}");
+    println!("10. agent stopped on SIGTERM: {status}");
     controller.shutdown().await;
-    println!("9. controller stopped");
+    println!("11. controller stopped");
     if !status.success() {
         bail!("agent exited with {status}");
     }
