@@ -2,7 +2,7 @@
 //! arbitrary bytes must decode to a message or a typed error, never a
 //! panic; a message that decodes must encode to bytes that decode and
 //! encode to the same bytes again (bytes, not values: meter levels may be
-//! NaN); a decoded command's limits check must not panic.
+//! NaN); a decoded command's (or file read's) limits check must not panic.
 //!
 //! Run: `cd protocol/fuzz && cargo fuzz run message_decoder` (see README).
 #![no_main]
@@ -23,8 +23,14 @@ where
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(ControllerMsg::Command(c)) = round_trip::<ControllerMsg>(data) {
-        let _ = c.check_limits();
+    match round_trip::<ControllerMsg>(data) {
+        Some(ControllerMsg::Command(c)) => {
+            let _ = c.check_limits();
+        }
+        Some(ControllerMsg::ReadFile(r)) => {
+            let _ = r.check_limits();
+        }
+        _ => {}
     }
     let _ = round_trip::<AgentMsg>(data);
 });
