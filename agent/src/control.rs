@@ -49,6 +49,9 @@ pub struct StatusReply {
     /// The take recording now, if any.
     #[serde(default)]
     pub recording: Option<String>,
+    /// Why retention cannot free the space its policy asks for, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_blocked: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -196,6 +199,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     link: node.status.borrow().clone(),
                     pending_events: node.pending_count(),
                     recording,
+                    retention_blocked: node.retention_blocked.borrow().clone(),
                 })
             }
             Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {

@@ -634,6 +634,15 @@ async fn a_nearly_full_disk_frees_only_received_takes_and_never_the_recording_on
     })
     .await;
     assert!(reason.contains("retention.min_free_percent"), "{reason}");
+    // `status` says so too.
+    let st = rakkr_e2e::agent::run_agent(&["status", "--json"], &env);
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert!(
+        st["retentionBlocked"]
+            .as_str()
+            .is_some_and(|r| r.contains("min_free_percent")),
+        "{st}"
+    );
     assert!(!rec.join("received").exists());
     assert!(rec.join("unreceived/manifest.json").exists());
     assert!(rec.join("recording/manifest.json").exists());

@@ -96,6 +96,9 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             println!("agent {} (pid {})", s.version, s.pid);
             println!("link: {}", serde_json::to_string(&s.link)?);
             println!("events waiting for the controller: {}", s.pending_events);
+            if let Some(why) = &s.retention_blocked {
+                println!("retention: {why}");
+            }
         }
         other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
     }
