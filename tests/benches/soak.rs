@@ -9,11 +9,13 @@
 //! recovery could not keep (goal <= 1 s per kill) and the gaps the
 //! manifests record.
 //!
-//! NOTE: no device loss here. The paced FIFO console cannot be unplugged
-//! faithfully: when its feed stops, alsa-lib's file plugin reads EOF and
-//! the agent sees a device delivering faster than real time (a 2-minute
-//! trial recorded 719 s). Device loss and return is covered with the JACK
-//! device by `realtime::a_lost_device_that_comes_back_…`.
+//! The device is the JACK test console (a jackd dummy server and a
+//! feeder, `tests/src/jack.rs`), lost twice for 3 s (its server crashes,
+//! then comes back): the take goes on in a new segment and its manifest
+//! records the gap. Without jackd it falls back to the paced FIFO console
+//! and skips the device losses, saying so: that console cannot be
+//! unplugged faithfully (when its feed stops, alsa-lib's file plugin reads
+//! EOF and the agent sees a device delivering faster than real time).
 //!
 //! Not part of `.ci/run`:
 //! `BENCH_SOAK_MINUTES=30 cargo bench -p rakkr-e2e --bench soak`.
@@ -34,24 +36,30 @@ use rakkr_protocol::{CommandBody, Outcome, Reply, StartTake, TakeFormat};
 const NODE: &str = "soak-node";
 
 async fn command(h: &ControllerHandle, body: CommandBody) -> Option<Reply> {
+    attempt(h, body).await.ok()
+}
+
+async fn attempt(h: &ControllerHandle, body: CommandBody) -> Result<Reply, String> {
     match h.command(NODE, body, Duration::from_secs(10)).await {
         Ok(r) => match r.outcome {
-            Outcome::Done(reply) => Some(reply),
-            Outcome::Failed(_) => None,
+            Outcome::Done(reply) => Ok(reply),
+            Outcome::Failed(f) => Err(f.message),
         },
-        Err(_) => None,
+        Err(e) => Err(e.to_string()),
     }
 }
 
-/// Retries `body` (bounded: 120 tries, 250 ms apart) until it is done.
+/// Retries `body` (bounded: 240 tries, 250 ms apart) until it is done.
 async fn until_done(h: impl Fn() -> ControllerHandle, body: CommandBody) -> Reply {
-    for _ in 0..120 {
-        if let Some(r) = command(&h(), body.clone()).await {
-            return r;
+    let mut last = String::new();
+    for _ in 0..240 {
+        match attempt(&h(), body.clone()).await {
+            Ok(r) => return r,
+            Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("{body:?} never got through");
+    panic!("{body:?} never got through: {last}");
 }
 
 fn start(id: &str) -> CommandBody {
@@ -83,7 +91,12 @@ async fn main() {
     pki.node_trust(&state, NODE, Validity::days(30));
     let fifo = tmp.path().join("x32.fifo");
     let feed_for = total + Duration::from_secs(600);
-    let feeder = PacedFeeder::start(&fifo, 32, 48_000, 512, feed_for);
+    let mut jack = rakkr_e2e::have("jackd").then(|| {
+        rakkr_e2e::jack::JackDevice::start(Path::new(env!("CARGO_BIN_EXE_rakkr-jack-feeder")))
+    });
+    let feeder = jack
+        .is_none()
+        .then(|| PacedFeeder::start(&fifo, 32, 48_000, 512, feed_for));
     let config = |addr| {
         let mut c = ControllerConfig::new(addr, pki.server_config());
         c.store = Some(store.clone());
@@ -97,21 +110,31 @@ async fn main() {
     let addr = ctl.local_addr();
     let proxy = rakkr_e2e::proxy::Proxy::start(addr).await;
     let mut env: HashMap<String, String> = agent_env(&state, proxy.addr);
-    env.extend([
-        (
-            "ALSA_CONFIG_PATH".to_owned(),
-            x32_config_for(tmp.path(), &fifo),
-        ),
-        ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
-        ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
-        ("RAKKR_LOG".to_owned(), "warn".to_owned()),
-    ]);
+    match &jack {
+        Some(j) => env.extend(j.env(tmp.path()).into_iter().chain([
+            ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32jack".to_owned()),
+            ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "256".to_owned()),
+        ])),
+        None => {
+            println!("no jackd: the paced FIFO console, without device losses");
+            env.extend([
+                (
+                    "ALSA_CONFIG_PATH".to_owned(),
+                    x32_config_for(tmp.path(), &fifo),
+                ),
+                ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
+                ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
+            ]);
+        }
+    }
+    env.insert("RAKKR_LOG".to_owned(), "warn".to_owned());
     let mut agent = AgentProcess::spawn(&env);
     let mut take_no = 1;
     let id = |n: u32| format!("soak-{n:02}");
     until_done(|| ctl.handle(), start(&id(take_no))).await;
     let began = Instant::now();
-    let (mut cuts, mut crashes, mut kills) = (0u32, 0u32, 0u32);
+    let (mut cuts, mut crashes, mut kills, mut losses) = (0u32, 0u32, 0u32, 0u32);
+    let lose_at = [total / 4, total * 3 / 4];
     let mut kill_losses: Vec<(String, u64)> = Vec::new();
     let (mut next_crash, mut next_cut) = (Duration::from_secs(20), Duration::from_secs(3));
     let kill_at: Vec<Duration> = (1..=5).map(|k| total * k / 6).collect();
@@ -148,6 +171,15 @@ async fn main() {
             ));
             take_no += 1;
             until_done(|| ctl.handle(), start(&id(take_no))).await;
+        }
+        if let Some(j) = jack.as_mut()
+            && losses < 2
+            && t >= lose_at[losses as usize]
+        {
+            j.crash_server();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            j.restart_server();
+            losses += 1;
         }
     }
     until_done(
@@ -216,7 +248,7 @@ async fn main() {
         );
     }
     println!(
-        "| gaps the manifests record | - | {:.3} s |",
+        "| device lost for 3 s | {losses} | {:.3} s in the manifests' gaps (device losses and xruns) |",
         gap_frames as f64 / 48_000.0
     );
     let worst = kill_losses.iter().map(|k| k.1).max().unwrap_or(0);

@@ -160,15 +160,20 @@ impl Pace {
     }
 
     fn spend(&mut self, bytes: u64) {
-        if self.rate == 0 {
-            return;
+        if let Some(wait) = self.wait_after(bytes, Instant::now()) {
+            std::thread::sleep(wait);
         }
-        let now = Instant::now();
+    }
+
+    /// How long to wait at `now` after spending `bytes` so that the
+    /// average stays at `rate` (`None`: go on at once).
+    fn wait_after(&mut self, bytes: u64, now: Instant) -> Option<Duration> {
+        if self.rate == 0 {
+            return None;
+        }
         // Idle time is not saved up: the cap holds from now.
         self.next = self.next.max(now) + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
-        if self.next > now {
-            std::thread::sleep(self.next - now);
-        }
+        (self.next > now).then(|| self.next - now)
     }
 }
 
@@ -249,6 +254,27 @@ mod tests {
                 "{take}/{file}"
             );
         }
+    }
+
+    #[test]
+    fn the_rate_cap_spaces_reads_to_its_rate_and_saves_no_idle_time() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(1_000_000);
+        p.next = t0;
+        // 512 KiB at 1 MB/s: the next read waits 0.524288 s.
+        assert_eq!(
+            p.wait_after(524_288, t0),
+            Some(Duration::from_micros(524_288))
+        );
+        // Two reads back to back add up.
+        assert_eq!(
+            p.wait_after(524_288, t0),
+            Some(Duration::from_micros(1_048_576))
+        );
+        // After a long idle spell the cap starts again from then.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(p.wait_after(1_000, later), Some(Duration::from_millis(1)));
+        assert_eq!(Pace::new(0).wait_after(u64::MAX, t0), None, "no cap");
     }
 
     #[test]
