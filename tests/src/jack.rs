@@ -124,17 +124,44 @@ impl JackDevice {
             "jackd {} did not come up: {why}",
             self.server
         );
-        let mut feeder = Command::new(&self.feeder_bin)
-            .env("JACK_DEFAULT_SERVER", &self.server)
-            .env("JACK_NO_START_SERVER", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting rakkr-jack-feeder");
-        let mut out = std::io::BufReader::new(feeder.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("feeder output");
-        assert_eq!(line.trim(), "feeding", "the feeder did not start");
+        // NOTE: on a loaded machine a JACK client can fail to open against
+        // a server that just came up (its answer times out); the feeder
+        // then exits at once, saying why on stderr. Bounded: 3 attempts.
+        let mut failures = Vec::new();
+        let (feeder, out) = loop {
+            let mut feeder = Command::new(&self.feeder_bin)
+                .env("JACK_DEFAULT_SERVER", &self.server)
+                .env("JACK_NO_START_SERVER", "1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting rakkr-jack-feeder");
+            let mut out = std::io::BufReader::new(feeder.stdout.take().expect("stdout"));
+            let mut line = String::new();
+            out.read_line(&mut line).expect("feeder output");
+            if line.trim() == "feeding" {
+                // Its stderr is drained from here on (a closed pipe would
+                // kill it at its next warning).
+                if let Some(mut e) = feeder.stderr.take() {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut e, &mut std::io::sink());
+                    });
+                }
+                break (feeder, out);
+            }
+            let _ = feeder.wait();
+            let mut err = String::new();
+            if let Some(mut e) = feeder.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            failures.push(format!("{:?} {}", line.trim(), err.trim()));
+            assert!(
+                failures.len() < 3,
+                "the feeder did not start on jackd {}: {failures:?}",
+                self.server
+            );
+        };
         // NOTE: what an earlier server's feeder reported stays counted.
         {
             let mut d = self.drops.lock().unwrap_or_else(|p| p.into_inner());
