@@ -127,7 +127,6 @@ pub async fn arrived(
     node_take: &std::path::Path,
     copy: &std::path::Path,
 ) -> anyhow::Result<usize> {
-    use sha2::Digest;
     let m: serde_json::Value = serde_json::from_slice(
         &std::fs::read(node_take.join("manifest.json")).context("reading the node's manifest")?,
     )?;
@@ -154,9 +153,8 @@ pub async fn arrived(
         }
     }
     for (f, sha) in &files {
-        let bytes =
-            std::fs::read(copy.join(f)).with_context(|| format!("reading the copy of {f}"))?;
-        let got = hex::encode(sha2::Sha256::digest(&bytes));
+        let got = crate::takes::sha256_file(&copy.join(f))
+            .with_context(|| format!("reading the copy of {f}"))?;
         if &got != sha {
             bail!("the controller's copy of {f} differs from the node's");
         }

@@ -361,7 +361,8 @@ impl Puller {
     }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+/// SHA-256 (hex) of a file, streamed.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = sha2::Sha256::new();
     std::io::copy(&mut f, &mut h)?;

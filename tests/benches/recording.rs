@@ -164,26 +164,12 @@ fn ffmpeg_cmd(input: &Path, out: &Path, codec: &str, ext: &str) -> Command {
     c
 }
 
-fn ensure_ffmpeg() {
-    if Command::new("ffmpeg").arg("-version").output().is_ok() {
-        return;
-    }
-    let apt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/lib/apt.sh");
-    let st = Command::new("bash")
-        .arg("-c")
-        .arg(". \"$0\" && apt_install ffmpeg")
-        .arg(apt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "installing ffmpeg");
-}
-
 fn main() {
     let secs: usize = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    ensure_ffmpeg();
+    rakkr_e2e::ensure_tool(&["ffmpeg", "-version"], "ffmpeg");
     let agent = rakkr_e2e::agent_bin();
     println!("agent binary: {}", agent.display());
     let tmp = tempfile::tempdir().unwrap();

@@ -30,20 +30,6 @@ use rakkr_protocol::{CommandBody, Outcome, Reply, StartTake, TakeFormat};
 
 const NODE: &str = "bench-node";
 
-fn ensure_socat() {
-    if Command::new("socat").arg("-V").output().is_ok() {
-        return;
-    }
-    let apt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/lib/apt.sh");
-    let st = Command::new("bash")
-        .arg("-c")
-        .arg(". \"$0\" && apt_install socat")
-        .arg(apt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "installing socat");
-}
-
 /// Encodes `secs` of 32-channel noise as a WAV take `id` under `recordings`
 /// with the agent's own `encode`; returns the take's files.
 fn make_take(agent: &Path, recordings: &Path, id: &str, secs: usize) -> Vec<PathBuf> {
@@ -207,7 +193,7 @@ fn report(what: &str, v: &mut [f64]) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    ensure_socat();
+    rakkr_e2e::ensure_tool(&["socat", "-V"], "socat");
     let secs: usize = std::env::var("BENCH_TRANSFER_SECS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -525,16 +525,7 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
     // 4,800 frames the engine took from the device (10 Hz of audio), so
     // 12 of them, all counted after this point, prove 52,800 frames in
     // the pre-roll buffer (it holds 2 s), whatever the machine's load.
-    let mut events = h.subscribe();
-    for n in 0..12 {
-        wait_for(
-            &mut events,
-            Duration::from_secs(60),
-            &format!("meter frame {n}"),
-            |e| matches!(e, ControllerEvent::Meter { .. }).then_some(()),
-        )
-        .await;
-    }
+    audio_taken(&h, 12).await;
     let take = started(
         &h,
         CommandBody::StartTake(StartTake {
@@ -552,16 +543,7 @@ async fn pre_roll_starts_the_take_before_the_command_without_a_seam() {
     );
     assert_eq!(take.channels, 4);
     // At least 0.7 s of live audio after the command (as above).
-    let mut events = h.subscribe();
-    for n in 0..8 {
-        wait_for(
-            &mut events,
-            Duration::from_secs(60),
-            &format!("meter frame {n}"),
-            |e| matches!(e, ControllerEvent::Meter { .. }).then_some(()),
-        )
-        .await;
-    }
+    audio_taken(&h, 8).await;
     let m = stopped(&h, "early").await;
     assert_eq!(
         m["files"].as_array().unwrap().len(),

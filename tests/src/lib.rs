@@ -86,6 +86,28 @@ fn build_bin(name: &str, args: &[&str], env: &[(&str, &str)]) {
     assert!(status.success(), "building {name} {args:?} {env:?} failed");
 }
 
+/// Installs Debian package `package` with apt-get (through
+/// `packaging/lib/apt.sh`, which queues concurrent apt users) unless
+/// `probe` (a command and its arguments) runs. For benchmarks that compare
+/// against a reference tool.
+pub fn ensure_tool(probe: &[&str], package: &str) {
+    if std::process::Command::new(probe[0])
+        .args(&probe[1..])
+        .output()
+        .is_ok()
+    {
+        return;
+    }
+    let apt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/lib/apt.sh");
+    let st = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(". \"$0\" && apt_install {package}"))
+        .arg(apt)
+        .status()
+        .expect("running bash");
+    assert!(st.success(), "installing {package}");
+}
+
 /// Whether a test that needs `what` (root, jackd, ansible, systemd-analyze)
 /// can run here. Outside CI a test without it is skipped and says why on
 /// stderr; in CI (`CI` set) it fails, because CI runs every test and
