@@ -46,6 +46,10 @@ pub struct JackDevice {
     pub server: String,
     /// Drops reported by the feeders of earlier servers, and the current one.
     drops: std::sync::Arc<std::sync::Mutex<(DeviceDrops, DeviceDrops)>>,
+    /// Time the current feeder's device skipped: (signal frame, frames).
+    time_skips: std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+    /// The signal frame the current feeder last said it was writing.
+    signal_frame: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The slot's lock, held while the device lives.
     _slot: std::fs::File,
     feeder_bin: PathBuf,
@@ -86,6 +90,8 @@ impl JackDevice {
         let mut d = Self {
             server,
             drops: Default::default(),
+            time_skips: Default::default(),
+            signal_frame: Default::default(),
             _slot: slot,
             feeder_bin: feeder_bin.to_owned(),
             jackd: None,
@@ -169,7 +175,16 @@ impl JackDevice {
             d.0.skipped += d.1.skipped;
             d.1 = DeviceDrops::default();
         }
+        // NOTE: a new feeder counts its signal from 0 again.
+        self.time_skips
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.signal_frame
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let drops = self.drops.clone();
+        let time_skips = self.time_skips.clone();
+        let signal_frame = self.signal_frame.clone();
         std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
                 let field = |k: &str| {
@@ -178,6 +193,17 @@ impl JackDevice {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0)
                 };
+                if line.starts_with("timeskip ") {
+                    time_skips
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((field("at="), field("frames=")));
+                    continue;
+                }
+                if line.starts_with("frame ") {
+                    signal_frame.store(field("n="), std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
                 let now = DeviceDrops {
                     xruns: field("xruns="),
                     skipped: field("skipped="),
@@ -245,6 +271,23 @@ impl JackDevice {
             xruns: d.0.xruns + d.1.xruns,
             skipped: d.0.skipped + d.1.skipped,
         }
+    }
+
+    /// Stretches of time the device's clock skipped with no cycle run
+    /// (see [`crate::timeline`]), as (signal frame after it, frames), for
+    /// the running feeder's signal. On a console they would be audio lost,
+    /// though the feeder's counter shows no jump.
+    pub fn time_skips(&self) -> Vec<(u64, u64)> {
+        self.time_skips
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The signal frame the feeder was writing at most 100 ms ago (0
+    /// until it first says).
+    pub fn signal_frame(&self) -> u64 {
+        self.signal_frame.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the feeder and the server: the device disappears.

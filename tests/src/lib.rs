@@ -9,6 +9,7 @@ pub mod jack;
 pub mod pki;
 pub mod proxy;
 pub mod shape;
+pub mod timeline;
 pub mod update;
 
 // The simulated console and its checks live with the reference controller

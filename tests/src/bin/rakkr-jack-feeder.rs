@@ -7,12 +7,52 @@
 //! (a cycle some client, the agent's included, missed: the server itself
 //! lost that audio) and Y frames of cycles this feeder was not run for.
 //! Tests read it to tell the device's losses from the agent's.
+//!
+//! Also prints `timeskip at=N frames=K` for each stretch of time the
+//! device's clock skipped without a cycle (see `rakkr_e2e::timeline`): N
+//! is the signal frame the feeder wrote first after it, K its length. At
+//! most [`SKIPS_MAX`] are told. And, every 100 ms, `frame n=N`: the
+//! signal frame it is writing (the signal's counter wraps every 2^18
+//! frames; this tells a test which turn a recording began in).
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use rakkr_e2e::alsa::x32_sample;
+use rakkr_e2e::timeline::Timeline;
+
+/// Time skips kept for printing; later ones are counted, not told.
+const SKIPS_MAX: usize = 1024;
+
+/// Time skips found by the process callback, read by the printer: each
+/// slot is written once, before `count` is raised past it.
+struct Skips {
+    at: [AtomicU64; SKIPS_MAX],
+    frames: [AtomicU64; SKIPS_MAX],
+    count: AtomicUsize,
+}
+
+impl Skips {
+    fn new() -> Self {
+        Self {
+            at: std::array::from_fn(|_| AtomicU64::new(0)),
+            frames: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Realtime-safe: two stores and a counter.
+    fn push(&self, at: u64, frames: u64) {
+        let i = self.count.load(Ordering::Relaxed);
+        if i < SKIPS_MAX {
+            self.at[i].store(at, Ordering::Relaxed);
+            self.frames[i].store(frames, Ordering::Relaxed);
+        }
+        self.count.store(i + 1, Ordering::Release);
+    }
+}
 
 struct Feeder {
     ports: Vec<jack::Port<jack::AudioOut>>,
@@ -21,11 +61,21 @@ struct Feeder {
     /// The frame time the next cycle should start at.
     next_cycle: Option<u32>,
     skipped: Arc<AtomicU64>,
+    timeline: Timeline,
+    epoch: Instant,
+    skips: Arc<Skips>,
+    /// `n`, for the printer.
+    frame: Arc<AtomicU64>,
 }
 
 impl jack::ProcessHandler for Feeder {
-    /// Realtime-safe: fills the ports and bumps an atomic.
-    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+    /// Realtime-safe: reads the clock, fills the ports and bumps atomics.
+    fn process(&mut self, client: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let now = self.epoch.elapsed().as_secs_f64();
+        let rate = client.sample_rate();
+        if let Some((at, frames)) = self.timeline.cycle(self.n, now, rate, ps.n_frames()) {
+            self.skips.push(at, frames);
+        }
         let start = ps.last_frame_time();
         if let Some(want) = self.next_cycle
             && start != want
@@ -41,6 +91,7 @@ impl jack::ProcessHandler for Feeder {
             }
         }
         self.n += u64::from(ps.n_frames());
+        self.frame.store(self.n, Ordering::Relaxed);
         jack::Control::Continue
     }
 }
@@ -65,6 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| client.register_port(&format!("out_{i}"), jack::AudioOut::default()))
         .collect::<Result<Vec<_>, _>>()?;
     let (xruns, skipped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let skips = Arc::new(Skips::new());
+    let frame = Arc::new(AtomicU64::new(0));
     let active = client.activate_async(
         Notes {
             xruns: xruns.clone(),
@@ -74,6 +127,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             n: 0,
             next_cycle: None,
             skipped: skipped.clone(),
+            timeline: Timeline::default(),
+            epoch: Instant::now(),
+            skips: skips.clone(),
+            frame: frame.clone(),
         },
     )?;
     println!("feeding");
@@ -86,7 +143,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         c.store(true, Ordering::Relaxed);
     });
     let mut said = (0, 0);
-    while !closed.load(Ordering::Relaxed) {
+    let mut told = 0;
+    for tick in 0u64.. {
+        if closed.load(Ordering::Relaxed) {
+            break;
+        }
+        if tick % 5 == 0 {
+            println!("frame n={}", frame.load(Ordering::Relaxed));
+            let _ = std::io::stdout().flush();
+        }
+        let found = skips.count.load(Ordering::Acquire).min(SKIPS_MAX);
+        for i in told..found {
+            println!(
+                "timeskip at={} frames={}",
+                skips.at[i].load(Ordering::Relaxed),
+                skips.frames[i].load(Ordering::Relaxed)
+            );
+        }
+        if found > told {
+            let _ = std::io::stdout().flush();
+        }
+        told = found;
         let now = (
             xruns.load(Ordering::Relaxed),
             skipped.load(Ordering::Relaxed),
