@@ -7,7 +7,9 @@
 //! the node's (its SHA-256 is the node manifest's), and a table lists the
 //! faults and the audio each cost: what a killed agent had captured but
 //! recovery could not keep (goal <= 1 s per kill) and the gaps the
-//! manifests record.
+//! manifests record. Every copy is then decoded and checked against the
+//! console's signal: each jump in it must be a drop the device reported
+//! or a gap the manifest records; audio lost silently fails the soak.
 //!
 //! The device is the JACK test console (a jackd dummy server and a
 //! feeder, `tests/src/jack.rs`), lost twice for 3 s (its server crashes,
@@ -212,9 +214,29 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (mut files, mut frames, mut gap_frames) = (0usize, 0u64, 0u64);
+    let (mut reported, mut unplaced_used) = (0u64, 0u64);
+    let device = jack.as_ref().map(|j| j.drops()).unwrap_or_default();
+    let unplaced = device.xruns + device.skipped.div_ceil(256);
+    let fifo_drops = feeder
+        .as_ref()
+        .map(|f| f.drops().ranges())
+        .unwrap_or_default();
     for n in 1..=take_no {
         let node = state.join("recordings").join(id(n));
         let m = manifest(&node);
+        // NOTE: the JACK console says how many holes it made, not where:
+        // each take may use the whole budget, the soak no more than it.
+        let content = rakkr_e2e::takecheck::check_content_excusing(
+            &takes.join(NODE).join(id(n)),
+            &m,
+            &rakkr_e2e::takecheck::Excuses {
+                drops: &fifo_drops,
+                gaps: rakkr_e2e::takecheck::manifest_gaps(&m),
+                unplaced,
+            },
+        );
+        reported += content.reported;
+        unplaced_used += content.unplaced_used;
         for f in m["files"].as_array().unwrap() {
             let name = f["file"].as_str().unwrap();
             assert_eq!(
@@ -250,6 +272,14 @@ async fn main() {
     println!(
         "| device lost for 3 s | {losses} | {:.3} s in the manifests' gaps (device losses and xruns) |",
         gap_frames as f64 / 48_000.0
+    );
+    assert!(
+        unplaced_used <= unplaced,
+        "{unplaced_used} holes the device did not place, it reported {unplaced} ({device:?})"
+    );
+    println!(
+        "signal: every copy decoded; each jump in it is a manifest gap ({:.3} s of jumps), one of the {unplaced} holes the JACK device reported ({unplaced_used} used) or a drop the FIFO console logged: no audio lost silently",
+        reported as f64 / 48_000.0,
     );
     let worst = kill_losses.iter().map(|k| k.1).max().unwrap_or(0);
     println!(

@@ -11,28 +11,32 @@ use super::x32_sample;
 const WRAP: u64 = 1 << 18;
 
 /// Where the take's frames sit in the signal: take frame `n` is signal
-/// frame `base + n + (device drops before n)`, modulo [`WRAP`].
+/// frame `base + n + (jumps at or before n)`, modulo [`WRAP`].
 struct Position<'a> {
     base: u64,
-    /// (take frame, frames the device dropped just before it).
+    /// (take frame, signal frames skipped there and before), by frame.
     jumps: Vec<(u64, u64)>,
-    drops: &'a [std::ops::Range<u64>],
+    excuses: &'a Excuses<'a>,
+    /// Frames of each manifest gap not yet matched to a jump.
+    gap_left: Vec<u64>,
+    /// Holes of the unplaced budget used so far, and frames of jumps the
+    /// agent reported.
+    unplaced_used: u64,
+    reported: u64,
 }
 
 impl Position<'_> {
     fn expected(&self, n: u64) -> u64 {
-        let skipped: u64 = self
-            .jumps
-            .iter()
-            .filter(|(at, _)| *at <= n)
-            .map(|(_, k)| k)
-            .sum();
+        let i = self.jumps.partition_point(|(at, _)| *at <= n);
+        let skipped = i.checked_sub(1).map_or(0, |i| self.jumps[i].1);
         (self.base + n + skipped) % WRAP
     }
 
     /// At take frame `n` the content jumped from where it should be to
-    /// signal frame `actual`: accepted only when the device logged exactly
-    /// that drop (same start and length, modulo the wrap).
+    /// signal frame `actual`: accepted when the device logged exactly that
+    /// drop (same start and length, modulo the wrap), when the manifest
+    /// holds a gap there (audio the agent lost and said so), or within the
+    /// budget of holes the device reported without a position.
     fn excuse(&mut self, n: u64, actual: u64) -> bool {
         if self.jumps.iter().any(|(at, _)| *at == n) {
             return false;
@@ -40,14 +44,86 @@ impl Position<'_> {
         let expected = self.expected(n);
         let jump = (actual + WRAP - expected) % WRAP;
         let logged = self
+            .excuses
             .drops
             .iter()
             .any(|r| r.start % WRAP == expected && (r.end - r.start) % WRAP == jump);
-        if logged {
-            self.jumps.push((n, jump));
+        // A gap covers jumps near it up to its size (give or take the
+        // slack); a lost device's, whatever the restarted signal does.
+        let gap = (!logged)
+            .then(|| {
+                self.excuses
+                    .gaps
+                    .iter()
+                    .zip(&self.gap_left)
+                    .position(|(g, left)| {
+                        g.at.abs_diff(n) <= GAP_SLACK && (g.device_lost || jump <= left + GAP_SLACK)
+                    })
+            })
+            .flatten();
+        if let Some(i) = gap {
+            self.gap_left[i] = self.gap_left[i].saturating_sub(jump);
         }
-        logged
+        let reported = gap.is_some();
+        let unplaced = !logged && !reported && self.unplaced_used < self.excuses.unplaced;
+        if !(logged || reported || unplaced) {
+            return false;
+        }
+        self.unplaced_used += u64::from(unplaced);
+        if reported {
+            self.reported += jump;
+        }
+        let i = self.jumps.partition_point(|(at, _)| *at <= n);
+        let before = i.checked_sub(1).map_or(0, |i| self.jumps[i].1);
+        self.jumps.insert(i, (n, before + jump));
+        for j in &mut self.jumps[i + 1..] {
+            j.1 += jump;
+        }
+        true
     }
+}
+
+/// How far (frames) a manifest gap may sit from the jump it tells of: the
+/// capture clock places a loss to a period or two.
+const GAP_SLACK: u64 = 512;
+
+/// A gap the manifest records: audio the agent lost and said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub at: u64,
+    pub frames: u64,
+    /// The device went away: the signal may restart anywhere after it.
+    pub device_lost: bool,
+}
+
+/// The gaps of manifest `m`.
+pub fn manifest_gaps(m: &serde_json::Value) -> Vec<Gap> {
+    m["gaps"]
+        .as_array()
+        .map(|gs| {
+            gs.iter()
+                .map(|g| Gap {
+                    at: g["atSample"].as_u64().unwrap_or(0),
+                    frames: g["framesLost"].as_u64().unwrap_or(0),
+                    device_lost: g["cause"] == "device lost",
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What may explain a jump in the content.
+#[derive(Debug, Clone, Default)]
+pub struct Excuses<'a> {
+    /// Signal frames the device logged dropping (the paced console's
+    /// [`super::DropLog`]): a jump must be exactly one of them.
+    pub drops: &'a [std::ops::Range<u64>],
+    /// Gaps the agent recorded (see [`manifest_gaps`]); empty for the
+    /// strict check that only the device may lose audio.
+    pub gaps: Vec<Gap>,
+    /// Holes the device reported without saying where (the JACK console's
+    /// xruns and missed cycles).
+    pub unplaced: u64,
 }
 
 /// What [`check_content_detail`] found.
@@ -57,6 +133,10 @@ pub struct Content {
     pub frames: u64,
     /// Signal frames the device dropped inside the take (excused jumps).
     pub device_dropped: u64,
+    /// Of them, frames in jumps the manifest's gaps tell of.
+    pub reported: u64,
+    /// Holes excused from the unplaced budget.
+    pub unplaced_used: u64,
 }
 
 /// Decodes every file of the manifest `m` of the take in `take`, checks
@@ -76,6 +156,24 @@ pub fn check_content_detail(
     take: &Path,
     m: &serde_json::Value,
     drops: &[std::ops::Range<u64>],
+) -> Content {
+    check_content_excusing(
+        take,
+        m,
+        &Excuses {
+            drops,
+            ..Excuses::default()
+        },
+    )
+}
+
+/// [`check_content_detail`] where jumps may also be losses the agent
+/// reported, or holes the device reported without a position: the check
+/// fails for audio lost silently.
+pub fn check_content_excusing(
+    take: &Path,
+    m: &serde_json::Value,
+    excuses: &Excuses<'_>,
 ) -> Content {
     let mut pos: Option<Position<'_>> = None;
     let mut total = HashMap::<u64, u64>::new();
@@ -109,7 +207,10 @@ pub fn check_content_detail(
         let p = pos.get_or_insert_with(|| Position {
             base: ((samples[0] >> 8) & 0x3ffff) as u64,
             jumps: Vec::new(),
-            drops,
+            excuses,
+            gap_left: excuses.gaps.iter().map(|g| g.frames).collect(),
+            unplaced_used: 0,
+            reported: 0,
         });
         for (i, s) in samples.iter().enumerate() {
             let (c, n) = (chans[i % chans.len()], at + (i / chans.len()) as u64);
@@ -120,11 +221,14 @@ pub fn check_content_detail(
             let same_channel = ((*s as u32) >> 26) as usize == c;
             if !(same_channel && p.excuse(n, actual) && *s == x32_sample(c, p.expected(n))) {
                 panic!(
-                    "{}: channel {} differs at take frame {n} (signal frame {actual} where {} was due; the device logged drops {:?})",
+                    "{}: channel {} differs at take frame {n} (signal frame {actual} where {} was due; the device logged drops {:?}, the manifest gaps {:?}, {} of {} unplaced device holes used)",
                     path.display(),
                     c + 1,
                     p.expected(n),
-                    drops
+                    excuses.drops,
+                    excuses.gaps,
+                    p.unplaced_used,
+                    excuses.unplaced,
                 );
             }
         }
@@ -142,6 +246,89 @@ pub fn check_content_detail(
     }
     Content {
         frames,
-        device_dropped: pos.map_or(0, |p| p.jumps.iter().map(|(_, k)| k).sum()),
+        device_dropped: pos.as_ref().and_then(|p| p.jumps.last()).map_or(0, |j| j.1),
+        reported: pos.as_ref().map_or(0, |p| p.reported),
+        unplaced_used: pos.as_ref().map_or(0, |p| p.unplaced_used),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position<'a>(excuses: &'a Excuses<'a>) -> Position<'a> {
+        Position {
+            base: 100,
+            jumps: Vec::new(),
+            excuses,
+            gap_left: excuses.gaps.iter().map(|g| g.frames).collect(),
+            unplaced_used: 0,
+            reported: 0,
+        }
+    }
+
+    #[test]
+    fn a_jump_the_device_logged_is_excused_exactly() {
+        let drops = vec![std::ops::Range {
+            start: 1_100,
+            end: 1_356,
+        }];
+        let e = Excuses {
+            drops: &drops,
+            ..Excuses::default()
+        };
+        let mut p = position(&e);
+        // Take frame 1000 is signal frame 1100; 256 frames went missing.
+        assert!(!p.excuse(1_000, 1_355), "a jump of another size");
+        assert!(p.excuse(1_000, 1_356));
+        assert_eq!(p.expected(999), 1_099);
+        assert_eq!(p.expected(1_001), 1_357);
+        assert_eq!(p.reported, 0);
+    }
+
+    #[test]
+    fn a_silent_jump_is_refused() {
+        let e = Excuses::default();
+        let mut p = position(&e);
+        assert!(!p.excuse(5_000, 5_100 + 1_280));
+    }
+
+    #[test]
+    fn a_manifest_gap_covers_jumps_near_it_up_to_its_size() {
+        let e = Excuses {
+            gaps: vec![Gap {
+                at: 5_000,
+                frames: 1_000,
+                device_lost: false,
+            }],
+            ..Excuses::default()
+        };
+        let mut p = position(&e);
+        assert!(!p.excuse(9_000, 9_100 + 256), "too far from the gap");
+        assert!(p.excuse(5_200, 5_300 + 1_024));
+        assert_eq!(p.reported, 1_024);
+        // Its frames are spent: a second jump beside it is not covered.
+        assert!(!p.excuse(5_400, p.expected(5_400) + 1_024));
+        assert_eq!(p.expected(5_400), 5_500 + 1_024);
+    }
+
+    #[test]
+    fn a_lost_device_covers_a_restarted_signal_and_unplaced_holes_are_counted() {
+        let e = Excuses {
+            gaps: vec![Gap {
+                at: 20_000,
+                frames: 150_000,
+                device_lost: true,
+            }],
+            unplaced: 1,
+            ..Excuses::default()
+        };
+        let mut p = position(&e);
+        // The restarted console counts from 0 again.
+        assert!(p.excuse(20_000, 0));
+        assert_eq!(p.expected(20_001), 1);
+        assert!(p.excuse(30_000, p.expected(30_000) + 256));
+        assert_eq!(p.unplaced_used, 1);
+        assert!(!p.excuse(40_000, p.expected(40_000) + 256), "budget spent");
     }
 }
