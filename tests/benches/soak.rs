@@ -20,7 +20,8 @@
 //! EOF and the agent sees a device delivering faster than real time).
 //!
 //! Not part of `.ci/run`:
-//! `BENCH_SOAK_MINUTES=30 cargo bench -p rakkr-e2e --bench soak`.
+//! `BENCH_SOAK_MINUTES=30 cargo bench -p rakkr-e2e --bench soak`
+//! (`BENCH_SOAK_KEEP=1` keeps its directory, and says where).
 
 #![allow(clippy::unwrap_used)]
 
@@ -85,7 +86,12 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let total = Duration::from_secs(minutes * 60);
-    let tmp = tempfile::tempdir().unwrap();
+    let mut tmp = tempfile::tempdir().unwrap();
+    if std::env::var_os("BENCH_SOAK_KEEP").is_some() {
+        // For a look at what failed: the node's and the controller's takes.
+        tmp.disable_cleanup(true);
+        println!("keeping {}", tmp.path().display());
+    }
     let state = tmp.path().join("state");
     let store = tmp.path().join("store");
     let takes = tmp.path().join("controller-takes");
@@ -233,6 +239,11 @@ async fn main() {
                 drops: &fifo_drops,
                 gaps: rakkr_e2e::takecheck::manifest_gaps(&m),
                 unplaced,
+                torn_period: if jack.is_some() {
+                    u64::from(rakkr_e2e::jack::PERIOD)
+                } else {
+                    0
+                },
             },
         );
         reported += content.reported;

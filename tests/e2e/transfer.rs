@@ -509,7 +509,7 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
             &rakkr_e2e::takecheck::Excuses {
                 drops: &drops(&feeder),
                 gaps: rakkr_e2e::takecheck::manifest_gaps(&m),
-                unplaced: 0,
+                ..Default::default()
             },
         );
         eprintln!(
