@@ -88,7 +88,17 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
                 );
                 crate::take::recover::Report::default()
             });
-    let engine_cfg = crate::engine::EngineConfig::from_config(&config);
+    let mut engine_cfg = crate::engine::EngineConfig::from_config(&config);
+    // The show goes on: the newest interrupted take continues as a new
+    // take as soon as the device is open.
+    engine_cfg.autostart = crate::take::resume::plan(
+        &recovered.recovered,
+        config.capture.resume_within,
+        std::time::SystemTime::now(),
+    );
+    if let Some(r) = &engine_cfg.autostart {
+        tracing::warn!(take = %r.take_id, continues = ?r.continues, "an interrupted take goes on as a new take once the device is open");
+    }
     let node = Node::new(config, outbox, commands);
     for r in &recovered.recovered {
         node.emit(crate::engine::events::recovered(&r.manifest))

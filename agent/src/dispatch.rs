@@ -210,6 +210,7 @@ async fn take_command(
                     pre_roll: Duration::from_millis(u64::from(st.pre_roll_ms)),
                     frames: None,
                     output: None,
+                    continues: None,
                 })
                 .await?;
             Reply::Take {

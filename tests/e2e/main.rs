@@ -22,6 +22,7 @@ mod realtime;
 mod record;
 mod refusals;
 mod renewal;
+mod resume;
 mod systemd;
 mod takes;
 mod transfer;

@@ -412,7 +412,8 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
         );
         if i == 13 {
             // The agent dies mid-transfer (and mid-take); it comes back,
-            // recovers the take and records another.
+            // recovers the take and goes on recording by itself in a new
+            // take that continues it.
             agent.signal(Signal::SIGKILL);
             let _ = agent.terminate(crate::T);
             kills += 1;
@@ -422,8 +423,24 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
                 matches!(e, ControllerEvent::Connected { .. }).then_some(())
             })
             .await;
-            crate::takes::wait_device(&hh(&ctl), || agent.log().join("\n")).await;
-            started(&hh(&ctl), take("chaos-2", 1)).await;
+            crate::takes::wait_logged(
+                &hh(&ctl),
+                2 * crate::T,
+                || {
+                    format!(
+                        "the interrupted take did not go on; agent log:\n{}",
+                        agent.log().join("\n")
+                    )
+                },
+                |log| {
+                    log.iter()
+                        .any(
+                            |b| matches!(b, EventBody::TakeStarted(t) if t.take_id == "chaos-1-r2"),
+                        )
+                        .then_some(())
+                },
+            )
+            .await;
         } else if i % 5 == 4 {
             received_before += hh(&ctl).take_bytes_received();
             ctl.take().unwrap().shutdown().await;
@@ -451,7 +468,7 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
             .command(
                 NODE,
                 CommandBody::StopTake {
-                    take_id: "chaos-2".into(),
+                    take_id: "chaos-1-r2".into(),
                 },
                 crate::T,
             )
@@ -469,12 +486,12 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
     // The final manifest is over the inline limit here (many files): read
     // the node's own.
     let m2: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(tmp.path().join("state/recordings/chaos-2/manifest.json")).unwrap(),
+        &std::fs::read(tmp.path().join("state/recordings/chaos-1-r2/manifest.json")).unwrap(),
     )
     .unwrap();
     let list = until_all_received(&hh(&ctl), Duration::from_secs(180)).await;
     let ids: Vec<_> = list.iter().map(|t| t.take_id.as_str()).collect();
-    assert_eq!(ids, ["chaos-1", "chaos-2"]);
+    assert_eq!(ids, ["chaos-1", "chaos-1-r2"]);
     assert_eq!(list[0].status, "recovered", "the take the kill cut short");
     // Every file once on the controller, whole and verified; nothing left over.
     let mut sizes = 0u64;
@@ -518,6 +535,7 @@ async fn transfers_survive_link_cuts_controller_crashes_and_an_agent_kill() {
         );
     }
     assert_eq!(m2["status"], "complete", "{m2}");
+    assert_eq!(m2["continues"], "chaos-1", "{m2}");
     // Bytes sent twice: at most the reads in flight at each interruption
     // (plus the small manifests, read whole once per take and pass).
     let sent = received_before + hh(&ctl).take_bytes_received();

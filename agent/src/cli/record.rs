@@ -131,6 +131,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             .duration
             .map(|d| ((d.as_secs_f64() * f64::from(rate)).round() as u64).max(1)),
         output: None,
+        continues: None,
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -21,6 +21,9 @@ mod default {
     pub const SAMPLE_RATE: u32 = 48_000;
     pub const SEGMENT_SECONDS: u64 = 3_600;
     pub const PRE_ROLL_SECONDS: u64 = 0;
+    /// Ten minutes: a node that reboots during a show continues it; one
+    /// switched on the next day does not start recording by itself.
+    pub const RESUME_WITHIN_SECONDS: u64 = 600;
     pub const REALTIME: &str = "auto";
     pub const REALTIME_PRIORITY: u8 = 70;
     pub const STOP_FREE_MB: u64 = 256;
@@ -243,6 +246,17 @@ fn capture(cap: raw::RawCapture) -> Result<CaptureConfig, ConfigError> {
             )));
         }
     };
+    let resume_within = match cap
+        .resume_within_seconds
+        .unwrap_or(default::RESUME_WITHIN_SECONDS)
+    {
+        n @ 0..=86_400 => Duration::from_secs(n),
+        n => {
+            return Err(ConfigError::Invalid(format!(
+                "capture.resume_within_seconds {n} is above 86400 (a day)"
+            )));
+        }
+    };
     let realtime = match (
         cap.realtime.as_deref().unwrap_or(default::REALTIME),
         cap.realtime_priority.unwrap_or(default::REALTIME_PRIORITY),
@@ -271,6 +285,7 @@ fn capture(cap: raw::RawCapture) -> Result<CaptureConfig, ConfigError> {
         buffer_frames,
         channel_names,
         pre_roll,
+        resume_within,
         realtime,
     })
 }

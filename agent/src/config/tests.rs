@@ -360,3 +360,21 @@ fn a_trusted_key_that_is_not_a_minisign_key_is_refused_naming_it() {
     let c = parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
     assert_eq!(c.update.trusted_keys.len(), 1);
 }
+
+#[test]
+fn resume_within_defaults_to_ten_minutes_and_is_bounded_by_a_day() {
+    let c = parse("", "t", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.resume_within, Duration::from_secs(600));
+    let env = |k: &str| (k == "RAKKR_CAPTURE_RESUME_WITHIN_SECONDS").then(|| "0".to_owned());
+    let c = parse("", "t", &env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.resume_within, Duration::ZERO, "0: never");
+    let e = parse(
+        "[capture]\nresume_within_seconds = 86401\n",
+        "t",
+        &no_env,
+        Path::new("/s"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("capture.resume_within_seconds 86401"), "{e}");
+}

@@ -38,7 +38,12 @@ fn status(s: TakeStatus) -> &'static str {
 pub fn outgoing(o: Output) -> Option<Outgoing> {
     Some(Outgoing::Event(match o {
         Output::Meter(m) => return Some(Outgoing::Meter(m)),
-        Output::StartFailed { .. } => return None,
+        Output::StartFailed { refusal } => {
+            // Only a take that continues an interrupted one starts by
+            // itself in the daemon.
+            tracing::error!(%refusal, "the take continuing an interrupted one could not start");
+            return None;
+        }
         Output::Started(info) => EventBody::TakeStarted(info),
         Output::Take {
             take_id,

@@ -62,6 +62,8 @@ pub struct StartRequest {
     pub frames: Option<u64>,
     /// Directory for the take directory (`None`: the recordings path).
     pub output: Option<PathBuf>,
+    /// The interrupted take this one continues (see `take/resume.rs`).
+    pub continues: Option<String>,
 }
 
 /// What `status` reports.

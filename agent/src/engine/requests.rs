@@ -129,6 +129,7 @@ impl Engine {
             sample_rate: rate,
             capture_format: live.cap.format.to_string(),
             threads: crate::take::spread::Threads::Auto,
+            continues: r.continues.clone(),
         };
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;

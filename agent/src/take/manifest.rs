@@ -114,6 +114,18 @@ pub struct Manifest {
     /// What the controller holds (see `receipt`).
     #[serde(default, skip_serializing_if = "Transfer::is_empty")]
     pub transfer: Transfer,
+    /// Longest segment, in frames (a take that continues this one keeps
+    /// it); 0 in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub segment_frames: u64,
+    /// The take this one continues: one a crash or power cut interrupted
+    /// (see `take/resume.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Receipts: the files the controller holds, each with the SHA-256 it

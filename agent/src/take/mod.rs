@@ -13,6 +13,7 @@ pub mod receipt;
 pub mod reclaim;
 pub mod recover;
 pub mod reserve;
+pub mod resume;
 pub mod retention;
 pub mod riffscan;
 pub mod seal;

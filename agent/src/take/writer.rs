@@ -66,6 +66,8 @@ pub struct TakeSpec {
     pub sample_rate: u32,
     /// The device's sample format (for the manifest).
     pub capture_format: String,
+    /// The take this one continues (see `take/resume.rs`).
+    pub continues: Option<String>,
     /// How many threads encode (`Auto`: more only when one is not enough).
     pub threads: super::spread::Threads,
 }
@@ -224,6 +226,8 @@ impl Take {
             xruns: 0,
             recovery: None,
             transfer: Default::default(),
+            segment_frames: spec.segment_frames,
+            continues: spec.continues.clone(),
         };
         let mut take = Self {
             limit: spec.segment_frames.clamp(1, fmt_limit),
@@ -599,6 +603,7 @@ pub(crate) mod tests {
             sample_rate: 48_000,
             capture_format: "i32".into(),
             threads: crate::take::spread::Threads::Auto,
+            continues: None,
         }
     }
 

@@ -298,6 +298,29 @@ pub fn check_content_excusing(
     }
 }
 
+/// The signal's frame counter (modulo [`WRAP`]) at the first or the last
+/// frame of channel 1 of the take in `take` with manifest `m`.
+pub fn signal_at(take: &Path, m: &serde_json::Value, last: bool) -> u64 {
+    let files = m["files"].as_array().expect("manifest shape");
+    let file = if last {
+        files.iter().rfind(|f| f["channels"][0] == 1)
+    } else {
+        files.first()
+    }
+    .expect("a take with audio");
+    let (ch, s) =
+        super::decode::interleaved_i32(&take.join(file["file"].as_str().expect("manifest shape")));
+    let i = if last { s.len() - usize::from(ch) } else { 0 };
+    ((s[i] >> 8) & 0x3ffff) as u64
+}
+
+/// Signal frames between the last frame of one take and the first of the
+/// next: the audio neither holds (the counter wraps every 2^18 frames, so
+/// an interval longer than 5.4 s reads short).
+pub fn signal_between(a: (&Path, &serde_json::Value), b: (&Path, &serde_json::Value)) -> u64 {
+    (signal_at(b.0, b.1, false) + WRAP - signal_at(a.0, a.1, true) - 1) % WRAP
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,11 +77,15 @@ impl jack::ProcessHandler for Feeder {
             self.skips.push(at, frames);
         }
         let start = ps.last_frame_time();
+        // NOTE: frame time may also step back (jack2 resets it in some
+        // xruns); that is no skipped cycle, and read as a u32 difference it
+        // would count four billion frames.
         if let Some(want) = self.next_cycle
-            && start != want
+            && let ahead = start.wrapping_sub(want)
+            && ahead != 0
+            && ahead < 1 << 31
         {
-            self.skipped
-                .fetch_add(u64::from(start.wrapping_sub(want)), Ordering::Relaxed);
+            self.skipped.fetch_add(u64::from(ahead), Ordering::Relaxed);
         }
         self.next_cycle = Some(start.wrapping_add(ps.n_frames()));
         for (c, port) in self.ports.iter_mut().enumerate() {
