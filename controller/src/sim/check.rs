@@ -29,7 +29,21 @@ struct Position<'a> {
     torn_run: Option<(usize, u64, u64)>,
 }
 
-impl Position<'_> {
+impl<'a> Position<'a> {
+    /// The take's first frame is signal frame `base`.
+    fn new(base: u64, excuses: &'a Excuses<'a>) -> Self {
+        Self {
+            base,
+            jumps: Vec::new(),
+            excuses,
+            gap_left: excuses.gaps.iter().map(|g| g.frames).collect(),
+            unplaced_used: 0,
+            reported: 0,
+            torn_starts: Vec::new(),
+            torn_run: None,
+        }
+    }
+
     /// Channel `c` holds at take frame `n` a sample of its own a few whole
     /// periods from where the signal is (`off`, forward, modulo the wrap):
     /// accepted as part of a torn cycle — for at most a period per run,
@@ -244,16 +258,8 @@ pub fn check_content_excusing(
         );
         // The FIFO may have been read from before the take: the first
         // sample names the frame the take started at.
-        let p = pos.get_or_insert_with(|| Position {
-            base: ((samples[0] >> 8) & 0x3ffff) as u64,
-            jumps: Vec::new(),
-            excuses,
-            gap_left: excuses.gaps.iter().map(|g| g.frames).collect(),
-            unplaced_used: 0,
-            reported: 0,
-            torn_starts: Vec::new(),
-            torn_run: None,
-        });
+        let p =
+            pos.get_or_insert_with(|| Position::new(((samples[0] >> 8) & 0x3ffff) as u64, excuses));
         for (i, s) in samples.iter().enumerate() {
             let (c, n) = (chans[i % chans.len()], at + (i / chans.len()) as u64);
             if *s == x32_sample(c, p.expected(n)) {
@@ -326,16 +332,7 @@ mod tests {
     use super::*;
 
     fn position<'a>(excuses: &'a Excuses<'a>) -> Position<'a> {
-        Position {
-            base: 100,
-            jumps: Vec::new(),
-            excuses,
-            gap_left: excuses.gaps.iter().map(|g| g.frames).collect(),
-            unplaced_used: 0,
-            reported: 0,
-            torn_starts: Vec::new(),
-            torn_run: None,
-        }
+        Position::new(100, excuses)
     }
 
     #[test]
