@@ -91,13 +91,23 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     let mut engine_cfg = crate::engine::EngineConfig::from_config(&config);
     // The show goes on: the newest interrupted take continues as a new
     // take as soon as the device is open.
-    engine_cfg.autostart = crate::take::resume::plan(
+    let resume = crate::take::resume::plan(
         &recovered.recovered,
         config.capture.resume_within,
         std::time::SystemTime::now(),
     );
-    if let Some(r) = &engine_cfg.autostart {
-        tracing::warn!(take = %r.take_id, continues = ?r.continues, "an interrupted take goes on as a new take once the device is open");
+    if let Some(r) = resume {
+        tracing::warn!(take = %r.take_id, continues = %r.continues, "an interrupted take goes on as a new take once the device is open");
+        engine_cfg.autostart = Some(crate::engine::StartRequest {
+            take_id: r.take_id,
+            channels: Some(r.channels),
+            container: Some(r.container),
+            segment: r.segment,
+            pre_roll: std::time::Duration::ZERO,
+            frames: None,
+            output: None,
+            continues: Some(r.continues),
+        });
     }
     let node = Node::new(config, outbox, commands);
     for r in &recovered.recovered {

@@ -39,6 +39,7 @@ buffer_frames = 1024
 segment_seconds = 1800
 channel_names = ["Kick", "Snare"]
 pre_roll_seconds = 5
+resume_within_seconds = 300
 realtime = "auto"
 realtime_priority = 70
 
@@ -365,6 +366,8 @@ fn a_trusted_key_that_is_not_a_minisign_key_is_refused_naming_it() {
 fn resume_within_defaults_to_ten_minutes_and_is_bounded_by_a_day() {
     let c = parse("", "t", &no_env, Path::new("/s")).unwrap();
     assert_eq!(c.capture.resume_within, Duration::from_secs(600));
+    let c = parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.capture.resume_within, Duration::from_secs(300));
     let env = |k: &str| (k == "RAKKR_CAPTURE_RESUME_WITHIN_SECONDS").then(|| "0".to_owned());
     let c = parse("", "t", &env, Path::new("/s")).unwrap();
     assert_eq!(c.capture.resume_within, Duration::ZERO, "0: never");

@@ -15,15 +15,27 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::engine::StartRequest;
+use crate::take::encoder::Container;
 use crate::take::listing::valid_id;
 use crate::take::recover::Recovered;
 
 /// Ids tried for the continuing take before giving up.
 const IDS_MAX: u32 = 100;
 
+/// The take that goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    pub take_id: String,
+    /// The interrupted take it continues.
+    pub continues: String,
+    pub channels: u16,
+    pub container: Container,
+    /// The old take's longest segment (`None`: not recorded, the default).
+    pub segment: Option<Duration>,
+}
+
 /// The take to start once the device is open, if one should go on.
-pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Option<StartRequest> {
+pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Option<Resume> {
     if within.is_zero() {
         return None;
     }
@@ -41,15 +53,12 @@ pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Optio
     let take_id = next_free_id(&m.take_id, &output)?;
     let segment = (m.segment_frames > 0 && m.sample_rate > 0)
         .then(|| Duration::from_secs_f64(m.segment_frames as f64 / f64::from(m.sample_rate)));
-    Some(StartRequest {
+    Some(Resume {
         take_id,
-        channels: Some(m.channels),
-        container: Some(m.format),
+        continues: m.take_id.clone(),
+        channels: m.channels,
+        container: m.format,
         segment,
-        pre_roll: Duration::ZERO,
-        frames: None,
-        output: None,
-        continues: Some(m.take_id.clone()),
     })
 }
 
