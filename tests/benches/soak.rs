@@ -198,6 +198,9 @@ async fn main() {
         },
     )
     .await;
+    println!(
+        "faults: {cuts} link cuts, {crashes} controller kills, {kills} agent kills, {losses} device losses"
+    );
     // Everything reaches the controller (bounded: 10 minutes).
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

@@ -27,11 +27,15 @@ struct Position<'a> {
     /// (channel, last frame, frames so far).
     torn_starts: Vec<u64>,
     torn_run: Option<(usize, u64, u64)>,
+    /// The channel checked first at every frame: its jumps move the
+    /// position; only the others can be torn from it.
+    reference: usize,
 }
 
 impl<'a> Position<'a> {
-    /// The take's first frame is signal frame `base`.
-    fn new(base: u64, excuses: &'a Excuses<'a>) -> Self {
+    /// The take's first frame is signal frame `base`; channel `reference`
+    /// is checked first at every frame.
+    fn new(base: u64, reference: usize, excuses: &'a Excuses<'a>) -> Self {
         Self {
             base,
             jumps: Vec::new(),
@@ -41,6 +45,7 @@ impl<'a> Position<'a> {
             reported: 0,
             torn_starts: Vec::new(),
             torn_run: None,
+            reference,
         }
     }
 
@@ -48,10 +53,15 @@ impl<'a> Position<'a> {
     /// periods from where the signal is (`off`, forward, modulo the wrap):
     /// accepted as part of a torn cycle — for at most a period per run,
     /// each cycle once from the device's unplaced budget.
+    ///
+    /// NOTE: never the reference channel: a hole in the signal would read
+    /// as its torn cycle for a period, and place the jump a period late
+    /// for every other channel. Torn itself, the reference channel costs
+    /// two jumps (there and back).
     fn torn(&mut self, c: usize, n: u64, off: u64) -> bool {
         let period = self.excuses.torn_period;
         let periods = |o: u64| o.is_multiple_of(period.max(1)) && o / period.max(1) <= 4;
-        if period == 0 || !(periods(off) || periods(WRAP - off)) {
+        if period == 0 || c == self.reference || !(periods(off) || periods(WRAP - off)) {
             return false;
         }
         if let Some((rc, last, len)) = self.torn_run
@@ -258,8 +268,9 @@ pub fn check_content_excusing(
         );
         // The FIFO may have been read from before the take: the first
         // sample names the frame the take started at.
-        let p =
-            pos.get_or_insert_with(|| Position::new(((samples[0] >> 8) & 0x3ffff) as u64, excuses));
+        let p = pos.get_or_insert_with(|| {
+            Position::new(((samples[0] >> 8) & 0x3ffff) as u64, chans[0], excuses)
+        });
         for (i, s) in samples.iter().enumerate() {
             let (c, n) = (chans[i % chans.len()], at + (i / chans.len()) as u64);
             if *s == x32_sample(c, p.expected(n)) {
@@ -332,7 +343,7 @@ mod tests {
     use super::*;
 
     fn position<'a>(excuses: &'a Excuses<'a>) -> Position<'a> {
-        Position::new(100, excuses)
+        Position::new(100, 0, excuses)
     }
 
     #[test]
@@ -421,6 +432,31 @@ mod tests {
         // Another cycle: the budget is spent; an odd offset never passes.
         assert!(!p.torn(12, 5_000, behind));
         assert!(!p.torn(13, 1_025, 100));
+    }
+
+    /// Seen in a 30-minute soak: every channel jumped a period at N (a
+    /// hole), and channels 6 and 7 were a period ahead for the cycle after.
+    #[test]
+    fn a_hole_beside_a_torn_cycle_is_placed_where_it_is() {
+        let e = Excuses {
+            unplaced: 10,
+            torn_period: 256,
+            ..Excuses::default()
+        };
+        let mut p = position(&e);
+        let (n, hole) = (10_000u64, 256u64);
+        // Channel 1 (the reference) first: the hole is a jump, not torn.
+        assert!(!p.torn(0, n, hole));
+        assert!(p.excuse(n, p.expected(n) + hole));
+        assert_eq!(p.jumps, vec![(n, hole)]);
+        // Channel 6: follows the model, then a period ahead for a cycle.
+        for k in n..n + 256 {
+            assert_eq!(p.expected(k), 100 + k + hole);
+        }
+        for k in n + 256..n + 512 {
+            assert!(p.torn(5, k, 256), "frame {k}");
+        }
+        assert_eq!(p.unplaced_used, 2);
     }
 
     #[test]
