@@ -446,7 +446,9 @@ async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
         _ => None,
     })
     .await;
-    assert_eq!(frame.interface_id, "x32file");
+    // The inventory's interface id, so the controller can join the frame
+    // to the interface and its channel names.
+    assert_eq!(frame.interface_id, "alsa_pcm_x32file");
     check_levels(
         &frame
             .levels
@@ -465,15 +467,22 @@ async fn meters_reach_the_controller_and_the_local_meter_cli_between_takes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Exactly the controller's meter frame shape.
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if let Err(errors) = rakkr_e2e::shape::validate_meter_frame(&v) {
+        panic!("meter --json is not the controller's shape: {errors:#?}\n{v}");
+    }
+    assert_eq!(v["interfaceId"], "alsa_pcm_x32file");
+    assert_eq!(v["nodeId"], NODE);
+    assert_eq!(v["levels"][0]["label"], "Input 1");
     let levels: Vec<(u16, f32, bool)> = v["levels"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| {
             (
-                l["channel_index"].as_u64().unwrap() as u16,
-                l["peak_dbfs"].as_f64().unwrap() as f32,
+                l["channelIndex"].as_u64().unwrap() as u16,
+                l["peakDbfs"].as_f64().unwrap() as f32,
                 l["clipping"].as_bool().unwrap(),
             )
         })

@@ -1,6 +1,7 @@
-//! The controller's node inventory shape (docs/controller-contract.md)
-//! as a typed check: every key, type and constraint the controller validates.
-//! Extra keys are allowed (ours is a superset).
+//! The controller's node inventory and meter frame shapes
+//! (docs/controller-contract.md, ../shared/reference/controller-shapes.md)
+//! as typed checks: every key, type and constraint the controller
+//! validates. Extra keys are allowed (ours is a superset).
 
 use serde_json::Value;
 
@@ -41,6 +42,43 @@ impl Check<'_> {
         }
     }
 
+    fn number_in(&mut self, v: Option<&Value>, path: &str, range: (f64, f64), required: bool) {
+        match v {
+            None if !required => {}
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x >= range.0 && x <= range.1) => {}
+            other => self.err(
+                path,
+                &format!(
+                    "expected a number in [{}, {}], got {other:?}",
+                    range.0, range.1
+                ),
+            ),
+        }
+    }
+
+    fn boolean(&mut self, v: Option<&Value>, path: &str, required: bool) {
+        match v {
+            None if !required => {}
+            Some(Value::Bool(_)) => {}
+            other => self.err(path, &format!("expected a boolean, got {other:?}")),
+        }
+    }
+
+    fn date_time(&mut self, v: Option<&Value>, path: &str) {
+        match v.and_then(Value::as_str) {
+            Some(s)
+                if time::OffsetDateTime::parse(
+                    s,
+                    &time::format_description::well_known::Iso8601::DEFAULT,
+                )
+                .is_ok() => {}
+            other => self.err(
+                path,
+                &format!("expected an ISO 8601 date-time, got {other:?}"),
+            ),
+        }
+    }
+
     fn array<'v>(&mut self, v: Option<&'v Value>, path: &str) -> &'v [Value] {
         match v {
             Some(Value::Array(a)) => a,
@@ -74,18 +112,7 @@ pub fn validate_node_inventory(v: &Value) -> Result<(), Vec<String>> {
     for (i, t) in c.array(obj.get("tags"), "tags").iter().enumerate() {
         c.non_empty_str(Some(t), &format!("tags[{i}]"), true);
     }
-    match obj.get("lastSeenAt").and_then(Value::as_str) {
-        Some(s)
-            if time::OffsetDateTime::parse(
-                s,
-                &time::format_description::well_known::Iso8601::DEFAULT,
-            )
-            .is_ok() => {}
-        other => c.err(
-            "lastSeenAt",
-            &format!("expected an ISO 8601 date-time, got {other:?}"),
-        ),
-    }
+    c.date_time(obj.get("lastSeenAt"), "lastSeenAt");
     match obj.get("location") {
         Some(Value::Object(l)) => {
             c.non_empty_str(l.get("room"), "location.room", true);
@@ -176,9 +203,108 @@ pub fn validate_node_inventory(v: &Value) -> Result<(), Vec<String>> {
     }
 }
 
+/// Validates a meter frame against the controller's shape.
+pub fn validate_meter_frame(v: &Value) -> Result<(), Vec<String>> {
+    let mut c = Check {
+        errors: Vec::new(),
+        _v: std::marker::PhantomData,
+    };
+    let Some(obj) = v.as_object() else {
+        return Err(vec!["meter frame is not an object".into()]);
+    };
+    c.date_time(obj.get("capturedAt"), "capturedAt");
+    c.non_empty_str(obj.get("interfaceId"), "interfaceId", true);
+    c.non_empty_str(obj.get("nodeId"), "nodeId", true);
+    let levels = c.array(obj.get("levels"), "levels");
+    if levels.len() > 512 {
+        c.err("levels", &format!("{} levels, at most 512", levels.len()));
+    }
+    const DB: (f64, f64) = (-160.0, 24.0);
+    const SCORE: (f64, f64) = (0.0, 1.0);
+    for (i, l) in levels.iter().enumerate() {
+        let p = format!("levels[{i}]");
+        c.int_ge(l.get("channelIndex"), &format!("{p}.channelIndex"), 1, true);
+        c.non_empty_str(l.get("label"), &format!("{p}.label"), true);
+        c.number_in(l.get("peakDbfs"), &format!("{p}.peakDbfs"), DB, true);
+        c.number_in(l.get("rmsDbfs"), &format!("{p}.rmsDbfs"), DB, true);
+        c.boolean(l.get("clipping"), &format!("{p}.clipping"), true);
+        // NOTE: optional means absent: the controller refuses `null`.
+        let q = format!("{p}.quality");
+        match l.get("quality") {
+            None => {}
+            Some(Value::Object(o)) => {
+                let g = |k: &str| o.get(k);
+                c.number_in(
+                    g("crestFactorDb"),
+                    &format!("{q}.crestFactorDb"),
+                    (0.0, 80.0),
+                    true,
+                );
+                c.number_in(
+                    g("estimatedSnrDb"),
+                    &format!("{q}.estimatedSnrDb"),
+                    (0.0, 80.0),
+                    false,
+                );
+                for k in ["noiseScore", "speechScore", "zeroCrossingRate"] {
+                    c.number_in(g(k), &format!("{q}.{k}"), SCORE, true);
+                }
+                for k in [
+                    "humScore",
+                    "broadbandNoiseScore",
+                    "intelligibilityScore",
+                    "staticScore",
+                ] {
+                    c.number_in(g(k), &format!("{q}.{k}"), SCORE, false);
+                }
+                c.boolean(g("speechLike"), &format!("{q}.speechLike"), true);
+            }
+            Some(other) => c.err(&q, &format!("expected an object, got {other}")),
+        }
+    }
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(c.errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_meter_check_catches_violations() {
+        let bad = serde_json::json!({
+            "captured_at_ms": 1, "interfaceId": "", "nodeId": "n",
+            "levels": [{"channelIndex": 0, "peakDbfs": -200.0, "rmsDbfs": 3.0, "clipping": "no",
+                        "quality": {"crestFactorDb": 90.0}},
+                       {"channelIndex": 2, "label": "b", "peakDbfs": 0.0, "rmsDbfs": 0.0, "clipping": false,
+                        "quality": null}]
+        });
+        let errors = validate_meter_frame(&bad).unwrap_err();
+        for needle in [
+            "capturedAt",
+            "interfaceId",
+            "levels[0].channelIndex",
+            "levels[0].label",
+            "levels[0].peakDbfs",
+            "levels[0].clipping",
+            "quality.crestFactorDb",
+            "quality.speechLike",
+            "levels[1].quality",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{needle}: {errors:?}"
+            );
+        }
+        let good = serde_json::json!({
+            "capturedAt": "2026-12-06T12:00:00.000Z", "interfaceId": "alsa_pcm_x32file", "nodeId": "n",
+            "levels": [{"channelIndex": 1, "label": "Kick", "peakDbfs": -6.0, "rmsDbfs": -20.0, "clipping": false}]
+        });
+        assert_eq!(validate_meter_frame(&good), Ok(()));
+    }
 
     #[test]
     fn the_check_catches_violations() {

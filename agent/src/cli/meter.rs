@@ -1,6 +1,7 @@
 //! `meter`: live per-channel level bars in the terminal, for an engineer
 //! standing at the node. Reads the running daemon's meters (from the same
-//! stream it captures — no second capture); `--once` / `--json` are for
+//! stream it captures — no second capture); `--once` / `--json` (the
+//! controller's meter frame shape, see `inventory/meter.rs`) are for
 //! scripts.
 
 use std::io::Write;
@@ -52,6 +53,7 @@ pub fn render(frame: &MeterFrame, config: &Config) -> String {
 }
 
 pub fn run(config: &Config, once: bool, json: bool) -> anyhow::Result<()> {
+    let node_id = json.then(|| crate::inventory::node_id(config));
     let replies =
         control::stream(&config.state_dir, &control::Request::Meter).context(Failure::NoDaemon)?;
     let mut stdout = std::io::stdout().lock();
@@ -61,8 +63,12 @@ pub fn run(config: &Config, once: bool, json: bool) -> anyhow::Result<()> {
             control::Reply::Error { message } => anyhow::bail!("the agent refused: {message}"),
             other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
         };
-        if json {
-            writeln!(stdout, "{}", serde_json::to_string(&frame)?)?;
+        if let Some(node_id) = &node_id {
+            // The controller's meter frame shape, labels from the aliases.
+            let shaped = crate::inventory::meter::controller_frame(&frame, node_id, |n| {
+                config.capture.channel_name(n)
+            });
+            writeln!(stdout, "{}", serde_json::to_string(&shaped)?)?;
         } else {
             if !once {
                 // Home the cursor and clear: a steady picture, not a scroll.

@@ -60,7 +60,13 @@ impl Engine {
         let ch = usize::from(cap.channels);
         let pre = (self.cfg.capture.pre_roll.as_secs_f64() * f64::from(cap.sample_rate)) as usize;
         Ok(Live {
-            meter: Meter::new(cap.channels, cap.sample_rate, &device),
+            // NOTE: the inventory's id, not the ALSA name: the controller
+            // joins frames to the interface (and its channel names) by it.
+            meter: Meter::new(
+                cap.channels,
+                cap.sample_rate,
+                &audio::interface_id_of(&device),
+            ),
             preroll: PreRoll::new(pre, ch),
             device,
             cap,

@@ -198,33 +198,72 @@ pub fn discover() -> Vec<AudioDevice> {
     out
 }
 
+/// The interface id of the capture device named `name` (a `hw:` or
+/// `plughw:` name resolves to its card, like the inventory's listing), so
+/// that meter frames join the inventory's interface.
+pub fn interface_id_of(name: &str) -> String {
+    let hw = name.strip_prefix("plug").unwrap_or(name);
+    let card = if hw.starts_with("hw:") {
+        card_of(hw, &alsa_cards())
+    } else {
+        None
+    };
+    id_for(name, card.as_ref())
+}
+
 /// The controller's stable interface id (same as today's agent for hardware).
 pub fn interface_id(d: &AudioDevice) -> String {
+    id_for(&d.name, d.card.as_ref())
+}
+
+fn id_for(name: &str, card: Option<&Card>) -> String {
     let token = |s: &str| -> String {
         s.chars()
             .filter(char::is_ascii_alphanumeric)
             .flat_map(|c| c.to_lowercase())
             .collect()
     };
-    match &d.card {
+    match card {
         Some(c) if !token(&c.id).is_empty() => {
             format!("alsa_card_{}_dev_{}", token(&c.id), c.device)
         }
         Some(c) => format!("alsa_hw_{}_{}", c.index, c.device),
-        None => format!("alsa_pcm_{}", token(&d.name)),
+        None => format!("alsa_pcm_{}", token(name)),
     }
 }
 
-/// Canonical sysfs path of a card's capture PCM.
-pub fn hardware_path(card: &Card) -> Option<String> {
+/// Canonical sysfs path of a card's capture PCM, else of the card, else
+/// its `/proc/asound` entry (today's agent's order: the controller keys
+/// an interface's history on it).
+pub fn hardware_path(card: &Card) -> String {
     let p = format!(
         "/sys/class/sound/card{}/pcmC{}D{}c",
         card.index, card.index, card.device
     );
     std::fs::canonicalize(&p)
         .or_else(|_| std::fs::canonicalize(format!("/sys/class/sound/card{}/device", card.index)))
-        .ok()
         .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| format!("/proc/asound/card{}/pcm{}c", card.index, card.device))
+}
+
+/// The card as ALSA lists it (`arecord -l`): the card's name, then the
+/// capture PCM's when it differs, e.g. `X-USB USB Audio`. Today's agent's
+/// `systemName`, kept so a node that switches keeps its history.
+pub fn system_name(card: &Card) -> Option<String> {
+    let ctl = alsa::Ctl::new(&format!("hw:{}", card.index), false).ok()?;
+    let card_name = ctl.card_info().ok()?.get_name().ok()?.to_owned();
+    let pcm = ctl
+        .pcm_info(card.device, 0, alsa::Direction::Capture)
+        .ok()?;
+    Some(joined_name(&card_name, pcm.get_name().ok()?))
+}
+
+fn joined_name(card: &str, pcm: &str) -> String {
+    if card.eq_ignore_ascii_case(pcm) {
+        pcm.to_owned()
+    } else {
+        format!("{card} {pcm}")
+    }
 }
 
 /// USB serial number from sysfs (`serial` file or `SERIAL=` in `uevent`).
@@ -283,6 +322,22 @@ mod tests {
             "alsa_card_xusb_dev_0"
         );
         assert_eq!(interface_id(&dev("x32file", None)), "alsa_pcm_x32file");
+        // A PCM that is no card: the name alone, as the inventory lists it.
+        assert_eq!(interface_id_of("x32file"), "alsa_pcm_x32file");
+    }
+
+    #[test]
+    fn system_names_and_paths_match_the_previous_agent() {
+        assert_eq!(joined_name("X-USB", "USB Audio"), "X-USB USB Audio");
+        assert_eq!(joined_name("Loopback", "loopback"), "loopback");
+        // No such card in sysfs: the /proc/asound entry.
+        let card = Card {
+            index: 97,
+            id: "X".into(),
+            device: 2,
+        };
+        assert_eq!(hardware_path(&card), "/proc/asound/card97/pcm2c");
+        assert_eq!(system_name(&card), None);
     }
 
     #[test]

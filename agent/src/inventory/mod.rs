@@ -4,6 +4,7 @@
 //! never writes anything and works without config, trust, audio or network.
 
 pub mod audio;
+pub mod meter;
 pub mod select;
 mod system;
 mod table;
@@ -120,20 +121,27 @@ fn interface(d: &audio::AudioDevice) -> Interface {
                 index,
             })
             .collect(),
-        hardware_path: d.card.as_ref().and_then(audio::hardware_path),
+        hardware_path: d.card.as_ref().map(audio::hardware_path),
         id: audio::interface_id(d),
         sample_rates: d.sample_rates.clone(),
         serial_number: d.card.as_ref().and_then(audio::serial_number),
-        system_name: d.name.clone(),
+        // A card by its ALSA names (as today's agent); a PCM by its name.
+        system_name: d
+            .card
+            .as_ref()
+            .and_then(audio::system_name)
+            .unwrap_or_else(|| d.name.clone()),
         system_ref: Some(d.name.clone()),
     }
 }
 
-/// Builds the inventory. `online` says whether this is the daemon speaking
-/// to the controller (status `online`) or a local look (status from trust).
-pub fn build(config: &Config, online: bool) -> Inventory {
-    let trust = trust::report(&config.trust);
-    let hostname = system::hostname();
+/// The node's id, and where it came from: `node.id`, else the node
+/// certificate's common name, else `node_<hostname>`.
+fn node_id_of(
+    config: &Config,
+    trust: &trust::TrustReport,
+    hostname: &str,
+) -> (String, &'static str) {
     let cert_cn = trust
         .certificate
         .as_ref()
@@ -143,7 +151,7 @@ pub fn build(config: &Config, online: bool) -> Inventory {
                 .find_map(|p| p.trim().strip_prefix("CN="))
         })
         .map(str::to_owned);
-    let (id, id_source) = match (&config.node.id, cert_cn) {
+    match (&config.node.id, cert_cn) {
         (Some(id), _) => (id.clone(), "config"),
         (None, Some(cn)) => (cn, "certificate"),
         (None, None) => (
@@ -160,7 +168,20 @@ pub fn build(config: &Config, online: bool) -> Inventory {
             ),
             "hostname",
         ),
-    };
+    }
+}
+
+/// The node's id as the inventory gives it.
+pub fn node_id(config: &Config) -> String {
+    node_id_of(config, &trust::report(&config.trust), &system::hostname()).0
+}
+
+/// Builds the inventory. `online` says whether this is the daemon speaking
+/// to the controller (status `online`) or a local look (status from trust).
+pub fn build(config: &Config, online: bool) -> Inventory {
+    let trust = trust::report(&config.trust);
+    let hostname = system::hostname();
+    let (id, id_source) = node_id_of(config, &trust, &hostname);
     let devices = audio::discover();
     let (chosen, reason) = select::choose(&config.capture.device, &devices);
     let selected_device = SelectedDevice {
