@@ -34,7 +34,7 @@ pub struct Card {
 }
 
 /// Rates we report when a device offers a continuous range.
-const STANDARD_RATES: &[u32] = &[44_100, 48_000, 88_200, 96_000, 176_400, 192_000];
+pub(super) const STANDARD_RATES: &[u32] = &[44_100, 48_000, 88_200, 96_000, 176_400, 192_000];
 
 /// PCM names that are aliases or conversions of hardware, never capture
 /// interfaces of their own.
@@ -183,7 +183,15 @@ pub fn discover() -> Vec<AudioDevice> {
             .description()
             .map(|d| d.name().to_owned())
             .unwrap_or_else(|_| name.clone());
-        let (channel_counts, sample_rates, sample_formats, error) = probe(&device);
+        let (mut channel_counts, mut sample_rates, mut sample_formats, error) = probe(&device);
+        // A card we cannot probe (busy: held by a capture, ours between
+        // takes included) is still known from /proc/asound, when USB.
+        if error.is_some()
+            && let Some(st) = card.as_ref().and_then(super::procfs::capture_stream)
+        {
+            (channel_counts, sample_rates, sample_formats) =
+                (st.channel_counts, st.sample_rates, st.sample_formats);
+        }
         out.push(AudioDevice {
             console: is_console(&name) || is_console(&description),
             name,

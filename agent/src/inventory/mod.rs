@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod meter;
+mod procfs;
 pub mod select;
 mod system;
 mod table;
@@ -224,9 +225,12 @@ pub fn build(config: &Config, online: bool) -> Inventory {
             .unwrap_or_else(|| hostname.clone()),
         hostname,
         id,
+        // NOTE: a device whose probe failed but whose channels are known
+        // (a busy USB card, from /proc/asound) stays an interface; its
+        // `audioDevices[].error` still says why it could not be probed.
         interfaces: devices
             .iter()
-            .filter(|d| d.error.is_none())
+            .filter(|d| d.error.is_none() || !d.channel_counts.is_empty())
             .map(interface)
             .collect(),
         ip_addresses: system::ip_addresses(),
