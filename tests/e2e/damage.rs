@@ -4,6 +4,7 @@
 //! and changes nothing; `encode` refuses input that is not whole frames;
 //! a take's status says what ended it; a refused take leaves nothing.
 
+use rakkr_e2e::takecheck::manifest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,10 +13,6 @@ use nix::sys::signal::Signal;
 use rakkr_e2e::agent::{AgentProcess, run_agent};
 use rakkr_e2e::alsa::{PacedFeeder, write_x32_signal, x32_config_for};
 use rakkr_e2e::init_logging;
-
-fn manifest(take: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(take.join("manifest.json")).unwrap()).unwrap()
-}
 
 fn paced_env(tmp: &Path, fifo: &Path) -> HashMap<String, String> {
     HashMap::from([

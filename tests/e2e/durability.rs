@@ -3,6 +3,7 @@
 //! and bit-exact, the open one repaired, at most 1 s of the audio the
 //! device delivered missing, and the manifest must say what happened.
 
+use rakkr_e2e::takecheck::manifest;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,10 +12,6 @@ use nix::sys::signal::Signal;
 use rakkr_e2e::agent::{AgentProcess, run_agent};
 use rakkr_e2e::alsa::{MAX_QUEUED, PacedFeeder, x32_config_for};
 use rakkr_e2e::init_logging;
-
-fn manifest(take: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(take.join("manifest.json")).unwrap()).unwrap()
-}
 
 fn kill_mid_take_then_recover(format: &str) {
     init_logging();

@@ -21,10 +21,9 @@ fn counters(path: &std::path::Path) -> Vec<u64> {
         .collect()
 }
 
-/// The discontinuities of channel 1 in an interleaved W64 take of the
-/// known signal: (take position, frames skipped).
-fn discontinuity(path: &std::path::Path) -> Vec<(u64, u64)> {
-    let c = counters(path);
+/// The discontinuities in channel 1's counters `c` (see [`counters`]):
+/// (take position, frames skipped).
+fn discontinuity(c: &[u64]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for (i, w) in c.windows(2).enumerate() {
         let step = (w[1] + (1 << 18) - w[0]) % (1 << 18);
@@ -35,14 +34,14 @@ fn discontinuity(path: &std::path::Path) -> Vec<(u64, u64)> {
     out
 }
 
-/// Take positions of the device's time skips (signal frame, frames):
+/// Take positions (in a take whose channel 1 counters are `c`) of the
+/// device's time skips (signal frame, frames):
 /// each at the frame holding the first signal frame the feeder wrote
 /// after it; skips outside the take are left out. The counter wraps every
 /// 2^18 frames: `near_start` (a signal frame read within 2^17 frames, 2.7
 /// s, of the take's first) tells which turn the take began in.
-fn skips_in_take(path: &std::path::Path, near_start: u64, skips: &[(u64, u64)]) -> Vec<(u64, u64)> {
+fn skips_in_take(c: &[u64], near_start: u64, skips: &[(u64, u64)]) -> Vec<(u64, u64)> {
     const TURN: u64 = 1 << 18;
-    let c = counters(path);
     let from = near_start.saturating_sub(TURN / 2);
     let mut n = from + (c[0] + TURN - from % TURN) % TURN;
     // The signal frame of each take frame (a repeated cycle steps back).
@@ -105,7 +104,8 @@ async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
     // The stall is the largest hole; a loaded machine may add small ones
     // of its own (JACK's dummy backend missing or repeating a cycle; a
     // repeat shows as a backward step, near 2^18, and is not a loss).
-    let truth: Vec<(u64, u64)> = discontinuity(&file)
+    let counters = counters(&file);
+    let truth: Vec<(u64, u64)> = discontinuity(&counters)
         .into_iter()
         .filter(|h| h.1 < 1 << 17)
         .collect();
@@ -132,7 +132,7 @@ async fn a_stalled_agent_reports_the_xrun_with_position_and_size() {
     // agent's clock lets slips under its threshold add up until a quiet
     // stretch, so a gap may hold every loss since the gap before it, and
     // is told up to 8 periods after the loss that tipped it over.
-    let skips = skips_in_take(&file, near_start, &jack.time_skips());
+    let skips = skips_in_take(&counters, near_start, &jack.time_skips());
     let losses: Vec<(u64, u64)> = truth.iter().chain(&skips).copied().collect();
     let mut since = 0;
     let mut phantom = Vec::new();
@@ -272,7 +272,7 @@ async fn a_lost_device_that_comes_back_continues_the_take_in_a_new_segment() {
     for f in files {
         let path = std::path::Path::new(&take.dir).join(f["file"].as_str().unwrap());
         holes.extend(
-            discontinuity(&path)
+            discontinuity(&counters(&path))
                 .into_iter()
                 .filter(|h| h.1 < 1 << 17)
                 .map(|h| (f["file"].as_str().unwrap().to_owned(), h)),

@@ -2,7 +2,7 @@
 //! and started again, recovers the take and records a new one that
 //! continues it, as soon as its device is open — no command needed.
 
-use std::path::Path;
+use rakkr_e2e::takecheck::manifest;
 
 use nix::sys::signal::Signal;
 use rakkr_protocol::{CommandBody, EventBody, StartTake, TakeFormat};
@@ -10,10 +10,6 @@ use rakkr_protocol::{CommandBody, EventBody, StartTake, TakeFormat};
 use crate::takes::{
     Setup, audio_taken, drops, recording_setup, spawn_recording, started, stopped, wait_logged,
 };
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_take_a_kill_interrupted_goes_on_by_itself_in_a_new_take() {

@@ -60,14 +60,13 @@ pub fn controller_frame(frame: &MeterFrame, node_id: &str, label: impl Fn(u16) -
     }
 }
 
+/// `x` within [lo, hi]; NaN (nothing measured) reads as `lo`.
+fn within(x: f32, lo: f32, hi: f32) -> f32 {
+    if x.is_nan() { lo } else { x.clamp(lo, hi) }
+}
+
 fn level(l: &Level, label: &impl Fn(u16) -> String) -> FrameLevel {
-    let db = |x: f32| {
-        if x.is_nan() {
-            -160.0
-        } else {
-            x.clamp(-160.0, 24.0)
-        }
-    };
+    let db = |x: f32| within(x, -160.0, 24.0);
     let name = label(l.channel_index);
     FrameLevel {
         channel_index: l.channel_index.max(1),
@@ -84,13 +83,9 @@ fn level(l: &Level, label: &impl Fn(u16) -> String) -> FrameLevel {
 }
 
 fn quality(q: &Quality) -> FrameQuality {
-    let score = |x: f32| if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) };
+    let score = |x: f32| within(x, 0.0, 1.0);
     FrameQuality {
-        crest_factor_db: if q.crest_factor_db.is_nan() {
-            0.0
-        } else {
-            q.crest_factor_db.clamp(0.0, 80.0)
-        },
+        crest_factor_db: within(q.crest_factor_db, 0.0, 80.0),
         noise_score: score(q.noise_score),
         speech_like: q.speech_like,
         speech_score: score(q.speech_score),

@@ -315,6 +315,14 @@ pub fn check_content_excusing(
     }
 }
 
+/// The manifest of the take in `take` (panics with the path when it cannot
+/// be read: a check's precondition).
+pub fn manifest(take: &Path) -> serde_json::Value {
+    let path = take.join("manifest.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The signal's frame counter (modulo [`WRAP`]) at the first or the last
 /// frame of channel 1 of the take in `take` with manifest `m`.
 pub fn signal_at(take: &Path, m: &serde_json::Value, last: bool) -> u64 {
