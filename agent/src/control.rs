@@ -52,12 +52,15 @@ pub struct StatusReply {
     /// Why retention cannot free the space its policy asks for, if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_blocked: Option<String>,
+    /// Health signals, the clock against the controller's, its sync state.
+    #[serde(default)]
+    pub health: crate::health::HealthStatus,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "camelCase")]
 pub enum Reply {
-    Status(StatusReply),
+    Status(Box<StatusReply>),
     Annotated { seq: u64 },
     Meter(rakkr_protocol::MeterFrame),
     Restarting,
@@ -192,7 +195,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                         .map(|t| t.take_id),
                     None => None,
                 };
-                Reply::Status(StatusReply {
+                Reply::Status(Box::new(StatusReply {
                     pid: std::process::id(),
                     version: crate::build_info::VERSION.into(),
                     node_id: node.config.node.id.clone(),
@@ -200,7 +203,8 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     pending_events: node.pending_count(),
                     recording,
                     retention_blocked: node.retention_blocked.borrow().clone(),
-                })
+                    health: node.health.borrow().clone(),
+                }))
             }
             Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {
                 Ok(loaded) => {

@@ -110,6 +110,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
         });
     }
     let node = Node::new(config, outbox, commands);
+    engine_cfg.clock = Some(node.clock.subscribe());
     for r in &recovered.recovered {
         node.emit(crate::engine::events::recovered(&r.manifest))
             .await
@@ -120,7 +121,9 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
         crate::engine::Engine::spawn(engine_cfg, Box::new(move |o| drop(out_tx.send(o))))
             .context("starting the recorder")?;
     let _ = node.recorder.set(recorder.clone());
-    // Engine outputs → events (durable) and meter frames (latest wins).
+    // Engine outputs → events (durable), meter frames (latest wins) and
+    // meter windows for health (every one: seconds of audio are counted).
+    let (windows_tx, windows_rx) = tokio::sync::mpsc::unbounded_channel();
     let forwarder = {
         let node = node.clone();
         tokio::spawn(async move {
@@ -128,8 +131,9 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
             while let Some(o) = out_rx.recv().await {
                 match outgoing(o) {
                     None => {}
-                    Some(Outgoing::Meter(m)) => {
-                        node.meter.send_replace(Some(m));
+                    Some(Outgoing::Meter(w)) => {
+                        node.meter.send_replace(Some(w.frame.clone()));
+                        let _ = windows_tx.send(w);
                     }
                     Some(Outgoing::Event(body)) => {
                         if let Err(e) = node.emit(body).await {
@@ -173,6 +177,11 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     tasks.spawn(crate::link::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::jobs::renew::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::jobs::retention::run(node.clone(), cancel.clone()));
+    tasks.spawn(crate::jobs::health::run(
+        node.clone(),
+        windows_rx,
+        cancel.clone(),
+    ));
     tasks.spawn(crate::control::serve(
         listener,
         node.clone(),

@@ -77,6 +77,22 @@ fn encoded_len(body: &EventBody) -> usize {
     postcard::to_allocvec(&rakkr_protocol::AgentMsg::Event(ev)).map_or(usize::MAX, |v| v.len())
 }
 
+/// `body`, or a stand-in when the controller's protocol `version` has no
+/// such event (it could not decode it: the stream would stop there).
+pub fn for_version(body: EventBody, version: u16) -> EventBody {
+    if version >= rakkr_protocol::version::HEALTH || !matches!(body, EventBody::Health(_)) {
+        return body;
+    }
+    let len = encoded_len(&body) as u64;
+    EventBody::EventDropped {
+        kind: kind(&body).to_owned(),
+        bytes: len,
+        reason: format!(
+            "the controller speaks protocol {version}, which has no Health events; the node's status shows its health"
+        ),
+    }
+}
+
 /// `body`, or a stand-in when it is over the limit.
 pub fn within_limit(body: EventBody) -> EventBody {
     let len = encoded_len(&body);
@@ -128,6 +144,7 @@ pub fn kind(body: &EventBody) -> &'static str {
         EventBody::ReceiptRefused { .. } => "ReceiptRefused",
         EventBody::TakeDeleted { .. } => "TakeDeleted",
         EventBody::RetentionBlocked { .. } => "RetentionBlocked",
+        EventBody::Health(_) => "Health",
     }
 }
 

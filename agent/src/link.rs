@@ -180,7 +180,12 @@ async fn session(
     node.sessions.send_modify(|n| *n += 1);
     let peer_hb = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10)));
     let mut live = Liveness::new(peer_hb.min(cfg.controller.heartbeat), peer_hb);
-    let result = serve(node, cancel, &mut framed, &mut live, &endpoint.address).await;
+    let session = Session {
+        address: endpoint.address.clone(),
+        version: welcome.version,
+        probe_every: peer_hb.min(cfg.controller.heartbeat),
+    };
+    let result = serve(node, cancel, &mut framed, &mut live, &session).await;
     if let Err(LinkError::Protocol(e)) = &result {
         // Tell the controller why before closing; best effort.
         let bye = Goodbye {
@@ -218,6 +223,7 @@ async fn send_pending(
     live: &mut Liveness,
     sent: &mut Option<u64>,
     address: &str,
+    version: u16,
 ) -> Result<bool, LinkError> {
     let batch = node.pending_after(*sent, EVENT_BATCH);
     let more = batch.len() == EVENT_BATCH;
@@ -225,11 +231,20 @@ async fn send_pending(
         let seq = ev.seq;
         // An event queued by an older agent may be over the limit: it is
         // replaced, with its sequence number, never left to block the stream.
-        ev.body = crate::fit::within_limit(ev.body);
+        ev.body = crate::fit::for_version(crate::fit::within_limit(ev.body), version);
         send(framed, live, AgentMsg::Event(ev), address).await?;
         *sent = Some(seq);
     }
     Ok(more)
+}
+
+/// What a session runs with.
+struct Session {
+    address: String,
+    /// The negotiated protocol version.
+    version: u16,
+    /// Between clock probes.
+    probe_every: Duration,
 }
 
 async fn serve(
@@ -237,9 +252,16 @@ async fn serve(
     cancel: &CancellationToken,
     framed: &mut AgentFramed,
     live: &mut Liveness,
-    address: &str,
+    session: &Session,
 ) -> Result<(), LinkError> {
+    let address = session.address.as_str();
+    let version = session.version;
     let mut sent: Option<u64> = None;
+    // NOTE: the clock is probed only where the controller knows the probe
+    // (protocol 2); the first probe goes out at once.
+    let mut probes = tokio::time::interval(session.probe_every);
+    probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clock = crate::health::clock::Filter::default();
     // The backlog drains batch by batch through the loop below.
     node.new_events.notify_one();
     let mut meter = node.meter.subscribe();
@@ -259,7 +281,7 @@ async fn serve(
             _ = cancel.cancelled() => {
                 // Flush what is queued (it is resent anyway if unacknowledged), then close.
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while send_pending(node, framed, live, &mut sent, address).await? {}
+                    while send_pending(node, framed, live, &mut sent, address, version).await? {}
                     let bye = Goodbye { reason: GoodbyeReason::Shutdown, message: "agent stopping".into() };
                     send(framed, live, AgentMsg::Goodbye(bye), address).await?;
                     let _ = framed.close().await;
@@ -273,6 +295,17 @@ async fn serve(
                     None => return Err(LinkError::Closed { during: "while connected" }),
                     Some(Err(e)) => return Err(LinkError::from_frame(e, address)),
                     Some(Ok(ControllerMsg::Heartbeat)) => {}
+                    Some(Ok(ControllerMsg::ClockReply(r))) => {
+                        let probe = crate::health::clock::Probe {
+                            t1: r.probe_sent_ms,
+                            t2: r.received_ms,
+                            t3: r.replied_ms,
+                            t4: crate::util::now_ms(),
+                        };
+                        if let Some(estimate) = clock.add(probe) {
+                            node.clock.send_replace(Some(estimate));
+                        }
+                    }
                     Some(Ok(ControllerMsg::Ack(ack))) => {
                         if let Err(e) = node.ack(ack.up_to).await {
                             tracing::error!(error = format!("{e:#}"), "could not apply acknowledgement");
@@ -330,8 +363,14 @@ async fn serve(
             Some(r) = renewals.recv() => {
                 send(framed, live, AgentMsg::Renew(r), address).await?;
             }
+            _ = probes.tick(), if version >= rakkr_protocol::version::HEALTH => {
+                // NOTE: not counted as sending for liveness: heartbeats
+                // keep their own rhythm (the controller counts them).
+                let probe = AgentMsg::ClockProbe { sent_ms: crate::util::now_ms() };
+                framed.send(probe).await.map_err(|e| LinkError::from_send(e, address))?;
+            }
             _ = node.new_events.notified() => {
-                if send_pending(node, framed, live, &mut sent, address).await? {
+                if send_pending(node, framed, live, &mut sent, address, version).await? {
                     node.new_events.notify_one();
                 }
             }

@@ -14,6 +14,7 @@ mod dispatch;
 mod engine;
 mod exit;
 mod fit;
+mod health;
 mod inventory;
 mod jobs;
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub struct Node {
     pub retention: Notify,
     /// Why retention cannot free the space its policy asks for, if so.
     pub retention_blocked: watch::Sender<Option<String>>,
+    /// The node's clock against the controller's (the link measures it).
+    pub clock: watch::Sender<Option<crate::health::clock::Estimate>>,
+    /// Health signals as last observed (the health job publishes them).
+    pub health: watch::Sender<crate::health::HealthStatus>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +101,8 @@ impl Node {
             trust: Default::default(),
             retention: Notify::new(),
             retention_blocked: watch::channel(None).0,
+            clock: watch::channel(None).0,
+            health: watch::channel(Default::default()).0,
         })
     }
 

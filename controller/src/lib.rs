@@ -240,6 +240,9 @@ pub(crate) struct Shared {
     pub(crate) file_replies: Mutex<HashMap<String, (u64, mpsc::Sender<rakkr_protocol::AgentMsg>)>>,
     /// Bytes of take files received (every `FileChunk`, repeats included).
     pub(crate) take_bytes: std::sync::atomic::AtomicU64,
+    /// Milliseconds added to this controller's clock when it answers a
+    /// clock probe (a test knob: a controller whose clock is off).
+    pub(crate) clock_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -298,6 +301,7 @@ impl Controller {
             renewal: Mutex::new(renewal),
             tokens: Mutex::new(HashMap::new()),
             file_replies: Mutex::new(HashMap::new()),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             take_bytes: Default::default(),
         });
         let cancel = CancellationToken::new();
@@ -379,6 +383,14 @@ impl ControllerHandle {
     /// Signs renewal requests with `signer` from now on (`None`: refuse).
     pub fn set_renewal(&self, signer: Option<Arc<dyn Signer>>) {
         *lock(&self.shared.renewal) = signer;
+    }
+
+    /// Answers clock probes as if this controller's clock were `ms`
+    /// milliseconds ahead (negative: behind) of the system clock.
+    pub fn set_clock_offset_ms(&self, ms: i64) {
+        self.shared
+            .clock_offset_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Refuses the node certificate with this SHA-256 (hex) from now on.

@@ -245,6 +245,10 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
             Ok(r) => print_json(&r),
             Err(e) => eprintln!("error: {e}"),
         },
+        ("clock-offset", Some(ms), _) => match ms.parse::<i64>() {
+            Ok(ms) => handle.set_clock_offset_ms(ms),
+            Err(_) => eprintln!("error: clock-offset takes milliseconds, e.g. clock-offset 7000"),
+        },
         ("disconnect", Some(node), _) => {
             if let Err(e) = handle.disconnect(node).await {
                 eprintln!("error: {e}");
@@ -255,7 +259,7 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
             Err(e) => eprintln!("error: {e:#}"),
         },
         _ => eprintln!(
-            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | quit"
+            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | clock-offset MS | quit"
         ),
     }
     true

@@ -343,6 +343,19 @@ fn handle(
             shared.emit(ControllerEvent::Heartbeat { node: node.into() });
             Ok(None)
         }
+        AgentMsg::ClockProbe { sent_ms } => {
+            let offset = shared
+                .clock_offset_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let now = now_ms().saturating_add_signed(offset);
+            Ok(Some(ControllerMsg::ClockReply(
+                rakkr_protocol::ClockReply {
+                    probe_sent_ms: sent_ms,
+                    received_ms: now,
+                    replied_ms: now,
+                },
+            )))
+        }
         AgentMsg::Event(event) => {
             let accepted = lock(&shared.store)
                 .accept(node, hello.resume.stream_id, &event)

@@ -117,6 +117,7 @@ impl ControllerMsg {
             ControllerMsg::Enrolled { .. } => "Enrolled",
             ControllerMsg::EnrollRefused { .. } => "EnrollRefused",
             ControllerMsg::ReadFile(_) => "ReadFile",
+            ControllerMsg::ClockReply(_) => "ClockReply",
         }
     }
 }
@@ -136,6 +137,7 @@ impl AgentMsg {
             AgentMsg::Enroll(_) => "Enroll",
             AgentMsg::FileChunk(_) => "FileChunk",
             AgentMsg::FileReadFailed(_) => "FileReadFailed",
+            AgentMsg::ClockProbe { .. } => "ClockProbe",
         }
     }
 }

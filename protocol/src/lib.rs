@@ -5,6 +5,7 @@
 //! - [`version`]: protocol version negotiation.
 //! - [`tls`]: mutual TLS 1.3 configuration for both ends.
 //! - [`client`]: the agent's end of the handshake.
+//! - [`health`]: health signals and the clock probe.
 //! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
@@ -13,6 +14,7 @@ pub mod calver;
 pub mod client;
 pub mod frame;
 pub mod fsutil;
+pub mod health;
 pub mod limits;
 pub mod liveness;
 pub mod message;
@@ -20,5 +22,6 @@ pub mod tls;
 pub mod version;
 
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use health::{ClockReply, HealthEvent, HealthSignal, Severity};
 pub use message::*;
 pub use tls::ALPN;

@@ -28,7 +28,7 @@ impl std::fmt::Display for VersionRange {
 
 /// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
 /// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7, Enroll 8,
-/// FileChunk 9, FileReadFailed 10.
+/// FileChunk 9, FileReadFailed 10, ClockProbe 11.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
@@ -52,6 +52,12 @@ pub enum AgentMsg {
     /// A [`ControllerMsg::ReadFile`] that could not be served (`reason`
     /// says why: no such take or file, not closed yet, busy, I/O).
     FileReadFailed(FileReadFailed),
+    /// Asks for the controller's clock: answered at once by
+    /// [`ControllerMsg::ClockReply`] (`sent_ms`: the agent's clock when
+    /// sent). Sent on each heartbeat interval; measures skew NTP-style.
+    ClockProbe {
+        sent_ms: u64,
+    },
 }
 
 /// Bytes `offset..offset + data.len()` of file `file` of take `take_id`,
@@ -154,7 +160,7 @@ pub struct Event {
 /// UpdateRolledBack 15, UpdateFailed 16, TrustRenewed 17,
 /// TrustRenewFailed 18, TrustBundleChanged 19, ManifestPart 20,
 /// EventDropped 21, FilesReceived 22, ReceiptRefused 23, TakeDeleted 24,
-/// RetentionBlocked 25.
+/// RetentionBlocked 25, Health 26.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The agent process started (one per process start).
@@ -292,6 +298,9 @@ pub enum EventBody {
     /// The recordings disk is below the retention floor and nothing can be
     /// deleted (no take has every file received): `free_bytes` left.
     RetentionBlocked { free_bytes: u64, reason: String },
+    /// A health signal was raised, changed severity or cleared (see
+    /// `health`).
+    Health(crate::health::HealthEvent),
 }
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,
@@ -554,7 +563,7 @@ pub struct Quality {
 /// Everything the controller sends. Variant indices: Welcome 0, Reject 1,
 /// Heartbeat 2, Command 3, Ack 4, Goodbye 5, Chunk 6, TransferFailed 7,
 /// Renewed 8, RenewRefused 9, RenewalOnly 10, Enrolled 11, EnrollRefused 12,
-/// ReadFile 13.
+/// ReadFile 13, ClockReply 14.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerMsg {
     Welcome(Welcome),
@@ -601,6 +610,8 @@ pub enum ControllerMsg {
     /// reconnect). Answered by [`AgentMsg::FileChunk`] or
     /// [`AgentMsg::FileReadFailed`] with the same `request_id`.
     ReadFile(FileRead),
+    /// The answer to [`AgentMsg::ClockProbe`].
+    ClockReply(crate::health::ClockReply),
 }
 
 /// A request for `len` bytes (at most [`MAX_CHUNK_LEN`]) of `file` (a name

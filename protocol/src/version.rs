@@ -3,7 +3,11 @@
 use crate::message::VersionRange;
 
 /// The versions this build of the protocol crate speaks.
-pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 1 };
+pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 2 };
+
+/// The first version with health events (`EventBody::Health`) and the
+/// clock probe (`ClockProbe`/`ClockReply`); see PROTOCOL.md §5.5.
+pub const HEALTH: u16 = 2;
 
 /// The highest version in both ranges, if any.
 pub fn negotiate(agent: VersionRange, controller: VersionRange) -> Option<u16> {

@@ -14,6 +14,7 @@ mod events;
 mod exit_codes;
 mod frames;
 mod handshake;
+mod health;
 mod inventory;
 mod limits;
 mod local_security;

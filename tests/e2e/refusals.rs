@@ -149,7 +149,7 @@ async fn no_common_protocol_version_is_rejected_naming_both_ranges() {
     init_logging();
     let pki = TestPki::new();
     let ctl = start_controller(pki.server_config(), |c| {
-        c.versions = VersionRange { min: 2, max: 3 }
+        c.versions = VersionRange { min: 3, max: 4 }
     })
     .await;
     let mut rx = ctl.handle().subscribe();
@@ -164,11 +164,11 @@ async fn no_common_protocol_version_is_rejected_naming_both_ranges() {
     assert_eq!(
         reject.reason,
         RejectReason::NoCommonVersion {
-            agent: VersionRange { min: 1, max: 1 },
-            controller: VersionRange { min: 2, max: 3 }
+            agent: VersionRange { min: 1, max: 2 },
+            controller: VersionRange { min: 3, max: 4 }
         }
     );
-    assert_retrying(&mut agent, "agent speaks 1..=1, controller speaks 2..=3");
+    assert_retrying(&mut agent, "agent speaks 1..=2, controller speaks 3..=4");
     ctl.shutdown().await;
 }
 

@@ -209,26 +209,55 @@ pub(crate) async fn recording_setup_with(
     jack: bool,
     configure: impl FnOnce(&mut ControllerConfig),
 ) -> Setup {
+    let console = if jack {
+        Console::Jack
+    } else {
+        Console::Counter
+    };
+    recording_setup_on(tmp, extra, console, configure).await
+}
+
+/// Which simulated console a recording node records from.
+pub(crate) enum Console {
+    /// The paced FIFO device with the counter signal (`x32_sample`).
+    Counter,
+    /// The paced FIFO device playing the scenes the test schedules.
+    Scenes(rakkr_controller::sim::scenes::Scenes),
+    /// The JACK device (`x32jack`, real time, can xrun).
+    Jack,
+}
+
+pub(crate) async fn recording_setup_on(
+    tmp: &std::path::Path,
+    extra: &[(&str, &str)],
+    console: Console,
+    configure: impl FnOnce(&mut ControllerConfig),
+) -> Setup {
     init_logging();
     let fifo = tmp.join("x32.fifo");
-    let (feeder, jack_dev) = if jack {
-        (
+    let limit = Duration::from_secs(180);
+    let (feeder, jack_dev) = match console {
+        Console::Jack => (
             None,
             Some(rakkr_e2e::jack::JackDevice::start(std::path::Path::new(
                 env!("CARGO_BIN_EXE_rakkr-jack-feeder"),
             ))),
-        )
-    } else {
-        (
-            Some(PacedFeeder::start(
+        ),
+        Console::Counter => (
+            Some(PacedFeeder::start(&fifo, 32, 48_000, 512, limit)),
+            None,
+        ),
+        Console::Scenes(s) => (
+            Some(PacedFeeder::start_with(
                 &fifo,
                 32,
                 48_000,
                 512,
-                Duration::from_secs(90),
+                limit,
+                s.signal(32),
             )),
             None,
-        )
+        ),
     };
     let pki = TestPki::new();
     let store = tmp.join("store");

@@ -86,6 +86,7 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         sample_rate: a.rate,
         capture_format: "i32".into(),
         threads: a.threads,
+        clock: None,
         continues: None,
     };
     let mut take = Take::start(spec).context(Failure::Capture)?;

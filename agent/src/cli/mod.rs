@@ -99,10 +99,62 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             if let Some(why) = &s.retention_blocked {
                 println!("retention: {why}");
             }
+            print_health(&s.health);
         }
         other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
     }
     Ok(())
+}
+
+fn print_health(h: &crate::health::HealthStatus) {
+    let raised: Vec<String> = h
+        .raised()
+        .map(|s| {
+            let channels = if s.channels.is_empty() {
+                String::new()
+            } else {
+                format!(" on channel(s) {:?}", s.channels)
+            };
+            format!(
+                "{} ({}{channels}: {:.2}, threshold {:.2})",
+                s.signal,
+                s.severity.as_deref().unwrap_or_default(),
+                s.value,
+                s.threshold
+            )
+        })
+        .collect();
+    if raised.is_empty() {
+        println!("health: ok ({} signals watched)", h.signals.len());
+    } else {
+        println!("health: {}", raised.join("; "));
+    }
+    for s in h.signals.iter().filter(|s| s.pending > 0) {
+        println!(
+            "  {}: {} observation(s) toward a change",
+            s.signal, s.pending
+        );
+    }
+    match &h.clock {
+        Some(c) => println!(
+            "clock: {:+.3} s from the controller's (round trip {} ms)",
+            -(c.offset_ms as f64) / 1000.0,
+            c.rtt_ms
+        ),
+        None => println!("clock: not measured yet (needs a controller speaking protocol 2)"),
+    }
+    if let Some(sync) = &h.clock_sync {
+        match sync.synchronized {
+            Some(true) => println!("clock sync: synchronised (NTP)"),
+            Some(false) => {
+                println!("clock sync: NOT synchronised: start chrony or systemd-timesyncd")
+            }
+            None => println!(
+                "clock sync: unknown ({})",
+                sync.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
 }
 
 /// `annotate TEXT`: hand a note to the running daemon.

@@ -55,7 +55,7 @@ pub struct ApplyArgs {
 /// The running daemon's status, if one runs on this state directory.
 fn daemon(config: &Config) -> Option<control::StatusReply> {
     match control::request(&config.state_dir, &Request::Status) {
-        Ok(Reply::Status(s)) => Some(s),
+        Ok(Reply::Status(s)) => Some(*s),
         _ => None,
     }
 }

@@ -12,6 +12,7 @@ pub(crate) enum Kind {
     Int,
     /// Comma-separated list of strings.
     List,
+    Float,
 }
 
 /// Every config key: (section, key, type). The env name is derived.
@@ -57,6 +58,18 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("retention", "delete_received_after_hours", Kind::Int),
     ("retention", "max_takes_mb", Kind::Int),
     ("retention", "min_free_percent", Kind::Int),
+    ("health", "raise_after", Kind::Int),
+    ("health", "clear_after", Kind::Int),
+    ("health", "clip_dbfs", Kind::Float),
+    ("health", "flatline_dbfs", Kind::Float),
+    ("health", "low_signal_dbfs", Kind::Float),
+    ("health", "correlation", Kind::Float),
+    ("health", "disk_warning_percent", Kind::Int),
+    ("health", "disk_critical_percent", Kind::Int),
+    ("health", "cpu_warning_per_core", Kind::Float),
+    ("health", "cpu_critical_per_core", Kind::Float),
+    ("health", "clock_skew_warning_seconds", Kind::Float),
+    ("health", "clock_skew_recover_seconds", Kind::Float),
 ];
 
 /// Names kept from today's agent where the derived name would differ.
@@ -81,6 +94,7 @@ fn typed(var: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
     Ok(match kind {
         Kind::Str => Value::String(raw.to_owned()),
         Kind::Int => Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        Kind::Float => Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
         Kind::List => Value::Array(
             raw.split(',')
                 .map(str::trim)

@@ -5,6 +5,7 @@
 //! The file is written by the operator (or GitOps); the agent never rewrites it.
 
 mod env;
+mod health;
 mod raw;
 mod resolve;
 
@@ -17,6 +18,7 @@ use raw::RawConfig;
 
 pub use crate::take::disk::DiskGuard;
 pub use crate::take::encoder::Container;
+pub use health::HealthConfig;
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/rakkr/recorder-agent.toml";
@@ -64,6 +66,8 @@ pub struct Config {
     pub transfer_max_bytes_per_second: u64,
     /// Which received takes may leave the disk (see `take/retention.rs`).
     pub retention: crate::take::retention::Policy,
+    /// Health signal thresholds and hysteresis (see `health/`).
+    pub health: HealthConfig,
 }
 
 /// Probation of a freshly installed binary (see `update/probation.rs` and `jobs/probation.rs`).

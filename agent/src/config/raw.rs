@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub(super) transfer: RawTransfer,
     #[serde(default)]
     pub(super) retention: RawRetention,
+    #[serde(default)]
+    pub(super) health: super::health::RawHealth,
 }
 
 #[derive(Debug, Default, Deserialize)]

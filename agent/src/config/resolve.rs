@@ -64,6 +64,7 @@ pub(super) fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, Config
         update: update(raw.update)?,
         transfer_max_bytes_per_second: raw.transfer.max_bytes_per_second.unwrap_or(0),
         retention: retention(&raw.retention)?,
+        health: super::health::resolve(raw.health)?,
     })
 }
 

@@ -62,6 +62,20 @@ max_bytes_per_second = 50000000
 delete_received_after_hours = 48
 max_takes_mb = 100000
 min_free_percent = 10
+
+[health]
+raise_after = 3
+clear_after = 3
+clip_dbfs = -1.0
+flatline_dbfs = -120
+low_signal_dbfs = -55.0
+correlation = 0.98
+disk_warning_percent = 85
+disk_critical_percent = 95
+cpu_warning_per_core = 2.0
+cpu_critical_per_core = 4.0
+clock_skew_warning_seconds = 5
+clock_skew_recover_seconds = 2
 "#;
 
 fn no_env(_: &str) -> Option<String> {

@@ -1,7 +1,7 @@
 //! The engine's outputs as link messages: events for the outbox (durable,
 //! exactly once) and meter frames (best effort, latest wins).
 
-use rakkr_protocol::{EventBody, MeterFrame, TakeFile};
+use rakkr_protocol::{EventBody, TakeFile};
 
 use super::Output;
 use crate::take::manifest::{FileEntry, Manifest, TakeStatus};
@@ -9,7 +9,7 @@ use crate::take::writer::TakeEvent;
 
 pub enum Outgoing {
     Event(EventBody),
-    Meter(MeterFrame),
+    Meter(Box<super::meter::Window>),
 }
 
 fn file(e: FileEntry) -> TakeFile {

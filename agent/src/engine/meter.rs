@@ -1,13 +1,17 @@
 //! Metering from the live stream (no second capture): per channel, over
 //! windows of 100 ms, peak and RMS in dBFS, clipping, and cheap quality
 //! figures — crest factor, zero-crossing rate and heuristic noise/speech
-//! scores. Runs on the writer thread, one pass over each block.
+//! scores. Runs on the writer thread, one pass over each block. The same
+//! pass keeps the sums the health signals need (see `health/levels.rs`):
+//! Σx, Σx² and Σ of each adjacent pair's products.
 //!
 //! Samples are left-justified i32 (full scale 2^31). A sample counts as
 //! clipping at the largest 24-bit code (`|s| >= 0x7FFF_FF00`), which is
 //! what a console's converter delivers when it clips.
 
 use rakkr_protocol::{Level, MeterFrame, Quality};
+
+use crate::health::levels::WindowSums;
 
 /// Frames per meter window: 10 windows per second at 48 kHz.
 pub fn window_frames(rate: u32) -> usize {
@@ -26,6 +30,9 @@ struct Acc {
     crossings: u32,
     last_sign: bool,
     clipped: bool,
+    /// Σx and Σ x·x_next (the next channel), x scaled to full scale 1.0.
+    sum: f64,
+    sum_xy: f64,
 }
 
 /// Accumulates windows and yields a frame per full window.
@@ -35,6 +42,16 @@ pub struct Meter {
     frames: usize,
     window: usize,
     interface_id: String,
+    rate: u32,
+}
+
+/// A completed window: the frame for the controller and the sums for
+/// health.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub frame: MeterFrame,
+    pub sums: WindowSums,
+    pub rate: u32,
 }
 
 fn db(x: f64) -> f32 {
@@ -52,17 +69,23 @@ impl Meter {
             frames: 0,
             window: window_frames(rate),
             interface_id: interface_id.to_owned(),
+            rate,
         }
     }
 
     /// Feeds interleaved frames; returns a meter frame each time a window
     /// completes (the last one if a block spans several).
-    pub fn feed(&mut self, block: &[i32]) -> Option<MeterFrame> {
+    pub fn feed(&mut self, block: &[i32]) -> Option<Window> {
         let ch = self.acc.len();
         let mut out = None;
         for frame in block.chunks_exact(ch) {
-            for (a, s) in self.acc.iter_mut().zip(frame) {
+            for (c, (a, s)) in self.acc.iter_mut().zip(frame).enumerate() {
                 let v = i64::from(*s);
+                let xs = f64::from(*s) / FULL_SCALE;
+                a.sum += xs;
+                if let Some(next) = frame.get(c + 1) {
+                    a.sum_xy += xs * (f64::from(*next) / FULL_SCALE);
+                }
                 let mag = v.abs();
                 a.peak = a.peak.max(mag);
                 a.clipped |= mag >= CLIP;
@@ -82,8 +105,19 @@ impl Meter {
         out
     }
 
-    fn flush(&mut self) -> MeterFrame {
+    fn flush(&mut self) -> Window {
         let n = self.frames as f64;
+        let ch = self.acc.len();
+        let mut sums = WindowSums::new(ch);
+        sums.frames = self.frames as u64;
+        for (i, a) in self.acc.iter().enumerate() {
+            sums.peak[i] = a.peak as f64 / FULL_SCALE;
+            sums.sum[i] = a.sum;
+            sums.sum_sq[i] = a.sum_sq / (FULL_SCALE * FULL_SCALE);
+            if i + 1 < ch {
+                sums.sum_xy[i] = a.sum_xy;
+            }
+        }
         let levels = self
             .acc
             .iter_mut()
@@ -113,10 +147,14 @@ impl Meter {
             })
             .collect();
         self.frames = 0;
-        MeterFrame {
-            captured_at_ms: crate::util::now_ms(),
-            interface_id: self.interface_id.clone(),
-            levels,
+        Window {
+            frame: MeterFrame {
+                captured_at_ms: crate::util::now_ms(),
+                interface_id: self.interface_id.clone(),
+                levels,
+            },
+            sums,
+            rate: self.rate,
         }
     }
 }
@@ -154,7 +192,8 @@ mod tests {
                 * 0x7FFF_FF00 as f64) as i32;
             block.extend_from_slice(&[s, 0]);
         }
-        let f = m.feed(&block).expect("one window");
+        let w = m.feed(&block).expect("one window");
+        let f = &w.frame;
         let l = &f.levels[0];
         assert!(l.peak_dbfs.abs() < 0.01, "{}", l.peak_dbfs);
         assert!((l.rms_dbfs + 3.01).abs() < 0.05, "{}", l.rms_dbfs);
@@ -166,6 +205,12 @@ mod tests {
         assert_eq!(f.levels[1].peak_dbfs, FLOOR_DB, "silence");
         assert_eq!(f.levels[1].quality, None);
         assert_eq!(f.levels[1].channel_index, 2);
+        assert_eq!(w.sums.frames, 4800);
+        assert!(
+            (w.sums.sum_sq[0] / 4800.0 - 0.5).abs() < 0.001,
+            "mean square of a full-scale sine"
+        );
+        assert_eq!(w.sums.sum_xy, vec![0.0], "times a silent channel");
     }
 
     #[test]

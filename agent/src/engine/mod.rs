@@ -17,7 +17,7 @@ pub mod thread;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rakkr_protocol::{FailureCode, MeterFrame, TakeFormat, TakeInfo};
+use rakkr_protocol::{FailureCode, TakeFormat, TakeInfo};
 use tokio::sync::oneshot;
 
 use crate::take::encoder::Container;
@@ -131,7 +131,8 @@ pub enum Output {
         take_id: String,
         gap_frames: u64,
     },
-    Meter(MeterFrame),
+    /// A meter window: the frame for the controller, sums for health.
+    Meter(Box<meter::Window>),
     /// An `autostart` take could not start.
     StartFailed {
         refusal: Refusal,

@@ -93,6 +93,7 @@ impl Engine {
             ));
         }
         validate_take_id(&r.take_id)?;
+        let clock = self.clock_now();
         let Some(live) = self.live.as_mut() else {
             return Err(Refusal::new(
                 FailureCode::Busy,
@@ -130,6 +131,7 @@ impl Engine {
             capture_format: live.cap.format.to_string(),
             threads: crate::take::spread::Threads::Auto,
             continues: r.continues.clone(),
+            clock: Some(clock),
         };
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;

@@ -31,6 +31,9 @@ pub struct EngineConfig {
     /// Start this take as soon as the device opens, before any audio is
     /// read (the `record` CLI: the take holds the stream from its first frame).
     pub autostart: Option<StartRequest>,
+    /// The node's clock against the controller's, for take manifests
+    /// (`None`: no controller, e.g. the `record` CLI).
+    pub clock: Option<tokio::sync::watch::Receiver<Option<crate::health::clock::Estimate>>>,
 }
 
 impl EngineConfig {
@@ -40,6 +43,21 @@ impl EngineConfig {
             recordings: c.recordings_path.clone(),
             disk: c.disk.clone(),
             autostart: None,
+            clock: None,
+        }
+    }
+}
+
+impl Engine {
+    /// The clock's state for a take starting now.
+    pub(super) fn clock_now(&self) -> crate::take::manifest::ClockAtStart {
+        let estimate = self.cfg.clock.as_ref().and_then(|c| *c.borrow());
+        crate::take::manifest::ClockAtStart {
+            started_at_ms: 0,
+            skew_ms: estimate.map(|e| e.offset_ms),
+            skew_rtt_ms: estimate.map(|e| e.rtt_ms),
+            skew_measured_at_ms: estimate.map(|e| e.measured_at_ms),
+            synchronized: crate::health::system::clock_sync().synchronized,
         }
     }
 }
@@ -181,8 +199,8 @@ impl Engine {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        if let Some(m) = live.meter.feed(block) {
-            (self.out)(Output::Meter(m));
+        if let Some(w) = live.meter.feed(block) {
+            (self.out)(Output::Meter(Box::new(w)));
         }
         if self.take.is_none() {
             live.preroll.push(block);

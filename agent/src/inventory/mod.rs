@@ -41,6 +41,10 @@ pub struct Inventory {
     pub selected_device: SelectedDevice,
     pub capture: CaptureInfo,
     pub storage: system::Storage,
+    /// Whether the kernel says the clock is synchronised (NTP); see
+    /// `health/system.rs`. The skew against the controller's clock is in
+    /// `status`.
+    pub clock: crate::health::system::ClockSync,
     pub trust: TrustReport,
     pub controller: ControllerInfo,
     pub config_file: Option<String>,
@@ -234,6 +238,7 @@ pub fn build(config: &Config, online: bool) -> Inventory {
             .map(interface)
             .collect(),
         ip_addresses: system::ip_addresses(),
+        clock: crate::health::system::clock_sync(),
         last_seen_at: crate::util::now_iso8601(),
         location: Location {
             room: config.node.room.clone(),

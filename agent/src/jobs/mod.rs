@@ -11,11 +11,13 @@
 //! renew.rs      certificate renewal over the link, and its schedule
 //! takes.rs      the controller's take commands: ListTakes, TakeFiles, Receipt
 //! retention.rs  deletes received takes as the retention policy says
+//! health.rs     health signals: observes levels, device, system, clock
 //! ```
 //!
 //! Dependencies point one way: `daemon`/`dispatch` → `jobs` → `node` →
 //! `update::channel`, `trust::channel`; `jobs` → `update`, `trust`.
 
+pub mod health;
 pub mod probation;
 pub mod renew;
 pub mod retention;

@@ -122,6 +122,31 @@ pub struct Manifest {
     /// (see `take/resume.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues: Option<String>,
+    /// The node's clock when the take started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockAtStart>,
+}
+
+/// The node's clock at a take's start: its wall-clock start to the
+/// millisecond, how far it was from the controller's clock (as last
+/// measured, `None` without a controller) and whether the kernel said it
+/// was synchronised (NTP). Lets the controller line up takes of several
+/// nodes and know how far to trust `startedAt`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockAtStart {
+    pub started_at_ms: u64,
+    /// The controller's clock minus ours, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_ms: Option<i64>,
+    /// Round trip of the measurement, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_rtt_ms: Option<u64>,
+    /// When the skew was measured (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_measured_at_ms: Option<u64>,
+    /// `None`: unknown (the kernel's state could not be read).
+    pub synchronized: Option<bool>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -70,6 +70,8 @@ pub struct TakeSpec {
     pub continues: Option<String>,
     /// How many threads encode (`Auto`: more only when one is not enough).
     pub threads: super::spread::Threads,
+    /// The clock's state at the start (its `started_at_ms` is set here).
+    pub clock: Option<super::manifest::ClockAtStart>,
 }
 
 /// What a take reports while it records (the daemon makes events of them).
@@ -228,6 +230,10 @@ impl Take {
             transfer: Default::default(),
             segment_frames: spec.segment_frames,
             continues: spec.continues.clone(),
+            clock: spec.clock.map(|c| super::manifest::ClockAtStart {
+                started_at_ms: (started.unix_timestamp_nanos() / 1_000_000) as u64,
+                ..c
+            }),
         };
         let mut take = Self {
             limit: spec.segment_frames.clamp(1, fmt_limit),
@@ -603,6 +609,7 @@ pub(crate) mod tests {
             sample_rate: 48_000,
             capture_format: "i32".into(),
             threads: crate::take::spread::Threads::Auto,
+            clock: None,
             continues: None,
         }
     }

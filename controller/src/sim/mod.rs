@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod decode;
+pub mod scenes;
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,10 @@ impl DropLog {
     }
 }
 
+/// A console's signal: `signal(first, frames, out)` appends frames
+/// `first..first + frames` (interleaved S32_LE) to `out`.
+pub type Signal = Box<dyn FnMut(u64, u64, &mut Vec<u8>) + Send>;
+
 #[derive(Debug)]
 pub struct PacedFeeder {
     drops: DropLog,
@@ -137,6 +142,27 @@ impl PacedFeeder {
         period: u64,
         limit: std::time::Duration,
     ) -> Self {
+        let counter = move |first: u64, frames: u64, out: &mut Vec<u8>| {
+            for k in first..first + frames {
+                for c in 0..channels {
+                    out.extend_from_slice(&x32_sample(c, k).to_le_bytes());
+                }
+            }
+        };
+        Self::start_with(fifo, channels, rate, period, limit, Box::new(counter))
+    }
+
+    /// The same with another signal: `signal(first, frames, out)` appends
+    /// frames `first..first + frames` (interleaved S32_LE, `channels` per
+    /// frame) to `out`.
+    pub fn start_with(
+        fifo: &Path,
+        channels: usize,
+        rate: u32,
+        period: u64,
+        limit: std::time::Duration,
+        mut signal: Signal,
+    ) -> Self {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         use std::sync::atomic::Ordering;
@@ -172,11 +198,8 @@ impl PacedFeeder {
                         break;
                     }
                     chunk.clear();
-                    for k in n..n + period {
-                        for c in 0..channels {
-                            chunk.extend_from_slice(&x32_sample(c, k).to_le_bytes());
-                        }
-                    }
+                    signal(n, period, &mut chunk);
+                    assert_eq!(chunk.len(), chunk_bytes, "the signal wrote one period");
                     let w = pipe.write(&chunk).expect("feeding the FIFO");
                     assert_eq!(w, chunk.len(), "a write that fits goes in whole");
                     n += period;

@@ -888,6 +888,54 @@ fn vectors() -> Vec<Vector> {
                 },
             ),
         ),
+        agent(
+            "event.health",
+            ev(
+                44,
+                EventBody::Health(HealthEvent {
+                    signal: HealthSignal::Clipping,
+                    raised: true,
+                    severity: Severity::Warning,
+                    interface_id: "alsa_card_x32_dev_0".into(),
+                    channels: vec![3, 17],
+                    value: -0.5,
+                    threshold: -1.0,
+                    observations: 3,
+                    summary: "channels 3, 17 peak at -0.5 dBFS".into(),
+                }),
+            ),
+        ),
+        agent(
+            "event.health_cleared",
+            ev(
+                45,
+                EventBody::Health(HealthEvent {
+                    signal: HealthSignal::ClockSkew,
+                    raised: false,
+                    severity: Severity::Info,
+                    interface_id: String::new(),
+                    channels: vec![],
+                    value: 0.25,
+                    threshold: 2.0,
+                    observations: 3,
+                    summary: "clock within 2 s of the controller's".into(),
+                }),
+            ),
+        ),
+        agent(
+            "clock_probe",
+            AgentMsg::ClockProbe {
+                sent_ms: 1_795_000_000_123,
+            },
+        ),
+        ctl(
+            "clock_reply",
+            ControllerMsg::ClockReply(ClockReply {
+                probe_sent_ms: 1_795_000_000_123,
+                received_ms: 1_795_000_007_130,
+                replied_ms: 1_795_000_007_131,
+            }),
+        ),
     ]
 }
 
