@@ -506,6 +506,22 @@ impl Take {
         Ok(out)
     }
 
+    /// Drops gaps at or past the take's last frame. A loss is recorded
+    /// where the writer will meet it (the ring position of the hole),
+    /// which can be ahead of what it has written when it is behind; a take
+    /// that ends first never has that hole (seen under heavy load: a gap
+    /// listed 88,000 frames past the end of a stopped take).
+    fn forget_losses_after_the_end(&mut self) {
+        let end = self.done;
+        let before = self.manifest.gaps.len();
+        self.manifest.gaps.retain(|g| g.at_sample < end);
+        let forgotten = (before - self.manifest.gaps.len()) as u64;
+        if forgotten > 0 {
+            tracing::info!(take = %self.spec.take_id, forgotten, "losses after the take's end are not the take's");
+        }
+        self.manifest.xruns = self.manifest.xruns.saturating_sub(forgotten);
+    }
+
     pub fn mark(&mut self, at_sample: u64, label: &str) {
         self.manifest.markers.push(Marker {
             at_sample,
@@ -551,6 +567,7 @@ impl Take {
         self.manifest.stop_reason = reason;
         self.manifest.ended_by = Some(ending.by);
         self.manifest.finished_at = crate::util::now_iso8601();
+        self.forget_losses_after_the_end();
         let persisted = self.write_final();
         Finished {
             manifest: self.manifest,
@@ -630,6 +647,27 @@ pub(crate) mod tests {
         let f = take.finish(Ending::asked("duration"), &mut events);
         f.persisted.unwrap();
         (events, f.manifest)
+    }
+
+    #[test]
+    fn a_loss_past_the_end_of_a_stopped_take_is_not_listed_as_its_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut take = Take::start(spec(dir.path(), 100_000)).unwrap();
+        let mut events = Vec::new();
+        take.write(&signal(3, 9_000), &mut events).unwrap();
+        take.xrun(4_000, 256, "device xrun");
+        // The writer is behind: the ring lost audio it has not reached.
+        take.xrun(90_000, 17_664, "ring overflow (the writer fell behind)");
+        let f = take.finish(Ending::asked("controller"), &mut events);
+        f.persisted.unwrap();
+        assert_eq!(f.manifest.frames, 9_000);
+        assert_eq!(f.manifest.gaps.len(), 1, "{:?}", f.manifest.gaps);
+        assert_eq!(f.manifest.gaps[0].at_sample, 4_000);
+        assert_eq!(f.manifest.xruns, 1);
+        assert_eq!(
+            Manifest::read(&dir.path().join("t1")).unwrap().gaps,
+            f.manifest.gaps
+        );
     }
 
     #[test]
