@@ -55,6 +55,19 @@ pub struct StatusReply {
     /// Health signals, the clock against the controller's, its sync state.
     #[serde(default)]
     pub health: crate::health::HealthStatus,
+    /// The live listen stream, if the controller listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<ListenStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenStatus {
+    pub channels: Vec<u16>,
+    pub rate: u32,
+    pub frame_samples: u32,
+    /// Frames dropped so far because the link was slower than the stream.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,15 +199,23 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                 message: format!("bad request: {e}"),
             },
             Ok(Request::Status) => {
-                let recording = match node.recorder.get() {
-                    Some(rec) => rec
-                        .status()
-                        .await
-                        .ok()
-                        .and_then(|s| s.take)
-                        .map(|t| t.take_id),
+                let engine = match node.recorder.get() {
+                    Some(rec) => rec.status().await.ok(),
                     None => None,
                 };
+                let recording = engine
+                    .as_ref()
+                    .and_then(|s| s.take.as_ref())
+                    .map(|t| t.take_id.clone());
+                let listen = engine.and_then(|s| s.listening).map(|l| ListenStatus {
+                    channels: l.channels,
+                    rate: l.rate,
+                    frame_samples: l.frame_samples,
+                    dropped: node
+                        .listen
+                        .dropped
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                });
                 Reply::Status(Box::new(StatusReply {
                     pid: std::process::id(),
                     version: crate::build_info::VERSION.into(),
@@ -204,6 +225,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     recording,
                     retention_blocked: node.retention_blocked.borrow().clone(),
                     health: node.health.borrow().clone(),
+                    listen,
                 }))
             }
             Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {

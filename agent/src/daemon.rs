@@ -131,6 +131,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
             while let Some(o) = out_rx.recv().await {
                 match outgoing(o) {
                     None => {}
+                    Some(Outgoing::Listen(f)) => node.listen.offer(f),
                     Some(Outgoing::Meter(w)) => {
                         node.meter.send_replace(Some(w.frame.clone()));
                         let _ = windows_tx.send(w);

@@ -172,7 +172,9 @@ async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
         CommandBody::StartTake(_)
         | CommandBody::StopTake { .. }
         | CommandBody::Mark { .. }
-        | CommandBody::TakeStatus => match node.recorder.get() {
+        | CommandBody::TakeStatus
+        | CommandBody::Listen(_)
+        | CommandBody::StopListen => match node.recorder.get() {
             None => failed(
                 &cmd.id,
                 FailureCode::Busy,
@@ -218,6 +220,10 @@ async fn take_command(
                 already_running,
             }
         }
+        CommandBody::Listen(req) => Reply::Listening(rec.listen(req.clone()).await?),
+        CommandBody::StopListen => Reply::ListenStopped {
+            was_running: rec.stop_listen("the controller asked").await?,
+        },
         CommandBody::StopTake { take_id } => {
             let ending = crate::take::writer::Ending::asked("controller");
             let (take, manifest) = rec.stop(take_id.clone(), ending).await?;

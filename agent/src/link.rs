@@ -186,6 +186,10 @@ async fn session(
         probe_every: peer_hb.min(cfg.controller.heartbeat),
     };
     let result = serve(node, cancel, &mut framed, &mut live, &session).await;
+    // A listen stream belongs to the session that asked for it.
+    if let Some(rec) = node.recorder.get() {
+        rec.end_listen("the link dropped");
+    }
     if let Err(LinkError::Protocol(e)) = &result {
         // Tell the controller why before closing; best effort.
         let bye = Goodbye {
@@ -269,6 +273,9 @@ async fn serve(
     // NOTE: one session at a time holds the transfer and renewal requests.
     let mut fetches = node.update.fetch_rx.lock().await;
     let mut renewals = node.trust.requests_rx.lock().await;
+    let mut listen = node.listen.rx.lock().await;
+    // Frames queued for an earlier session are stale.
+    while listen.try_recv().is_ok() {}
     let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut reads = reads::Reads::start(
         node.config.recordings_path.clone(),
@@ -385,6 +392,10 @@ async fn serve(
             // above is ready, one chunk per turn.
             Some(answer) = reads.answers.recv() => {
                 send(framed, live, answer, address).await?;
+            }
+            // NOTE: listening last of all: it never holds back anything.
+            Some(frame) = listen.recv() => {
+                send(framed, live, AgentMsg::Listen(frame), address).await?;
             }
         }
     }

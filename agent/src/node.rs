@@ -77,6 +77,44 @@ pub struct Node {
     pub clock: watch::Sender<Option<crate::health::clock::Estimate>>,
     /// Health signals as last observed (the health job publishes them).
     pub health: watch::Sender<crate::health::HealthStatus>,
+    /// Live listen frames on their way to the link.
+    pub listen: ListenQueue,
+}
+
+/// Frames of the live listen stream between the engine and the link: a
+/// queue of [`LISTEN_QUEUE`] frames; a frame that finds it full is
+/// dropped, never queued (a slow link costs listen frames, not latency).
+#[derive(Debug)]
+pub struct ListenQueue {
+    tx: tokio::sync::mpsc::Sender<rakkr_protocol::ListenFrame>,
+    /// One session at a time takes the frames.
+    pub rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<rakkr_protocol::ListenFrame>>,
+    /// Frames dropped because the queue was full.
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Frames the listen queue holds (4 × at most 100 ms).
+pub const LISTEN_QUEUE: usize = 4;
+
+impl Default for ListenQueue {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(LISTEN_QUEUE);
+        Self {
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            dropped: Default::default(),
+        }
+    }
+}
+
+impl ListenQueue {
+    /// Queues a frame, or drops it when the queue is full.
+    pub fn offer(&self, frame: rakkr_protocol::ListenFrame) {
+        if self.tx.try_send(frame).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,6 +141,7 @@ impl Node {
             retention_blocked: watch::channel(None).0,
             clock: watch::channel(None).0,
             health: watch::channel(Default::default()).0,
+            listen: Default::default(),
         })
     }
 

@@ -121,6 +121,7 @@ mod tests {
             frames: 0,
             lost: 0,
             rate: 0,
+            listening: None,
         };
         assert_eq!(
             status_line(&link, Some(&idle)),

@@ -12,6 +12,7 @@
 mod counting;
 pub mod demo;
 pub mod grace;
+pub mod listen;
 pub mod renewal;
 mod session;
 pub mod sim;
@@ -118,6 +119,13 @@ pub enum ControllerEvent {
     Meter {
         node: String,
         frame: MeterFrame,
+    },
+    /// A frame of a node's live listen stream, and when it arrived (this
+    /// controller's clock, ms since the epoch).
+    Listen {
+        node: String,
+        frame: rakkr_protocol::ListenFrame,
+        received_at_ms: u64,
     },
     ProtocolError {
         node: String,

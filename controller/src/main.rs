@@ -60,6 +60,32 @@ enum Cmd {
         #[arg(long)]
         show_heartbeats: bool,
     },
+    /// Serve, wait for NODE and listen to it: raw mono S16LE PCM to stdout
+    /// (`| aplay -f S16_LE -r RATE -c 1`) or a WAV file.
+    Listen {
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Directory written by `dev-certs`.
+        #[arg(long)]
+        certs: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// 1-based channels mixed to mono, e.g. 1,2 (default: all).
+        #[arg(long, value_delimiter = ',')]
+        channels: Vec<u16>,
+        /// 16000 or 48000.
+        #[arg(long, default_value_t = 16_000)]
+        rate: u32,
+        /// Audio per frame, 10-100 ms.
+        #[arg(long, default_value_t = 100)]
+        frame_ms: u32,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 3_600)]
+        seconds: u64,
+        /// Write a WAV file here instead of raw PCM to stdout.
+        #[arg(long)]
+        wav: Option<PathBuf>,
+    },
     /// The takes this controller holds (pulled into <store>/takes).
     Takes {
         #[arg(long)]
@@ -112,6 +138,23 @@ fn main() -> ExitCode {
                     .await
                 }
                 Cmd::Demo { agent } => demo(agent).await,
+                Cmd::Listen {
+                    listen,
+                    certs,
+                    node,
+                    channels,
+                    rate,
+                    frame_ms,
+                    seconds,
+                    wav,
+                } => {
+                    let req = rakkr_protocol::ListenRequest {
+                        channels,
+                        rate,
+                        frame_ms,
+                    };
+                    listen_to(listen, &certs, &node, req, seconds, wav).await
+                }
                 Cmd::Takes { store } => {
                     let held = rakkr_controller::takes::held(&store.join("takes"));
                     if held.is_empty() {
@@ -162,6 +205,57 @@ fn server_tls(certs: &Path) -> anyhow::Result<std::sync::Arc<rustls::ServerConfi
         "controller/controller.pem",
     )?;
     Ok(tls::server_config(&ca, id, tls::TLS13_ONLY)?)
+}
+
+/// `listen`: a controller that listens to one node.
+async fn listen_to(
+    listen: SocketAddr,
+    certs: &Path,
+    node: &str,
+    req: rakkr_protocol::ListenRequest,
+    seconds: u64,
+    wav: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::io::{Seek, Write};
+    let cfg = ControllerConfig::new(listen, server_tls(certs)?);
+    let controller = Controller::start(cfg)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let handle = controller.handle();
+    eprintln!("waiting for {node} on {}", controller.local_addr());
+    let length = Duration::from_secs(seconds);
+    let heard = match &wav {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(&rakkr_controller::listen::wav_header(req.rate, 0))?;
+            let mut w = std::io::BufWriter::new(f);
+            let heard =
+                rakkr_controller::listen::listen(&handle, node, &req, length, &mut w).await?;
+            let mut f = w.into_inner().map_err(|e| e.into_error())?;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.write_all(&rakkr_controller::listen::wav_header(
+                req.rate,
+                heard.samples,
+            ))?;
+            f.sync_all()?;
+            heard
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            rakkr_controller::listen::listen(&handle, node, &req, length, &mut out).await?
+        }
+    };
+    eprintln!(
+        "heard {} frames ({:.1} s), {} missing; capture to controller: p50 {} ms, p99 {} ms",
+        heard.frames,
+        heard.samples as f64 / f64::from(req.rate),
+        heard.missing,
+        heard.latency(0.5).unwrap_or(0),
+        heard.latency(0.99).unwrap_or(0)
+    );
+    controller.shutdown().await;
+    Ok(())
 }
 
 fn print_json(v: &impl serde::Serialize) {

@@ -343,6 +343,14 @@ fn handle(
             shared.emit(ControllerEvent::Heartbeat { node: node.into() });
             Ok(None)
         }
+        AgentMsg::Listen(frame) => {
+            shared.emit(ControllerEvent::Listen {
+                node: node.into(),
+                frame,
+                received_at_ms: now_ms(),
+            });
+            Ok(None)
+        }
         AgentMsg::ClockProbe { sent_ms } => {
             let offset = shared
                 .clock_offset_ms

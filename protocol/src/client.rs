@@ -138,6 +138,7 @@ impl AgentMsg {
             AgentMsg::FileChunk(_) => "FileChunk",
             AgentMsg::FileReadFailed(_) => "FileReadFailed",
             AgentMsg::ClockProbe { .. } => "ClockProbe",
+            AgentMsg::Listen(_) => "Listen",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`tls`]: mutual TLS 1.3 configuration for both ends.
 //! - [`client`]: the agent's end of the handshake.
 //! - [`health`]: health signals and the clock probe.
+//! - [`listen`]: the live listen stream.
 //! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod fsutil;
 pub mod health;
 pub mod limits;
+pub mod listen;
 pub mod liveness;
 pub mod message;
 pub mod tls;
@@ -23,5 +25,6 @@ pub mod version;
 
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
 pub use health::{ClockReply, HealthEvent, HealthSignal, Severity};
+pub use listen::{ListenFrame, ListenRequest, Listening};
 pub use message::*;
 pub use tls::ALPN;

@@ -131,7 +131,20 @@ impl Command {
                 }
                 Ok(())
             }
-            CommandBody::Inventory | CommandBody::TakeStatus | CommandBody::RotateTrust => Ok(()),
+            CommandBody::Listen(l) => {
+                if l.channels.len() > crate::listen::LISTEN_CHANNELS_MAX {
+                    return Err(LimitError::TooMany {
+                        field: "listen channels",
+                        count: l.channels.len(),
+                        max: crate::listen::LISTEN_CHANNELS_MAX,
+                    });
+                }
+                Ok(())
+            }
+            CommandBody::Inventory
+            | CommandBody::TakeStatus
+            | CommandBody::RotateTrust
+            | CommandBody::StopListen => Ok(()),
         }
     }
 }

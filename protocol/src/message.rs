@@ -28,7 +28,7 @@ impl std::fmt::Display for VersionRange {
 
 /// Everything the agent sends. Variant indices: Hello 0, Heartbeat 1,
 /// Event 2, Result 3, Meter 4, Goodbye 5, Fetch 6, Renew 7, Enroll 8,
-/// FileChunk 9, FileReadFailed 10, ClockProbe 11.
+/// FileChunk 9, FileReadFailed 10, ClockProbe 11, Listen 12.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
@@ -58,6 +58,8 @@ pub enum AgentMsg {
     ClockProbe {
         sent_ms: u64,
     },
+    /// A frame of the live listen stream (see `listen`).
+    Listen(crate::listen::ListenFrame),
 }
 
 /// Bytes `offset..offset + data.len()` of file `file` of take `take_id`,
@@ -391,7 +393,8 @@ pub enum Outcome {
 
 /// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
 /// TakeStatus 3, TakeStopped 4, Marked 5, Update 6, RenewalStarted 7,
-/// TrustBundle 8, Takes 9, TakeFiles 10, Receipt 11.
+/// TrustBundle 8, Takes 9, TakeFiles 10, Receipt 11, Listening 12,
+/// ListenStopped 13.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
@@ -441,6 +444,10 @@ pub enum Reply {
         accepted: Vec<String>,
         refused: Vec<RefusedReceipt>,
     },
+    /// Listen: the stream runs (or was renewed, or changed) as this says.
+    Listening(crate::listen::Listening),
+    /// StopListen: no stream runs now (`was_running`: one did).
+    ListenStopped { was_running: bool },
 }
 
 /// A take on the node, as `ListTakes` reports it.
@@ -683,7 +690,8 @@ pub struct Command {
 
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
 /// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8,
-/// UpdateSigned 9, ListTakes 10, TakeFiles 11, Receipt 12.
+/// UpdateSigned 9, ListTakes 10, TakeFiles 11, Receipt 12, Listen 13,
+/// StopListen 14.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -725,6 +733,10 @@ pub enum CommandBody {
         take_id: String,
         files: Vec<FileReceipt>,
     },
+    /// Start, renew or change the live listen stream (see `listen`).
+    Listen(crate::listen::ListenRequest),
+    /// Stop the live listen stream.
+    StopListen,
 }
 
 /// An agent release to install. The hash comes over the authenticated

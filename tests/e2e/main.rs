@@ -17,6 +17,7 @@ mod handshake;
 mod health;
 mod inventory;
 mod limits;
+mod listen;
 mod local_security;
 mod packaging;
 mod realtime;

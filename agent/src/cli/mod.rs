@@ -100,6 +100,12 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 println!("retention: {why}");
             }
             print_health(&s.health);
+            if let Some(l) = &s.listen {
+                println!(
+                    "listen: the controller listens to channels {:?} at {} Hz ({} frames dropped on a slow link)",
+                    l.channels, l.rate, l.dropped
+                );
+            }
         }
         other => anyhow::bail!("unexpected reply from the agent: {other:?}"),
     }

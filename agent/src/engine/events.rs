@@ -10,6 +10,7 @@ use crate::take::writer::TakeEvent;
 pub enum Outgoing {
     Event(EventBody),
     Meter(Box<super::meter::Window>),
+    Listen(rakkr_protocol::ListenFrame),
 }
 
 fn file(e: FileEntry) -> TakeFile {
@@ -38,6 +39,7 @@ fn status(s: TakeStatus) -> &'static str {
 pub fn outgoing(o: Output) -> Option<Outgoing> {
     Some(Outgoing::Event(match o {
         Output::Meter(m) => return Some(Outgoing::Meter(m)),
+        Output::Listen(f) => return Some(Outgoing::Listen(f)),
         Output::StartFailed { refusal } => {
             // Only a take that continues an interrupted one starts by
             // itself in the daemon.

@@ -9,6 +9,7 @@
 
 mod device;
 pub mod events;
+pub mod listen;
 pub mod meter;
 mod preroll;
 mod requests;
@@ -81,6 +82,8 @@ pub struct Status {
     pub lost: u64,
     /// The stream's sample rate (0: no stream).
     pub rate: u32,
+    /// The live listen stream, if one runs.
+    pub listening: Option<rakkr_protocol::Listening>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
@@ -101,6 +104,13 @@ pub enum Request {
     /// Ends a recording take cleanly (status `stopped`, with the reason)
     /// and stops the engine.
     Shutdown(String, oneshot::Sender<()>),
+    /// Starts, renews or changes the live listen stream.
+    Listen(
+        rakkr_protocol::ListenRequest,
+        Reply<rakkr_protocol::Listening>,
+    ),
+    /// Stops it; answers whether one ran (`why` goes to the log).
+    StopListen(&'static str, oneshot::Sender<bool>),
 }
 
 /// What the engine reports as it runs.
@@ -137,6 +147,8 @@ pub enum Output {
     StartFailed {
         refusal: Refusal,
     },
+    /// A frame of the live listen stream.
+    Listen(rakkr_protocol::ListenFrame),
 }
 
 pub fn take_format(c: Container) -> TakeFormat {
@@ -204,6 +216,29 @@ impl Handle {
             .send(Request::Receipt(take_id, receipts, tx))
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn listen(
+        &self,
+        req: rakkr_protocol::ListenRequest,
+    ) -> Result<rakkr_protocol::Listening, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Listen(req, tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn stop_listen(&self, why: &'static str) -> Result<bool, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::StopListen(why, tx))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Stops the listen stream without waiting (the link dropped).
+    pub fn end_listen(&self, why: &'static str) {
+        let (tx, _) = oneshot::channel();
+        let _ = self.tx.send(Request::StopListen(why, tx));
     }
 
     /// Stops a recording take cleanly and ends the engine thread.

@@ -30,6 +30,16 @@ impl Engine {
                 };
                 let _ = reply.send(res);
             }
+            Request::Listen(req, reply) => {
+                let _ = reply.send(self.listen(&req));
+            }
+            Request::StopListen(why, reply) => {
+                let was = self.listen.take().is_some();
+                if was {
+                    tracing::info!(why, "listen stream stopped");
+                }
+                let _ = reply.send(was);
+            }
             Request::Mark(label, reply) => {
                 let res = match self.take.as_mut() {
                     None => Err(Refusal::new(
@@ -57,6 +67,7 @@ impl Engine {
                     frames: self.live.as_ref().map_or(0, |l| l.consumed),
                     lost: self.live.as_ref().map_or(0, |l| l.xruns + l.dropped),
                     rate: self.live.as_ref().map_or(0, |l| l.cap.sample_rate),
+                    listening: self.listen.as_ref().map(|t| t.listening().clone()),
                 });
             }
             Request::Receipt(id, receipts, reply) => {
@@ -163,6 +174,31 @@ impl Engine {
             self.write_take(&pre);
         }
         Ok((info, false))
+    }
+
+    /// Starts (or renews, or changes) the listen stream on the open device.
+    fn listen(
+        &mut self,
+        req: &rakkr_protocol::ListenRequest,
+    ) -> Result<rakkr_protocol::Listening, Refusal> {
+        let Some(live) = self.live.as_ref() else {
+            return Err(Refusal::new(
+                FailureCode::Busy,
+                format!(
+                    "no capture device to listen to: {}",
+                    self.device_error.as_deref().unwrap_or("still opening")
+                ),
+            ));
+        };
+        let seq = self.listen.as_ref().map_or(0, |t| t.seq());
+        let (tap, listening) =
+            super::listen::Tap::new(req, live.cap.channels, live.cap.sample_rate, seq)
+                .map_err(|e| Refusal::new(FailureCode::InvalidArgument, e))?;
+        if self.listen.is_none() {
+            tracing::info!(channels = ?listening.channels, rate = listening.rate, "listen stream started");
+        }
+        self.listen = Some(tap);
+        Ok(listening)
     }
 
     /// Ends the recording take (if any): closes its files, reports it.

@@ -99,6 +99,8 @@ pub struct Engine {
     pub(super) sub: Vec<i32>,
     /// The block being processed (reused).
     pub(super) block: Vec<i32>,
+    /// The live listen stream, while one is asked for.
+    pub(super) listen: Option<super::listen::Tap>,
     pub(super) out: Box<dyn FnMut(Output) + Send>,
 }
 
@@ -120,6 +122,7 @@ impl Engine {
             last_audio: Instant::now(),
             sub: Vec::new(),
             block: Vec::new(),
+            listen: None,
             out,
         };
         let thread = std::thread::Builder::new()
@@ -204,9 +207,30 @@ impl Engine {
         }
         if self.take.is_none() {
             live.preroll.push(block);
+        } else {
+            self.write_take(block);
+        }
+        // NOTE: after the take: listening never delays the recording.
+        self.feed_listen(block);
+    }
+
+    fn feed_listen(&mut self, block: &[i32]) {
+        let (Some(tap), Some(live)) = (self.listen.as_mut(), self.live.as_ref()) else {
+            return;
+        };
+        if tap.expired(Instant::now()) {
+            tracing::info!("listen stream stopped: not renewed within its lease");
+            self.listen = None;
             return;
         }
-        self.write_take(block);
+        let ch = usize::from(live.cap.channels);
+        let rate = u64::from(live.cap.sample_rate.max(1));
+        // Capture time of the block's first frame: now, less the block and
+        // what still waits behind it in the ring.
+        let behind = (block.len() / ch + live.cap.consumer.slots() / ch) as u64;
+        let start_ms = crate::util::now_ms().saturating_sub(behind * 1000 / rate);
+        let out = &mut self.out;
+        tap.feed(block, ch, start_ms, &mut |f| out(Output::Listen(f)));
     }
 
     /// Writes captured frames (all device channels) into the take.

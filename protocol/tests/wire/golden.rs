@@ -936,6 +936,43 @@ fn vectors() -> Vec<Vector> {
                 replied_ms: 1_795_000_007_131,
             }),
         ),
+        ctl(
+            "command.listen",
+            cmd(
+                "c20",
+                CommandBody::Listen(ListenRequest {
+                    channels: vec![1, 2],
+                    rate: 16_000,
+                    frame_ms: 100,
+                }),
+            ),
+        ),
+        ctl("command.stop_listen", cmd("c21", CommandBody::StopListen)),
+        agent(
+            "result.listening",
+            done(
+                "c20",
+                Reply::Listening(Listening {
+                    channels: vec![1, 2],
+                    rate: 16_000,
+                    frame_samples: 1_600,
+                    lease_ms: 30_000,
+                }),
+            ),
+        ),
+        agent(
+            "result.listen_stopped",
+            done("c21", Reply::ListenStopped { was_running: true }),
+        ),
+        agent(
+            "listen",
+            AgentMsg::Listen(ListenFrame {
+                seq: 7,
+                captured_at_ms: 1_795_000_000_200,
+                rate: 16_000,
+                pcm: vec![0x01, 0x00, 0xff, 0xff],
+            }),
+        ),
     ]
 }
 
