@@ -18,7 +18,8 @@ use rakkr_protocol::{
 };
 
 use crate::takes::{
-    Console, Setup, audio_taken, recording_setup_on, spawn_recording, started, stopped, wait_logged,
+    Console, Setup, audio_taken, logged, recording_setup_on, spawn_recording, started, stopped,
+    wait_logged,
 };
 
 /// Long enough for any edge: 3 observations of a second each, on a busy
@@ -50,13 +51,7 @@ async fn next_edge(h: &ControllerHandle, signal: HealthSignal, raised: bool) -> 
             .filter(|e| e.signal == signal && e.raised == raised)
             .count()
     };
-    let seen = count(
-        &h.event_log(crate::takes::NODE)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event.body)
-            .collect::<Vec<_>>(),
-    );
+    let seen = count(&logged(h));
     wait_logged(
         h,
         EDGE,
@@ -157,12 +152,7 @@ async fn each_level_signal_is_raised_and_cleared_from_a_known_signal() {
 
     // Exactly these level edges, in this order: the burst raised nothing,
     // silence was no "low signal" and a quiet room no pair.
-    let log: Vec<EventBody> = h
-        .event_log(crate::takes::NODE)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event.body)
-        .collect();
+    let log = logged(&h);
     let got: Vec<(HealthSignal, bool)> = edges(&log)
         .into_iter()
         .filter(|e| LEVELS.contains(&e.signal))
@@ -291,12 +281,7 @@ async fn a_protocol_1_controller_gets_a_stand_in_and_no_clock_probe() {
     )
     .await;
     assert!(reason.contains("protocol 1"), "{reason}");
-    let log: Vec<EventBody> = h
-        .event_log(crate::takes::NODE)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event.body)
-        .collect();
+    let log = logged(&h);
     assert!(
         edges(&log).is_empty(),
         "a protocol-1 controller got Health events"

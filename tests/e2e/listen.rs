@@ -25,6 +25,20 @@ impl Drop for LogOnPanic {
     }
 }
 
+/// A recording node; the agent's log is printed if the test fails.
+async fn node(
+    tmp: &std::path::Path,
+) -> (
+    Option<rakkr_e2e::alsa::PacedFeeder>,
+    rakkr_controller::Controller,
+    LogOnPanic,
+) {
+    let Rig {
+        feeder, ctl, agent, ..
+    } = recording_node(tmp, &[]).await;
+    (feeder, ctl, LogOnPanic(agent))
+}
+
 fn samples(f: &ListenFrame) -> Vec<i16> {
     f.pcm
         .chunks_exact(2)
@@ -159,10 +173,7 @@ async fn listen(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_hears_the_mix_while_the_take_stays_bit_exact() {
     let tmp = tempfile::tempdir().unwrap();
-    let Rig {
-        feeder, ctl, agent, ..
-    } = recording_node(tmp.path(), &[]).await;
-    let _log = LogOnPanic(agent);
+    let (feeder, ctl, _log) = node(tmp.path()).await;
     let h = ctl.handle();
     let take = started(
         &h,
@@ -240,10 +251,7 @@ async fn a_listener_hears_the_mix_while_the_take_stays_bit_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_ends_with_the_link_and_bad_requests_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let Rig {
-        feeder, ctl, agent, ..
-    } = recording_node(tmp.path(), &[]).await;
-    let _log = LogOnPanic(agent);
+    let (feeder, ctl, _log) = node(tmp.path()).await;
     let h = ctl.handle();
     for (req, says) in [
         ((vec![1], 44_100, 50), "44100 Hz"),

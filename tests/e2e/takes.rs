@@ -153,6 +153,15 @@ pub(crate) async fn spawn_recording(
     agent
 }
 
+/// The controller's stored event log of [`NODE`], oldest first.
+pub(crate) fn logged(h: &rakkr_controller::ControllerHandle) -> Vec<EventBody> {
+    h.event_log(NODE)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.body)
+        .collect()
+}
+
 /// Polls the controller's stored event log of [`NODE`] (every 100 ms, up to
 /// `within`) until `pred` finds what it wants; panics with `what()` else.
 pub(crate) async fn wait_logged<T>(
@@ -163,12 +172,7 @@ pub(crate) async fn wait_logged<T>(
 ) -> T {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let log: Vec<EventBody> = h
-            .event_log(NODE)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event.body)
-            .collect();
+        let log = logged(h);
         if let Some(v) = pred(&log) {
             return v;
         }
