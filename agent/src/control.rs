@@ -58,6 +58,9 @@ pub struct StatusReply {
     /// The live listen stream, if the controller listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<ListenStatus>,
+    /// The capture device this agent holds open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::inventory::audio::Held>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -207,6 +210,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     .as_ref()
                     .and_then(|s| s.take.as_ref())
                     .map(|t| t.take_id.clone());
+                let capture = engine.as_ref().and_then(|s| s.held.clone());
                 let listen = engine.and_then(|s| s.listening).map(|l| ListenStatus {
                     channels: l.channels,
                     rate: l.rate,
@@ -226,6 +230,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     retention_blocked: node.retention_blocked.borrow().clone(),
                     health: node.health.borrow().clone(),
                     listen,
+                    capture,
                 }))
             }
             Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {

@@ -69,18 +69,10 @@ async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
         outcome: Outcome::Done(reply),
     };
     match &cmd.body {
-        CommandBody::Inventory => {
-            let config = node.config.clone();
-            match tokio::task::spawn_blocking(move || {
-                serde_json::to_string(&crate::inventory::build(&config, true))
-            })
-            .await
-            {
-                Ok(Ok(json)) => done(Reply::Inventory { json }),
-                Ok(Err(e)) => failed(&cmd.id, FailureCode::Internal, e.to_string()),
-                Err(e) => failed(&cmd.id, FailureCode::Internal, e.to_string()),
-            }
-        }
+        CommandBody::Inventory => match node.inventory_json().await {
+            Ok(json) => done(Reply::Inventory { json }),
+            Err(e) => failed(&cmd.id, FailureCode::Internal, format!("{e:#}")),
+        },
         CommandBody::Annotate { text } => {
             if text.trim().is_empty() || text.len() > MAX_NOTE_LEN {
                 return failed(

@@ -85,11 +85,7 @@ async fn session(
     }
     let trust = crate::trust::load(&cfg.trust).context("loading the node's trust material")?;
     let node_id = cfg.node.id.clone().unwrap_or_else(|| trust.node_id.clone());
-    let config = cfg.clone();
-    let inventory_json = tokio::task::spawn_blocking(move || {
-        serde_json::to_string(&crate::inventory::build(&config, true))
-    })
-    .await??;
+    let inventory_json = node.inventory_json().await?;
     let hello = Hello {
         versions: rakkr_protocol::version::SUPPORTED,
         agent_version: build_info::VERSION.to_owned(),

@@ -185,6 +185,22 @@ impl Node {
         Ok(event)
     }
 
+    /// The inventory as JSON (for Hello and the Inventory command), with
+    /// the capture the engine holds: a device busy because of it stays
+    /// listed with what it captures.
+    pub async fn inventory_json(&self) -> anyhow::Result<String> {
+        let held = match self.recorder.get() {
+            Some(r) => r.status().await.ok().and_then(|s| s.held),
+            None => None,
+        };
+        let config = self.config.clone();
+        let json = tokio::task::spawn_blocking(move || {
+            serde_json::to_string(&crate::inventory::build(&config, true, held.as_ref()))
+        })
+        .await??;
+        Ok(json)
+    }
+
     /// The controller holds every event up to `up_to`.
     pub async fn ack(self: &Arc<Self>, up_to: u64) -> anyhow::Result<()> {
         let me = self.clone();

@@ -122,6 +122,7 @@ mod tests {
             lost: 0,
             rate: 0,
             listening: None,
+            held: None,
         };
         assert_eq!(
             status_line(&link, Some(&idle)),

@@ -135,3 +135,88 @@ fn print_inventory_lists_the_alsa_test_device_with_its_channels() {
     assert_eq!(iface["channels"].as_array().unwrap().len(), 32);
     assert_eq!(inv["selectedDevice"]["name"], "x32file");
 }
+
+/// A device our own capture holds (one that refuses a second open, like a
+/// `hw:` card; here the probe is made to fail as busy by a test-fault
+/// build) stays an interface, with what the running capture records —
+/// in `--print-inventory` beside the daemon and in the daemon's own
+/// inventory — and only while the daemon holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_our_capture_holds_stays_in_the_inventory() {
+    use rakkr_controller::ControllerEvent;
+    use rakkr_protocol::{CommandBody, Outcome, Reply};
+    let tmp = tempfile::tempdir().unwrap();
+    let crate::takes::Setup {
+        feeder,
+        ctl,
+        mut events,
+        mut env,
+        ..
+    } = crate::takes::recording_setup(tmp.path(), &[], false).await;
+    let faults = rakkr_e2e::update::stamped(rakkr_e2e::update::NEW, true);
+    env.insert("RAKKR_FAULT".into(), "probe-busy".into());
+    let mut agent = rakkr_e2e::agent::AgentProcess::spawn_bin(&faults, &[], &env);
+    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    let h = ctl.handle();
+    crate::takes::wait_device(&h, || agent.log().join("\n")).await;
+
+    let interface = |inv: &serde_json::Value| {
+        inv["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == "alsa_pcm_x32file")
+            .cloned()
+    };
+    let print = |env: &HashMap<String, String>| {
+        let out = rakkr_e2e::agent::bin_command(&faults, env)
+            .arg("--print-inventory")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Beside the daemon: the probe fails, the running capture says what it is.
+    let inv = print(&env);
+    validate_node_inventory(&inv).unwrap();
+    let dev = inv["audioDevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "x32file")
+        .cloned()
+        .unwrap();
+    assert!(
+        dev["error"].as_str().unwrap().contains("busy"),
+        "the probe was refused: {dev}"
+    );
+    let iface = interface(&inv).unwrap_or_else(|| panic!("the held device is gone: {inv:#}"));
+    assert_eq!(iface["channelCount"], 32);
+    assert_eq!(iface["sampleRates"], serde_json::json!([48000]));
+
+    // The daemon's own inventory (what the controller gets) lists it too.
+    let json = match h
+        .command(crate::takes::NODE, CommandBody::Inventory, crate::T)
+        .await
+        .unwrap()
+        .outcome
+    {
+        Outcome::Done(Reply::Inventory { json }) => json,
+        other => panic!("{other:?}"),
+    };
+    let inv: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        interface(&inv).expect("in the daemon's inventory")["channelCount"],
+        32
+    );
+
+    // Without the daemon nothing is held: the busy device is not listed.
+    let _ = agent.terminate(crate::T);
+    let inv = print(&env);
+    assert!(interface(&inv).is_none(), "{inv:#}");
+    drop(feeder);
+    ctl.shutdown().await;
+}

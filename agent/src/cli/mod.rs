@@ -21,7 +21,13 @@ pub use args::{Cli, Command, FileFormat, TakesAction, TrustAction, UpdateAction}
 
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
 pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {
-    let inv = inventory::build(config, false);
+    // A device our running daemon holds may refuse a probe (busy): it
+    // still says what it captures. No daemon: nothing is held.
+    let held = match control::request(&config.state_dir, &control::Request::Status) {
+        Ok(control::Reply::Status(s)) => s.capture,
+        _ => None,
+    };
+    let inv = inventory::build(config, false, held.as_ref());
     if json {
         println!("{}", serde_json::to_string_pretty(&inv)?);
     } else {

@@ -84,6 +84,8 @@ pub struct Status {
     pub rate: u32,
     /// The live listen stream, if one runs.
     pub listening: Option<rakkr_protocol::Listening>,
+    /// The capture held open now (for the inventory of a busy device).
+    pub held: Option<crate::inventory::audio::Held>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;

@@ -68,6 +68,12 @@ impl Engine {
                     lost: self.live.as_ref().map_or(0, |l| l.xruns + l.dropped),
                     rate: self.live.as_ref().map_or(0, |l| l.cap.sample_rate),
                     listening: self.listen.as_ref().map(|t| t.listening().clone()),
+                    held: self.live.as_ref().map(|l| crate::inventory::audio::Held {
+                        device: l.device.clone(),
+                        channels: l.cap.channels,
+                        rate: l.cap.sample_rate,
+                        format: l.cap.format.to_string(),
+                    }),
                 });
             }
             Request::Receipt(id, receipts, reply) => {

@@ -26,6 +26,17 @@ pub struct AudioDevice {
     pub card: Option<Card>,
 }
 
+/// The capture this node's agent holds open, as the running engine knows
+/// it: a device busy because of it is still listed with these facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    pub device: String,
+    pub channels: u16,
+    pub rate: u32,
+    pub format: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Card {
     pub index: u32,
@@ -125,6 +136,10 @@ fn alsa_cards() -> Vec<(u32, String)> {
 }
 
 fn probe(device: &cpal::Device) -> (Vec<u16>, Vec<u32>, Vec<String>, Option<String>) {
+    if crate::build_info::fault("probe-busy") {
+        let busy = "Device or resource busy (test fault probe-busy)".to_owned();
+        return (Vec::new(), Vec::new(), Vec::new(), Some(busy));
+    }
     match device.supported_input_configs() {
         Err(e) => (Vec::new(), Vec::new(), Vec::new(), Some(e.to_string())),
         Ok(configs) => {
@@ -160,6 +175,11 @@ fn probe(device: &cpal::Device) -> (Vec<u16>, Vec<u32>, Vec<String>, Option<Stri
 /// Lists capture devices worth reporting: hardware (`hw:CARD=<id>,DEV=<n>`)
 /// and configured PCMs that are not mere aliases.
 pub fn discover() -> Vec<AudioDevice> {
+    discover_holding(None)
+}
+
+/// [`discover`], knowing the capture `held` by this node's agent.
+pub fn discover_holding(held: Option<&Held>) -> Vec<AudioDevice> {
     let host = cpal::host_from_id(cpal::HostId::Alsa).unwrap_or_else(|_| cpal::default_host());
     let cards = alsa_cards();
     let Ok(devices) = host.input_devices() else {
@@ -191,6 +211,13 @@ pub fn discover() -> Vec<AudioDevice> {
         {
             (channel_counts, sample_rates, sample_formats) =
                 (st.channel_counts, st.sample_rates, st.sample_formats);
+        } else if error.is_some()
+            && let Some(h) = held.filter(|h| h.device == name || h.device == raw_name)
+        {
+            // Not USB (or no /proc stream file): what our own capture
+            // runs with is known for certain.
+            (channel_counts, sample_rates, sample_formats) =
+                (vec![h.channels], vec![h.rate], vec![h.format.clone()]);
         }
         out.push(AudioDevice {
             console: is_console(&name) || is_console(&description),

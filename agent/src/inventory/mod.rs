@@ -183,11 +183,14 @@ pub fn node_id(config: &Config) -> String {
 
 /// Builds the inventory. `online` says whether this is the daemon speaking
 /// to the controller (status `online`) or a local look (status from trust).
-pub fn build(config: &Config, online: bool) -> Inventory {
+/// `held`: the capture this node's agent holds open (the daemon passes its
+/// own; `--print-inventory` asks a running daemon): a device busy because
+/// of it is still listed with what it captures.
+pub fn build(config: &Config, online: bool, held: Option<&audio::Held>) -> Inventory {
     let trust = trust::report(&config.trust);
     let hostname = system::hostname();
     let (id, id_source) = node_id_of(config, &trust, &hostname);
-    let devices = audio::discover();
+    let devices = audio::discover_holding(held);
     let (chosen, reason) = select::choose(&config.capture.device, &devices);
     let selected_device = SelectedDevice {
         name: chosen.map(|d| d.name.clone()),
