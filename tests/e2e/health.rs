@@ -289,3 +289,89 @@ async fn a_protocol_1_controller_gets_a_stand_in_and_no_clock_probe() {
     drop(feeder);
     ctl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_device_raises_device_unavailable_until_it_is_back() {
+    if !rakkr_e2e::requires(
+        "jackd (the real-time test device; apt-get install jackd2)",
+        rakkr_e2e::have("jackd"),
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let crate::takes::Rig {
+        ctl,
+        jack,
+        agent: _agent,
+        ..
+    } = crate::takes::recording_node_on(tmp.path(), &[], true).await;
+    let mut jack = jack.expect("the JACK device");
+    let h = ctl.handle();
+    audio_taken(&h, 10).await;
+    jack.crash_server();
+    let up = next_edge(&h, HealthSignal::DeviceUnavailable, true).await;
+    assert_eq!(up.severity, Severity::Critical);
+    assert_eq!(up.interface_id, "alsa_pcm_x32jack", "{up:?}");
+    assert_eq!(up.observations, 3);
+    jack.restart_server();
+    let down = next_edge(&h, HealthSignal::DeviceUnavailable, false).await;
+    assert_eq!(
+        HealthSignal::DeviceUnavailable.controller_type(down.raised),
+        "agent.meter.capture_recovered"
+    );
+    ctl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filling_recordings_disk_raises_disk_pressure_by_level() {
+    if !rakkr_e2e::requires("root (to mount a small tmpfs)", rakkr_e2e::is_root()) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let _fs = crate::diskfull::Tmpfs::mount(&rec, "32m");
+    let rec_path = rec.display().to_string();
+    let Setup {
+        feeder,
+        ctl,
+        mut events,
+        env,
+        ..
+    } = recording_setup_on(
+        tmp.path(),
+        &[
+            ("RAKKR_STORAGE_RECORDINGS_PATH", rec_path.as_str()),
+            ("RAKKR_STORAGE_MIN_FREE_MB", "2"),
+            ("RAKKR_STORAGE_WARN_FREE_MB", "2"),
+            ("RAKKR_STORAGE_STOP_FREE_MB", "1"),
+            ("RAKKR_HEALTH_DISK_WARNING_PERCENT", "40"),
+            ("RAKKR_HEALTH_DISK_CRITICAL_PERCENT", "75"),
+        ],
+        Console::Counter,
+        |_| {},
+    )
+    .await;
+    let _agent = spawn_recording(&ctl, &mut events, &env).await;
+    let h = ctl.handle();
+    let fill = |name: &str, mib: usize| {
+        std::fs::write(rec.join(name), vec![1u8; mib << 20]).unwrap();
+    };
+    fill("a", 16);
+    let up = next_edge(&h, HealthSignal::DiskPressure, true).await;
+    assert_eq!(up.severity, Severity::Warning, "{up:?}");
+    assert!((40.0..75.0).contains(&up.value), "{up:?}");
+    fill("b", 10);
+    let up = next_edge(&h, HealthSignal::DiskPressure, true).await;
+    assert_eq!(
+        up.severity,
+        Severity::Critical,
+        "raised again, higher: {up:?}"
+    );
+    assert!(up.value >= 75.0, "{up:?}");
+    std::fs::remove_file(rec.join("a")).unwrap();
+    std::fs::remove_file(rec.join("b")).unwrap();
+    let down = next_edge(&h, HealthSignal::DiskPressure, false).await;
+    assert!(down.value < 40.0, "{down:?}");
+    drop(feeder);
+    ctl.shutdown().await;
+}

@@ -12,7 +12,11 @@ use rakkr_protocol::{
 };
 
 use crate::T;
-use crate::takes::{NODE, Rig, audio_taken, drops, recording_node, run, started, stopped};
+use crate::takes::{
+    Console, NODE, Rig, Setup, audio_taken, drops, recording_node, recording_setup_on, run,
+    spawn_recording, started, stopped,
+};
+use rakkr_controller::sim::scenes::{Scene, Scenes};
 
 /// Prints the agent's log when the test fails.
 struct LogOnPanic(rakkr_e2e::agent::AgentProcess);
@@ -46,37 +50,57 @@ fn samples(f: &ListenFrame) -> Vec<i16> {
         .collect()
 }
 
-/// The agent's mono mix of 0-based counter channels `chs` at device
-/// frame `n`: their mean, truncating, in i32.
-fn mix(chs: &[usize], n: u64) -> i64 {
-    chs.iter()
-        .map(|c| i64::from(x32_sample(*c, n)))
-        .sum::<i64>()
-        / chs.len() as i64
+/// A console's known signal: channel (0-based), device frame → S32; it
+/// repeats every `period` frames.
+struct Signal {
+    at: fn(usize, u64) -> i32,
+    period: u64,
+}
+
+/// The counter console (`x32_sample`).
+const COUNTER: Signal = Signal {
+    at: x32_sample,
+    period: 1 << 18,
+};
+
+fn healthy_tone(c: usize, n: u64) -> i32 {
+    rakkr_controller::sim::scenes::sample_s32(Scene::Healthy, c, n)
+}
+
+/// The scenes console playing its healthy tones (whole cycles a second).
+const TONES: Signal = Signal {
+    at: healthy_tone,
+    period: 48_000,
+};
+
+/// The agent's mono mix of 0-based channels `chs` at device frame `n`:
+/// their mean, truncating, in i32.
+fn mix(sig: &Signal, chs: &[usize], n: u64) -> i64 {
+    chs.iter().map(|c| i64::from((sig.at)(*c, n))).sum::<i64>() / chs.len() as i64
 }
 
 /// Sample `i` of a stream decimated by `d` whose first sample starts at
 /// device frame `n0`.
-fn expected(chs: &[usize], d: u64, n0: u64, i: usize) -> i16 {
+fn expected(sig: &Signal, chs: &[usize], d: u64, n0: u64, i: usize) -> i16 {
     let n = n0 + d * i as u64;
-    let sum: i64 = (0..d).map(|k| mix(chs, n + k)).sum();
+    let sum: i64 = (0..d).map(|k| mix(sig, chs, n + k)).sum();
     ((sum / d as i64) >> 16) as i16
 }
 
-/// The device frame (mod 2^18, where the counter wraps) of the frame's
-/// first sample, if the frame is exactly the mix at some position.
-fn align(chs: &[usize], d: u64, got: &[i16], hint: Option<u64>) -> Option<u64> {
+/// The device frame (mod the signal's period) of the frame's first
+/// sample, if the frame is exactly the mix at some position.
+fn align(sig: &Signal, chs: &[usize], d: u64, got: &[i16], hint: Option<u64>) -> Option<u64> {
     let fits = |n0: u64| {
         got.iter()
             .enumerate()
-            .all(|(i, s)| expected(chs, d, n0, i) == *s)
+            .all(|(i, s)| expected(sig, chs, d, n0, i) == *s)
     };
-    if let Some(h) = hint.map(|h| h % (1 << 18))
+    if let Some(h) = hint.map(|h| h % sig.period)
         && fits(h)
     {
         return Some(h);
     }
-    (0..1u64 << 18).find(|n0| fits(*n0))
+    (0..sig.period).find(|n0| fits(*n0))
 }
 
 /// Collects `count` listen frames of the node.
@@ -100,30 +124,29 @@ async fn frames(h: &ControllerHandle, count: usize) -> Vec<(ListenFrame, u64)> {
 
 /// Checks that every frame is the mix of `chs` decimated by `d`; returns
 /// how many frames continued the previous one exactly. A frame may differ
-/// only where the console logged a drop inside it (`drops`, device frames:
-/// the counter is the device frame mod 2^18).
+/// only where the console logged a drop inside it (`drops`, device frames).
 fn check(
+    sig: &Signal,
     chs: &[usize],
     d: u64,
     got: &[(ListenFrame, u64)],
     drops: &[std::ops::Range<u64>],
 ) -> usize {
-    const WRAP: u64 = 1 << 18;
     let mut next: Option<u64> = None;
     let mut continued = 0;
     for (f, _) in got {
         let s = samples(f);
         let span = d * s.len() as u64;
-        match align(chs, d, &s, next) {
+        match align(sig, chs, d, &s, next) {
             Some(n0) => {
                 if Some(n0) == next {
                     continued += 1;
                 }
-                next = Some((n0 + span) % WRAP);
+                next = Some((n0 + span) % sig.period);
             }
             None => {
                 let inside = |r: &std::ops::Range<u64>| match next {
-                    Some(n) => (r.start % WRAP + WRAP - n) % WRAP < span,
+                    Some(n) => (r.start % sig.period + sig.period - n) % sig.period < span,
                     None => true,
                 };
                 assert!(
@@ -206,11 +229,10 @@ async fn a_listener_hears_the_mix_while_the_take_stays_bit_exact() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(s["listen"]["rate"], 48_000, "status shows the stream: {s}");
     assert_eq!(s["listen"]["channels"], serde_json::json!([1, 2]));
-    let continued = check(&[0, 1], 1, &got, &drops(&feeder));
-    assert!(
-        align(&[0], 1, &samples(&got[0].0), None).is_none(),
-        "the check tells the mix from channel 1 alone"
-    );
+    // NOTE: with the counter a mean of two channels is a third channel
+    // half a period later: this shows whole, continuous frames; the exact
+    // mix is checked with tones below.
+    let continued = check(&COUNTER, &[0, 1], 1, &got, &drops(&feeder));
     let (p50, p99) = latency(&got);
     eprintln!(
         "48 kHz mix: {continued} of {} frames continue the one before; capture to controller p50 {p50} ms, p99 {p99} ms",
@@ -226,7 +248,7 @@ async fn a_listener_hears_the_mix_while_the_take_stays_bit_exact() {
         .filter(|(f, _)| f.rate == 16_000)
         .collect();
     assert!(got.len() >= 30, "{} frames at 16 kHz", got.len());
-    let continued = check(&[2], 3, &got, &drops(&feeder));
+    let continued = check(&COUNTER, &[2], 3, &got, &drops(&feeder));
     let (p50, p99) = latency(&got);
     eprintln!(
         "16 kHz channel 3: {continued} of {} frames continue the one before; p50 {p50} ms, p99 {p99} ms",
@@ -296,6 +318,47 @@ async fn the_stream_ends_with_the_link_and_bad_requests_are_named() {
         }
         other => panic!("{other:?}"),
     }
+    drop(feeder);
+    ctl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_is_exactly_the_mean_of_the_asked_channels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        feeder,
+        ctl,
+        mut events,
+        env,
+        ..
+    } = recording_setup_on(tmp.path(), &[], Console::Scenes(Scenes::default()), |_| {}).await;
+    let _log = LogOnPanic(spawn_recording(&ctl, &mut events, &env).await);
+    let h = ctl.handle();
+    // Two tones (200 and 310 Hz): their mean is neither of them.
+    listen(&h, vec![1, 2], 48_000, 50).await;
+    let got = frames(&h, 20).await;
+    let continued = check(&TONES, &[0, 1], 1, &got, &drops(&feeder));
+    assert!(
+        align(&TONES, &[0], 1, &samples(&got[0].0), None).is_none(),
+        "the check tells the mix from channel 1 alone"
+    );
+    eprintln!(
+        "48 kHz mix of two tones: {continued} of {} frames continue the one before",
+        got.len()
+    );
+    // One channel at 16 kHz: the mean of each three samples.
+    listen(&h, vec![3], 16_000, 100).await;
+    let got: Vec<_> = frames(&h, 25)
+        .await
+        .into_iter()
+        .filter(|(f, _)| f.rate == 16_000)
+        .collect();
+    assert!(got.len() >= 15, "{} frames at 16 kHz", got.len());
+    let continued = check(&TONES, &[2], 3, &got, &drops(&feeder));
+    eprintln!(
+        "16 kHz channel 3: {continued} of {} frames continue the one before",
+        got.len()
+    );
     drop(feeder);
     ctl.shutdown().await;
 }

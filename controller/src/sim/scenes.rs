@@ -57,6 +57,11 @@ pub fn sample(scene: Scene, c: usize, n: u64) -> f64 {
     }
 }
 
+/// The S32 sample the console sends for channel `c` at frame `n`.
+pub fn sample_s32(scene: Scene, c: usize, n: u64) -> i32 {
+    s32(sample(scene, c, n))
+}
+
 /// A sample in [-1, 1) as left-justified S32 (24 bits, like a console).
 fn s32(x: f64) -> i32 {
     ((x * 8_388_607.0).round() as i32).clamp(-8_388_608, 8_388_607) << 8
