@@ -1,5 +1,5 @@
 //! The controller's node inventory and meter frame shapes
-//! (docs/controller-contract.md, ../shared/reference/controller-shapes.md)
+//! (docs/controller-contract.md)
 //! as typed checks: every key, type and constraint the controller
 //! validates. Extra keys are allowed (ours is a superset).
 

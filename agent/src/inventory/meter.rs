@@ -1,5 +1,5 @@
 //! A meter frame in the controller's shape (see
-//! `../shared/reference/controller-shapes.md`, "Meter frame"):
+//! docs/controller-contract.md, "Meter frames"):
 //! `{ capturedAt, interfaceId, nodeId, levels: [{ channelIndex, label,
 //! peakDbfs, rmsDbfs, clipping, quality? }] }`, camelCase, levels in dBFS
 //! within [-160, 24], a label on every level, `quality` absent (never
