@@ -18,8 +18,7 @@ use rakkr_protocol::{
 };
 
 use crate::takes::{
-    Console, Setup, audio_taken, logged, recording_setup_on, spawn_recording, started, stopped,
-    wait_logged,
+    Console, Rig, audio_taken, logged, recording_node_with, started, stopped, wait_logged,
 };
 
 /// Long enough for any edge: 3 observations of a second each, on a busy
@@ -83,15 +82,14 @@ fn soon(feeder: &PacedFeeder) -> u64 {
 async fn each_level_signal_is_raised_and_cleared_from_a_known_signal() {
     let tmp = tempfile::tempdir().unwrap();
     let scenes = Scenes::default();
-    let Setup {
+    let Rig {
         feeder,
         ctl,
-        mut events,
+        agent: _agent,
         env,
         ..
-    } = recording_setup_on(tmp.path(), &[], Console::Scenes(scenes.clone()), |_| {}).await;
+    } = recording_node_with(tmp.path(), &[], Console::Scenes(scenes.clone()), |_| {}).await;
     let feeder = feeder.expect("the paced console");
-    let _agent = spawn_recording(&ctl, &mut events, &env).await;
     let h = ctl.handle();
     audio_taken(&h, 30).await;
 
@@ -170,14 +168,13 @@ async fn each_level_signal_is_raised_and_cleared_from_a_known_signal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_clock_7_s_ahead_raises_skew_until_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    let Setup {
+    let Rig {
         feeder,
         ctl,
-        mut events,
+        agent: _agent,
         env,
         ..
-    } = recording_setup_on(tmp.path(), &[], Console::Counter, |_| {}).await;
-    let _agent = spawn_recording(&ctl, &mut events, &env).await;
+    } = recording_node_with(tmp.path(), &[], Console::Counter, |_| {}).await;
     let h = ctl.handle();
     h.set_clock_offset_ms(7_000);
     let up = next_edge(&h, HealthSignal::ClockSkew, true).await;
@@ -229,17 +226,16 @@ async fn a_protocol_1_controller_gets_a_stand_in_and_no_clock_probe() {
     let tmp = tempfile::tempdir().unwrap();
     let scenes = Scenes::default();
     scenes.at(0, Scene::Silence);
-    let Setup {
+    let Rig {
         feeder,
         ctl,
-        mut events,
+        agent: _agent,
         env,
         ..
-    } = recording_setup_on(tmp.path(), &[], Console::Scenes(scenes), |c| {
+    } = recording_node_with(tmp.path(), &[], Console::Scenes(scenes), |c| {
         c.versions = VersionRange { min: 1, max: 1 }
     })
     .await;
-    let _agent = spawn_recording(&ctl, &mut events, &env).await;
     let h = ctl.handle();
     // The node knows (other signals may be raised too on a busy machine:
     // CPU pressure, xruns; each goes the same way).
@@ -331,13 +327,12 @@ async fn a_filling_recordings_disk_raises_disk_pressure_by_level() {
     let rec = tmp.path().join("rec");
     let _fs = crate::diskfull::Tmpfs::mount(&rec, "32m");
     let rec_path = rec.display().to_string();
-    let Setup {
+    let Rig {
         feeder,
         ctl,
-        mut events,
-        env,
+        agent: _agent,
         ..
-    } = recording_setup_on(
+    } = recording_node_with(
         tmp.path(),
         &[
             ("RAKKR_STORAGE_RECORDINGS_PATH", rec_path.as_str()),
@@ -351,7 +346,6 @@ async fn a_filling_recordings_disk_raises_disk_pressure_by_level() {
         |_| {},
     )
     .await;
-    let _agent = spawn_recording(&ctl, &mut events, &env).await;
     let h = ctl.handle();
     let fill = |name: &str, mib: usize| {
         std::fs::write(rec.join(name), vec![1u8; mib << 20]).unwrap();

@@ -18,6 +18,17 @@ fn inventory(env: &HashMap<String, String>) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("inventory is JSON")
 }
 
+/// The inventory's audio device `name`; panics if it is not listed.
+fn audio_device(inv: &serde_json::Value, name: &str) -> serde_json::Value {
+    inv["audioDevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not listed: {inv:#}"))
+}
+
 #[test]
 fn print_inventory_works_with_nothing_set_up_and_writes_nothing() {
     init_logging();
@@ -110,12 +121,7 @@ fn print_inventory_lists_the_alsa_test_device_with_its_channels() {
     ]);
     let inv = inventory(&env);
     validate_node_inventory(&inv).unwrap();
-    let dev = inv["audioDevices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "x32file")
-        .unwrap_or_else(|| panic!("x32file not listed: {inv:#}"));
+    let dev = &audio_device(&inv, "x32file");
     assert_eq!(dev["channelCounts"], serde_json::json!([32]));
     assert_eq!(dev["console"], true);
     assert!(
@@ -182,13 +188,7 @@ async fn a_device_our_capture_holds_stays_in_the_inventory() {
     // Beside the daemon: the probe fails, the running capture says what it is.
     let inv = print(&env);
     validate_node_inventory(&inv).unwrap();
-    let dev = inv["audioDevices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "x32file")
-        .cloned()
-        .unwrap();
+    let dev = audio_device(&inv, "x32file");
     assert!(
         dev["error"].as_str().unwrap().contains("busy"),
         "the probe was refused: {dev}"

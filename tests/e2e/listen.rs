@@ -13,8 +13,8 @@ use rakkr_protocol::{
 
 use crate::T;
 use crate::takes::{
-    Console, NODE, Rig, Setup, audio_taken, drops, recording_node, recording_setup_on, run,
-    spawn_recording, started, stopped,
+    Console, NODE, Rig, audio_taken, drops, recording_node, recording_node_with, run, started,
+    stopped,
 };
 use rakkr_controller::sim::scenes::{Scene, Scenes};
 
@@ -325,14 +325,10 @@ async fn the_stream_ends_with_the_link_and_bad_requests_are_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_is_exactly_the_mean_of_the_asked_channels() {
     let tmp = tempfile::tempdir().unwrap();
-    let Setup {
-        feeder,
-        ctl,
-        mut events,
-        env,
-        ..
-    } = recording_setup_on(tmp.path(), &[], Console::Scenes(Scenes::default()), |_| {}).await;
-    let _log = LogOnPanic(spawn_recording(&ctl, &mut events, &env).await);
+    let Rig {
+        feeder, ctl, agent, ..
+    } = recording_node_with(tmp.path(), &[], Console::Scenes(Scenes::default()), |_| {}).await;
+    let _log = LogOnPanic(agent);
     let h = ctl.handle();
     // Two tones (200 and 310 Hz): their mean is neither of them.
     listen(&h, vec![1, 2], 48_000, 50).await;

@@ -76,6 +76,8 @@ pub(crate) struct Rig {
     pub store: std::path::PathBuf,
     pub ctl: Controller,
     pub agent: AgentProcess,
+    /// The agent's environment (for its CLI: `status`, …).
+    pub env: HashMap<String, String>,
 }
 
 /// What the paced device dropped so far (none for JACK or no device).
@@ -109,6 +111,16 @@ pub(crate) async fn recording_node_on(
     extra: &[(&str, &str)],
     jack: bool,
 ) -> Rig {
+    recording_node_with(tmp, extra, Console::of(jack), |_| {}).await
+}
+
+/// A recording node on `console`, its controller adjusted by `configure`.
+pub(crate) async fn recording_node_with(
+    tmp: &std::path::Path,
+    extra: &[(&str, &str)],
+    console: Console,
+    configure: impl FnOnce(&mut ControllerConfig),
+) -> Rig {
     let Setup {
         feeder,
         jack: jack_dev,
@@ -117,7 +129,7 @@ pub(crate) async fn recording_node_on(
         ctl,
         mut events,
         env,
-    } = recording_setup(tmp, extra, jack).await;
+    } = recording_setup_on(tmp, extra, console, configure).await;
     let agent = spawn_recording(&ctl, &mut events, &env).await;
     Rig {
         feeder,
@@ -126,6 +138,7 @@ pub(crate) async fn recording_node_on(
         store,
         ctl,
         agent,
+        env,
     }
 }
 
@@ -213,12 +226,7 @@ pub(crate) async fn recording_setup_with(
     jack: bool,
     configure: impl FnOnce(&mut ControllerConfig),
 ) -> Setup {
-    let console = if jack {
-        Console::Jack
-    } else {
-        Console::Counter
-    };
-    recording_setup_on(tmp, extra, console, configure).await
+    recording_setup_on(tmp, extra, Console::of(jack), configure).await
 }
 
 /// Which simulated console a recording node records from.
@@ -229,6 +237,13 @@ pub(crate) enum Console {
     Scenes(rakkr_controller::sim::scenes::Scenes),
     /// The JACK device (`x32jack`, real time, can xrun).
     Jack,
+}
+
+impl Console {
+    /// The JACK device when `jack`, else the counter console.
+    pub(crate) fn of(jack: bool) -> Self {
+        if jack { Self::Jack } else { Self::Counter }
+    }
 }
 
 pub(crate) async fn recording_setup_on(

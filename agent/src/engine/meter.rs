@@ -30,7 +30,7 @@ struct Acc {
     crossings: u32,
     last_sign: bool,
     clipped: bool,
-    /// Σx and Σ x·x_next (the next channel), x scaled to full scale 1.0.
+    /// Σx and Σ x·x_next (the next channel), raw i32 values.
     sum: f64,
     sum_xy: f64,
 }
@@ -81,16 +81,16 @@ impl Meter {
         for frame in block.chunks_exact(ch) {
             for (c, (a, s)) in self.acc.iter_mut().zip(frame).enumerate() {
                 let v = i64::from(*s);
-                let xs = f64::from(*s) / FULL_SCALE;
-                a.sum += xs;
-                if let Some(next) = frame.get(c + 1) {
-                    a.sum_xy += xs * (f64::from(*next) / FULL_SCALE);
-                }
                 let mag = v.abs();
                 a.peak = a.peak.max(mag);
                 a.clipped |= mag >= CLIP;
+                // Raw sums, scaled to full scale once per window (flush).
                 let x = v as f64;
+                a.sum += x;
                 a.sum_sq += x * x;
+                if let Some(next) = frame.get(c + 1) {
+                    a.sum_xy += x * f64::from(*next);
+                }
                 let sign = v >= 0;
                 if sign != a.last_sign {
                     a.crossings += 1;
@@ -112,10 +112,10 @@ impl Meter {
         sums.frames = self.frames as u64;
         for (i, a) in self.acc.iter().enumerate() {
             sums.peak[i] = a.peak as f64 / FULL_SCALE;
-            sums.sum[i] = a.sum;
+            sums.sum[i] = a.sum / FULL_SCALE;
             sums.sum_sq[i] = a.sum_sq / (FULL_SCALE * FULL_SCALE);
             if i + 1 < ch {
-                sums.sum_xy[i] = a.sum_xy;
+                sums.sum_xy[i] = a.sum_xy / (FULL_SCALE * FULL_SCALE);
             }
         }
         let levels = self

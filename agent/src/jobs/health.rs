@@ -40,6 +40,8 @@ pub async fn run(
     let mut monitor = Monitor::new(node.config.health.clone());
     let mut seconds = levels::Seconds::default();
     let mut ticks = Ticks::default();
+    // Read once a tick, not at every second of audio as well.
+    let mut sync = None;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -52,7 +54,7 @@ pub async fn run(
                         let reading = Reading::from((o, w.frame.interface_id.as_str()));
                         report(&node, &mut monitor, reading).await;
                     }
-                    publish(&node, &monitor);
+                    publish(&node, &monitor, &sync);
                 }
             }
             _ = tick.tick() => {
@@ -65,17 +67,18 @@ pub async fn run(
                     }
                     report(&node, &mut monitor, reading).await;
                 }
-                publish(&node, &monitor);
+                sync = Some(system::clock_sync());
+                publish(&node, &monitor, &sync);
             }
         }
     }
 }
 
-fn publish(node: &Node, monitor: &Monitor) {
+fn publish(node: &Node, monitor: &Monitor, sync: &Option<system::ClockSync>) {
     node.health.send_replace(HealthStatus {
         signals: monitor.status(),
         clock: *node.clock.borrow(),
-        clock_sync: Some(system::clock_sync()),
+        clock_sync: sync.clone(),
     });
 }
 
