@@ -151,6 +151,10 @@ fn print_inventory_lists_the_alsa_test_device_with_its_channels() {
 async fn a_device_our_capture_holds_stays_in_the_inventory() {
     use rakkr_controller::ControllerEvent;
     use rakkr_protocol::{CommandBody, Outcome, Reply};
+    // Built before the console starts: a slow build must not outlast it
+    // (the paced FIFO console ends after its bound, and an agent opening
+    // a FIFO nobody writes waits; stop 26's CI timed out so).
+    let faults = rakkr_e2e::update::stamped(rakkr_e2e::update::NEW, true);
     let tmp = tempfile::tempdir().unwrap();
     let crate::takes::Setup {
         feeder,
@@ -159,7 +163,6 @@ async fn a_device_our_capture_holds_stays_in_the_inventory() {
         mut env,
         ..
     } = crate::takes::recording_setup(tmp.path(), &[], false).await;
-    let faults = rakkr_e2e::update::stamped(rakkr_e2e::update::NEW, true);
     env.insert("RAKKR_FAULT".into(), "probe-busy".into());
     let mut agent = rakkr_e2e::agent::AgentProcess::spawn_bin(&faults, &[], &env);
     rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
