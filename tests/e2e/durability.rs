@@ -137,3 +137,64 @@ fn kill_9_mid_take_wav_recovers_with_at_most_one_second_lost() {
 fn kill_9_mid_take_w64_recovers_with_at_most_one_second_lost() {
     kill_mid_take_then_recover("w64");
 }
+
+/// Audio captured before a stop belongs to the take even when the engine
+/// runs behind the device: a test-fault build stops reading the ring from
+/// a mark to the stop (as a writer starved on a busy machine does), so
+/// the ring holds a second of audio when the stop comes. The take must
+/// end where the device was when the stop was sent, not where the writer
+/// was (stop 26's CI lost 0.3 s so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_keeps_the_audio_the_engine_had_not_written_yet() {
+    use crate::takes::{Setup, recording_setup, run, start, started, stopped};
+    use rakkr_controller::ControllerEvent;
+    use rakkr_protocol::{CommandBody, Outcome, Reply};
+    // Built before the console starts: a slow build must not outlast it.
+    let faults = rakkr_e2e::update::stamped(rakkr_e2e::update::NEW, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        feeder,
+        ctl,
+        mut events,
+        mut env,
+        ..
+    } = recording_setup(tmp.path(), &[], false).await;
+    let feeder = feeder.expect("the FIFO console");
+    env.insert("RAKKR_FAULT".into(), "stall-after-mark".into());
+    let mut agent = AgentProcess::spawn_bin(&faults, &[], &env);
+    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    let h = ctl.handle();
+    crate::takes::wait_device(&h, || agent.log().join("\n")).await;
+    let take = started(&h, start("behind")).await;
+    let marked = run(
+        &h,
+        CommandBody::Mark {
+            label: "engine stalls".into(),
+        },
+    )
+    .await;
+    assert!(
+        matches!(marked, Outcome::Done(Reply::Marked { .. })),
+        "{marked:?}"
+    );
+    // A second of device time passes with the engine reading nothing (the
+    // 2 s ring holds it).
+    let from = feeder.fed();
+    rakkr_e2e::wait_until(crate::T, "a second of audio fed", || {
+        feeder.fed() >= from + 48_000
+    });
+    let sent_at = feeder.fed();
+    let m = stopped(&h, "behind").await;
+    assert_eq!(m["status"], "complete", "{m}");
+    let dir = Path::new(&take.dir);
+    crate::takes::assert_take_reaches(dir, &m, &feeder.drops().ranges(), sent_at);
+    assert!(
+        agent
+            .terminate(Duration::from_secs(6))
+            .is_some_and(|s| s.success())
+    );
+    ctl.shutdown().await;
+}

@@ -12,6 +12,7 @@ pub mod events;
 pub mod listen;
 pub mod meter;
 mod preroll;
+mod recording;
 mod requests;
 pub mod thread;
 

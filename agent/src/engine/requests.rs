@@ -5,8 +5,7 @@ use rakkr_protocol::{FailureCode, TakeInfo};
 
 use super::thread::{Active, Engine};
 use super::{Output, Refusal, Request, StartRequest, Status, take_format};
-use crate::take::manifest::Manifest;
-use crate::take::writer::{Ending, Finished, Take, TakeSpec};
+use crate::take::writer::{Take, TakeSpec};
 
 impl Engine {
     pub(super) fn handle(&mut self, req: Request) {
@@ -24,9 +23,13 @@ impl Engine {
                         FailureCode::InvalidArgument,
                         format!("take {id} is not recording (take {} is)", a.info.take_id),
                     )),
-                    Some(_) => self
-                        .end_take(ending)
-                        .ok_or_else(|| Refusal::new(FailureCode::Internal, "no take is recording")),
+                    Some(_) => match self.catch_up() {
+                        // Its duration or the disk ended it meanwhile.
+                        Some(ended) => Ok(ended),
+                        None => self.end_take(ending).ok_or_else(|| {
+                            Refusal::new(FailureCode::Internal, "no take is recording")
+                        }),
+                    },
                 };
                 let _ = reply.send(res);
             }
@@ -205,43 +208,6 @@ impl Engine {
         }
         self.listen = Some(tap);
         Ok(listening)
-    }
-
-    /// Ends the recording take (if any): closes its files, reports it.
-    /// The take is always reported as ended (the agent records again at
-    /// once); when its final manifest could not be written, the reason says
-    /// so and the next start's recovery finishes the take directory.
-    pub(super) fn end_take(&mut self, ending: Ending) -> Option<(TakeInfo, Manifest)> {
-        let a = self.take.take()?;
-        let info = self.info_now(&a);
-        let mut events = Vec::new();
-        let Finished {
-            mut manifest,
-            persisted,
-        } = a.take.finish(ending, &mut events);
-        for event in events {
-            (self.out)(Output::Take {
-                take_id: info.take_id.clone(),
-                event,
-            });
-        }
-        if let Err(e) = persisted {
-            tracing::error!(take = %info.take_id, error = format!("{e:#}"), "could not write the final manifest; every file is closed, and the take is finished by `recover` at the next start");
-            let what = format!(
-                "the final manifest could not be written ({e:#}); every file is closed, and `recover` (run at every start) finishes the take directory"
-            );
-            manifest.stop_reason = Some(match manifest.stop_reason.take() {
-                Some(r) => format!("{r}; {what}"),
-                None => what,
-            });
-            manifest.status = crate::take::manifest::TakeStatus::Stopped;
-        }
-        tracing::info!(take = %info.take_id, frames = manifest.frames, status = ?manifest.status, "take ended");
-        (self.out)(Output::Stopped {
-            info: info.clone(),
-            manifest: Box::new(manifest.clone()),
-        });
-        Some((info, manifest))
     }
 }
 

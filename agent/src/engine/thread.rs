@@ -13,7 +13,7 @@ use super::preroll::PreRoll;
 use super::{Handle, Output, Request, StartRequest};
 use crate::capture::Capture;
 use crate::config::{CaptureConfig, DiskGuard};
-use crate::take::writer::{Ending, MustStop, Take, TakeEvent};
+use crate::take::writer::{Ending, Take};
 
 /// Frames moved from the ring per step.
 const BLOCK_FRAMES: usize = 4096;
@@ -101,6 +101,9 @@ pub struct Engine {
     pub(super) block: Vec<i32>,
     /// The live listen stream, while one is asked for.
     pub(super) listen: Option<super::listen::Tap>,
+    /// The take that ended last (what a stop that found it ended while
+    /// catching up replies).
+    pub(super) ended: Option<(TakeInfo, crate::take::manifest::Manifest)>,
     pub(super) out: Box<dyn FnMut(Output) + Send>,
 }
 
@@ -123,6 +126,7 @@ impl Engine {
             sub: Vec::new(),
             block: Vec::new(),
             listen: None,
+            ended: None,
             out,
         };
         let thread = std::thread::Builder::new()
@@ -132,17 +136,36 @@ impl Engine {
     }
 
     fn run(mut self, rx: Receiver<Request>) {
+        // Test fault: from a mark to the next stop the engine reads no
+        // audio (it serves requests), as a writer starved on a busy
+        // machine falls behind the device.
+        let stall_after_mark = crate::build_info::fault("stall-after-mark");
+        let mut stalled = false;
         loop {
             loop {
-                match rx.try_recv() {
+                let next = if stalled {
+                    rx.recv().map_err(|_| TryRecvError::Disconnected)
+                } else {
+                    rx.try_recv()
+                };
+                match next {
                     Ok(Request::Shutdown(reason, done)) => {
+                        self.catch_up();
                         self.end_take(Ending::early("shutdown", reason));
                         let _ = done.send(());
                         return;
                     }
-                    Ok(req) => self.handle(req),
+                    Ok(req) => {
+                        match req {
+                            Request::Mark(..) => stalled = stall_after_mark,
+                            Request::Stop(..) => stalled = false,
+                            _ => {}
+                        }
+                        self.handle(req);
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
+                        self.catch_up();
                         self.end_take(Ending::early("shutdown", "the agent is shutting down"));
                         return;
                     }
@@ -160,11 +183,17 @@ impl Engine {
     }
     /// Moves one block from the ring. `false` when there was nothing.
     fn step(&mut self) -> bool {
+        self.step_upto(BLOCK_FRAMES) > 0
+    }
+
+    /// Moves at most `max` frames (and one block) from the ring; returns
+    /// how many it moved.
+    pub(super) fn step_upto(&mut self, max: usize) -> usize {
         let Some(live) = self.live.as_mut() else {
-            return false;
+            return 0;
         };
         let ch = usize::from(live.cap.channels);
-        let mut frames = (live.cap.consumer.slots() / ch).min(BLOCK_FRAMES);
+        let mut frames = (live.cap.consumer.slots() / ch).min(BLOCK_FRAMES.min(max));
         if let Some(limit) = self.take.as_ref().and_then(|a| a.limit) {
             let pos = self.take.as_ref().map_or(0, |a| a.take.position());
             frames = frames.min((limit - pos) as usize);
@@ -173,13 +202,13 @@ impl Engine {
         if frames == 0 {
             self.poll_take();
             self.check_device();
-            return false;
+            return 0;
         }
         let Some(live) = self.live.as_mut() else {
-            return false;
+            return 0;
         };
         let Ok(chunk) = live.cap.consumer.read_chunk(frames * ch) else {
-            return false;
+            return 0;
         };
         let (a, b) = chunk.as_slices();
         // NOTE: one buffer for the engine's life: no allocation per block.
@@ -195,7 +224,7 @@ impl Engine {
         self.last_audio = Instant::now();
         self.process(&block);
         self.block = block;
-        true
+        frames
     }
 
     fn process(&mut self, block: &[i32]) {
@@ -231,68 +260,5 @@ impl Engine {
         let start_ms = crate::util::now_ms().saturating_sub(behind * 1000 / rate);
         let out = &mut self.out;
         tap.feed(block, ch, start_ms, &mut |f| out(Output::Listen(f)));
-    }
-
-    /// Writes captured frames (all device channels) into the take.
-    pub(super) fn write_take(&mut self, block: &[i32]) {
-        let (Some(live), Some(active)) = (self.live.as_ref(), self.take.as_mut()) else {
-            return;
-        };
-        let ch = usize::from(live.cap.channels);
-        let data: &[i32] = if active.channels == ch {
-            block
-        } else {
-            self.sub.clear();
-            for f in block.chunks_exact(ch) {
-                self.sub.extend_from_slice(&f[..active.channels]);
-            }
-            &self.sub
-        };
-        let mut events = Vec::new();
-        let res = active.take.write(data, &mut events);
-        self.emit_take_events(events);
-        let stop = match res {
-            Ok(Some(MustStop(why))) => Some(Ending::early("disk", why)),
-            Ok(None) => None,
-            Err(e) => Some(Ending::early("error", format!("writing failed: {e:#}"))),
-        };
-        let reached = self
-            .take
-            .as_ref()
-            .is_some_and(|a| a.limit.is_some_and(|l| a.take.position() >= l));
-        if let Some(ending) = stop {
-            self.end_take(ending);
-        } else if reached {
-            self.end_take(Ending::asked("duration"));
-        }
-    }
-
-    /// Passes on what the take finished in the background (hashed segments)
-    /// while no audio comes to drive `write`.
-    fn poll_take(&mut self) {
-        let Some(active) = self.take.as_mut() else {
-            return;
-        };
-        let mut events = Vec::new();
-        if let Err(e) = active.take.poll(&mut events) {
-            tracing::error!(take = %active.info.take_id, error = format!("{e:#}"), "recording the hashes of a closed segment");
-        }
-        if !events.is_empty() {
-            self.emit_take_events(events);
-        }
-    }
-
-    pub(super) fn emit_take_events(&mut self, events: Vec<TakeEvent>) {
-        let id = self
-            .take
-            .as_ref()
-            .map(|a| a.info.take_id.clone())
-            .unwrap_or_default();
-        for event in events {
-            (self.out)(Output::Take {
-                take_id: id.clone(),
-                event,
-            });
-        }
     }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::x32_sample;
 
 /// The signal's frame counter wraps at 2^18 frames (5.4 s at 48 kHz).
-const WRAP: u64 = 1 << 18;
+pub const WRAP: u64 = 1 << 18;
 
 /// Where the take's frames sit in the signal: take frame `n` is signal
 /// frame `base + n + (jumps at or before n)`, modulo [`WRAP`].
