@@ -61,6 +61,9 @@ pub struct StatusReply {
     /// The capture device this agent holds open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::inventory::audio::Held>,
+    /// Every setting in force and where it comes from.
+    #[serde(default)]
+    pub config: crate::config::origins::ConfigStatus,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -231,6 +234,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     health: node.health.borrow().clone(),
                     listen,
                     capture,
+                    config: node.live().status(),
                 }))
             }
             Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {

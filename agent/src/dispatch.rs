@@ -161,6 +161,13 @@ async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
                 failed(&cmd.id, code, message)
             }
         },
+        CommandBody::Configure(push) => match crate::jobs::configure::apply(node, push).await {
+            Ok(applied) => done(Reply::Configured(applied)),
+            Err((code, message)) => {
+                tracing::warn!(id = %cmd.id, version = push.version, %message, "pushed configuration refused");
+                failed(&cmd.id, code, message)
+            }
+        },
         CommandBody::StartTake(_)
         | CommandBody::StopTake { .. }
         | CommandBody::Mark { .. }

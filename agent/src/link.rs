@@ -273,9 +273,10 @@ async fn serve(
     // Frames queued for an earlier session are stale.
     while listen.try_recv().is_ok() {}
     let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
+    let settings = node.settings.subscribe();
     let mut reads = reads::Reads::start(
         node.config.recordings_path.clone(),
-        node.config.transfer_max_bytes_per_second,
+        Box::new(move || settings.borrow().transfer_max_bytes_per_second),
     )
     .map_err(|e| LinkError::Io(format!("starting the take reader: {e}")))?;
     loop {

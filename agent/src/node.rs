@@ -46,7 +46,12 @@ pub enum LinkStatus {
 
 #[derive(Debug)]
 pub struct Node {
+    /// The configuration the daemon started with (what no push changes:
+    /// the link, trust, paths).
     pub config: Config,
+    /// The configuration in force, swapped whole when the controller
+    /// pushes settings (see `jobs::configure`).
+    pub settings: watch::Sender<Arc<Config>>,
     outbox: Mutex<Outbox>,
     pub(crate) commands: Mutex<CommandLog>,
     /// Commands run one at a time (a repeated id waits for the first to
@@ -124,6 +129,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     pub fn new(config: Config, outbox: Outbox, commands: CommandLog) -> Arc<Self> {
         Arc::new(Self {
+            settings: watch::channel(Arc::new(config.clone())).0,
             config,
             outbox: Mutex::new(outbox),
             commands: Mutex::new(commands),
@@ -143,6 +149,11 @@ impl Node {
             health: watch::channel(Default::default()).0,
             listen: Default::default(),
         })
+    }
+
+    /// The configuration in force now.
+    pub fn live(&self) -> Arc<Config> {
+        self.settings.borrow().clone()
     }
 
     /// Asks the daemon to stop cleanly and exit for a restart.
@@ -193,7 +204,7 @@ impl Node {
             Some(r) => r.status().await.ok().and_then(|s| s.held),
             None => None,
         };
-        let config = self.config.clone();
+        let config = self.live();
         let json = tokio::task::spawn_blocking(move || {
             serde_json::to_string(&crate::inventory::build(&config, true, held.as_ref()))
         })

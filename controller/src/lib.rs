@@ -215,6 +215,15 @@ pub enum ControllerError {
     },
     #[error("connection to node {0} closed before the command was sent")]
     Closed(String),
+    #[error(
+        "node {node} speaks protocol {version}; {what} needs {needs} or later (update the agent)"
+    )]
+    TooOld {
+        node: String,
+        version: u16,
+        what: &'static str,
+        needs: u16,
+    },
 }
 
 pub(crate) enum Outgoing {
@@ -450,6 +459,19 @@ impl ControllerHandle {
         body: CommandBody,
         timeout: Duration,
     ) -> Result<CommandResult, ControllerError> {
+        // NOTE: a command an agent's protocol version lacks would not
+        // decode there: refused here instead.
+        if matches!(body, CommandBody::Configure(_))
+            && let Some(info) = self.node(node)
+            && info.version < rakkr_protocol::version::CONFIG
+        {
+            return Err(ControllerError::TooOld {
+                node: node.to_owned(),
+                version: info.version,
+                what: "pushed configuration",
+                needs: rakkr_protocol::version::CONFIG,
+            });
+        }
         let tx = self.sender(node)?;
         let (done, wait) = oneshot::channel();
         lock(&self.shared.pending)

@@ -348,15 +348,45 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
                 eprintln!("error: {e}");
             }
         }
+        ("configure", Some(node), Some(rest)) => match configure(handle, node, rest).await {
+            Ok(r) => print_json(&r),
+            Err(e) => eprintln!("error: {e:#}"),
+        },
         ("update", Some(node), Some(rest)) => match push_update(handle, node, rest).await {
             Ok(r) => print_json(&r),
             Err(e) => eprintln!("error: {e:#}"),
         },
         _ => eprintln!(
-            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | clock-offset MS | quit"
+            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | configure NODE VERSION FILE.json [force] | clock-offset MS | quit"
         ),
     }
     true
+}
+
+/// `configure NODE VERSION FILE.json [force]`: pushes the settings in
+/// FILE.json (sections of keys, as in the agent's config file) as
+/// configuration version VERSION.
+async fn configure(
+    handle: &ControllerHandle,
+    node: &str,
+    rest: &str,
+) -> anyhow::Result<rakkr_protocol::CommandResult> {
+    let mut w = rest.split_whitespace();
+    let (Some(version), Some(file)) = (w.next(), w.next()) else {
+        bail!("usage: configure NODE VERSION FILE.json [force]");
+    };
+    let version = version
+        .parse()
+        .with_context(|| format!("version {version:?} is not a whole number"))?;
+    let document = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    let push = rakkr_protocol::ConfigPush {
+        version,
+        document,
+        force: w.next() == Some("force"),
+    };
+    Ok(handle
+        .command(node, CommandBody::Configure(push), Duration::from_secs(30))
+        .await?)
 }
 
 /// `update NODE VERSION FILE [force]`: publishes FILE (a release .tar.gz or

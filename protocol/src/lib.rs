@@ -8,6 +8,7 @@
 //! - [`health`]: health signals and the clock probe.
 //! - [`listen`]: the live listen stream.
 //! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
+//! - [`settings`]: node configuration pushed by the controller.
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
 
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod listen;
 pub mod liveness;
 pub mod message;
+pub mod settings;
 pub mod tls;
 pub mod version;
 
@@ -27,4 +29,5 @@ pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
 pub use health::{ClockReply, HealthEvent, HealthSignal, Severity};
 pub use listen::{ListenFrame, ListenRequest, Listening};
 pub use message::*;
+pub use settings::{ConfigApplied, ConfigPush, Reopen};
 pub use tls::ALPN;

@@ -141,6 +141,11 @@ impl Command {
                 }
                 Ok(())
             }
+            CommandBody::Configure(c) => check(
+                "config document",
+                &c.document,
+                crate::settings::CONFIG_DOCUMENT_MAX,
+            ),
             CommandBody::Inventory
             | CommandBody::TakeStatus
             | CommandBody::RotateTrust

@@ -394,7 +394,7 @@ pub enum Outcome {
 /// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
 /// TakeStatus 3, TakeStopped 4, Marked 5, Update 6, RenewalStarted 7,
 /// TrustBundle 8, Takes 9, TakeFiles 10, Receipt 11, Listening 12,
-/// ListenStopped 13.
+/// ListenStopped 13, Configured 14.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
@@ -448,6 +448,8 @@ pub enum Reply {
     Listening(crate::listen::Listening),
     /// StopListen: no stream runs now (`was_running`: one did).
     ListenStopped { was_running: bool },
+    /// Configure: the document is in force.
+    Configured(crate::settings::ConfigApplied),
 }
 
 /// A take on the node, as `ListTakes` reports it.
@@ -691,7 +693,7 @@ pub struct Command {
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
 /// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8,
 /// UpdateSigned 9, ListTakes 10, TakeFiles 11, Receipt 12, Listen 13,
-/// StopListen 14.
+/// StopListen 14, Configure 15.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -737,6 +739,9 @@ pub enum CommandBody {
     Listen(crate::listen::ListenRequest),
     /// Stop the live listen stream.
     StopListen,
+    /// Replace the node's pushed configuration (see `settings`; protocol
+    /// version 3 and later).
+    Configure(crate::settings::ConfigPush),
 }
 
 /// An agent release to install. The hash comes over the authenticated

@@ -3,11 +3,15 @@
 use crate::message::VersionRange;
 
 /// The versions this build of the protocol crate speaks.
-pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 2 };
+pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 3 };
 
 /// The first version with health events (`EventBody::Health`) and the
 /// clock probe (`ClockProbe`/`ClockReply`); see PROTOCOL.md §5.5.
 pub const HEALTH: u16 = 2;
+
+/// The first version with pushed configuration (`Configure`/`Configured`);
+/// see PROTOCOL.md §5.7.
+pub const CONFIG: u16 = 3;
 
 /// The highest version in both ranges, if any.
 pub fn negotiate(agent: VersionRange, controller: VersionRange) -> Option<u16> {

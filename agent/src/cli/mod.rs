@@ -13,6 +13,7 @@ pub mod encode;
 pub mod enroll;
 pub mod meter;
 pub mod record;
+mod settings;
 pub mod takes;
 pub mod trust;
 pub mod update;
@@ -57,6 +58,7 @@ pub fn check(config: &Config, config_only: bool) -> anyhow::Result<()> {
             ep.address(),
             ep.server_name
         );
+        settings::print(&config.status(), true);
         return Ok(());
     }
     let loaded = crate::trust::require(&config.trust).context(Failure::Trust)?;
@@ -76,6 +78,7 @@ pub fn check(config: &Config, config_only: bool) -> anyhow::Result<()> {
         loaded.node_id,
         util::iso8601(loaded.not_after_unix)
     );
+    settings::print(&config.status(), true);
     Ok(())
 }
 
@@ -106,6 +109,7 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 println!("retention: {why}");
             }
             print_health(&s.health);
+            settings::print(&s.config, false);
             if let Some(l) = &s.listen {
                 println!(
                     "listen: the controller listens to channels {:?} at {} Hz ({} frames dropped on a slow link)",

@@ -6,6 +6,8 @@
 
 mod env;
 mod health;
+pub mod origins;
+pub mod pushed;
 mod raw;
 mod resolve;
 
@@ -68,6 +70,16 @@ pub struct Config {
     pub retention: crate::take::retention::Policy,
     /// Health signal thresholds and hysteresis (see `health/`).
     pub health: HealthConfig,
+    /// Where each key's value comes from (`section.key` → origin).
+    pub origins: std::collections::BTreeMap<String, origins::Origin>,
+    /// The pushed document in force, if any.
+    pub pushed: Option<pushed::Pushed>,
+    /// Why the pushed document kept in the state directory is not in
+    /// force (it no longer fits the operator's settings, or is damaged).
+    pub pushed_ignored: Option<String>,
+    /// The operator's file as read at start (a push is merged with it,
+    /// not with later edits: those take a restart, as before).
+    pub file_text: String,
 }
 
 /// Probation of a freshly installed binary (see `update/probation.rs` and `jobs/probation.rs`).
@@ -229,6 +241,18 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
     state_dir: &Path,
 ) -> Result<Config, ConfigError> {
+    parse_with(text, path, env, state_dir, None)
+}
+
+/// [`parse`] over a pushed document: the file's keys and the variables
+/// win over it (see `pushed`).
+pub fn parse_with(
+    text: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    state_dir: &Path,
+    pushed: Option<&pushed::Pushed>,
+) -> Result<Config, ConfigError> {
     let mut table: toml::Table =
         text.parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax {
@@ -243,18 +267,39 @@ pub fn parse(
         detail: e.to_string(),
     })?;
     let file = table.clone();
+    if let Some(p) = pushed {
+        table = under(&p.settings, table);
+    }
     env::overlay(&mut table, env)?;
     let merged = table.clone();
     let raw = RawConfig::deserialize(table).map_err(|e| ConfigError::Syntax {
         path: format!("{path} (with RAKKR_* variables applied)"),
         detail: e.to_string(),
     })?;
-    resolve::resolve(raw, state_dir).map_err(|e| match e {
+    let mut config = resolve::resolve(raw, state_dir).map_err(|e| match e {
         ConfigError::Invalid(msg) => {
             ConfigError::Invalid(with_line(msg, text, path, &file, &merged))
         }
         other => other,
-    })
+    })?;
+    config.origins = origins::of(&file, env, pushed);
+    config.pushed = pushed.cloned();
+    config.file_text = text.to_owned();
+    Ok(config)
+}
+
+/// `over`'s keys laid over `base`'s, section by section.
+fn under(base: &toml::Table, over: toml::Table) -> toml::Table {
+    let mut out = base.clone();
+    for (section, value) in over {
+        match (out.get_mut(&section), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => b.extend(o),
+            (_, v) => {
+                out.insert(section, v);
+            }
+        }
+    }
+    out
 }
 
 /// Appends where in the file the key an error names (its first word,
@@ -330,10 +375,54 @@ pub fn load(source: &Source, state_dir: &Path) -> Result<Config, ConfigError> {
             });
         }
     };
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let mut config = parse(&text, &source.path.display().to_string(), &env, state_dir)?;
+    let path = source.path.display().to_string();
+    // A pushed document that no longer fits (the operator changed the
+    // file) or cannot be read is set aside with the reason, never a
+    // reason not to start.
+    let (pushed, mut ignored) = match pushed::load(state_dir) {
+        Ok(p) => (p, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let mut config = match parse_with(&text, &path, &process_env, state_dir, pushed.as_ref()) {
+        Err(e) if pushed.is_some() => {
+            let config = parse(&text, &path, &process_env, state_dir)?;
+            ignored = Some(format!(
+                "pushed configuration version {} is not in force: {e}",
+                pushed.as_ref().map_or(0, |p| p.version)
+            ));
+            config
+        }
+        other => other?,
+    };
+    config.pushed_ignored = ignored;
     config.source = found.then(|| source.path.clone());
     Ok(config)
+}
+
+/// The process environment (empty values are unset).
+pub fn process_env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// This configuration with `pushed` in place of its pushed document,
+    /// validated whole (the operator's file as read at start, the
+    /// environment as it is).
+    pub fn with_pushed(&self, pushed: Option<&pushed::Pushed>) -> Result<Config, ConfigError> {
+        let path = self
+            .source
+            .as_ref()
+            .map_or_else(|| DEFAULT_PATH.to_owned(), |p| p.display().to_string());
+        let mut config = parse_with(
+            &self.file_text,
+            &path,
+            &process_env,
+            &self.state_dir,
+            pushed,
+        )?;
+        config.source = self.source.clone();
+        Ok(config)
+    }
 }
 
 #[cfg(test)]

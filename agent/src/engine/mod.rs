@@ -12,6 +12,7 @@ pub mod events;
 pub mod listen;
 pub mod meter;
 mod preroll;
+pub mod reconfigure;
 mod recording;
 mod requests;
 pub mod thread;
@@ -114,6 +115,11 @@ pub enum Request {
     ),
     /// Stops it; answers whether one ran (`why` goes to the log).
     StopListen(&'static str, oneshot::Sender<bool>),
+    /// New capture settings and disk guard (see `reconfigure`).
+    Reconfigure(
+        Box<reconfigure::Reconfigure>,
+        oneshot::Sender<rakkr_protocol::Reopen>,
+    ),
 }
 
 /// What the engine reports as it runs.
@@ -228,6 +234,17 @@ impl Handle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Request::Listen(req, tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn reconfigure(
+        &self,
+        r: reconfigure::Reconfigure,
+    ) -> Result<rakkr_protocol::Reopen, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Reconfigure(Box::new(r), tx))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     pub async fn stop_listen(&self, why: &'static str) -> Result<bool, Refusal> {

@@ -126,6 +126,7 @@ impl Engine {
         }
         tracing::info!(take = %info.take_id, frames = manifest.frames, status = ?manifest.status, "take ended");
         self.ended = Some((info.clone(), manifest.clone()));
+        self.apply_pending();
         (self.out)(Output::Stopped {
             info: info.clone(),
             manifest: Box::new(manifest.clone()),

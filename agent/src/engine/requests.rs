@@ -36,6 +36,9 @@ impl Engine {
             Request::Listen(req, reply) => {
                 let _ = reply.send(self.listen(&req));
             }
+            Request::Reconfigure(r, reply) => {
+                let _ = reply.send(self.reconfigure(*r));
+            }
             Request::StopListen(why, reply) => {
                 let was = self.listen.take().is_some();
                 if was {

@@ -101,6 +101,8 @@ pub struct Engine {
     pub(super) block: Vec<i32>,
     /// The live listen stream, while one is asked for.
     pub(super) listen: Option<super::listen::Tap>,
+    /// Capture settings that wait for the recording take to end.
+    pub(super) pending: Option<CaptureConfig>,
     /// The take that ended last (what a stop that found it ended while
     /// catching up replies).
     pub(super) ended: Option<(TakeInfo, crate::take::manifest::Manifest)>,
@@ -127,6 +129,7 @@ impl Engine {
             block: Vec::new(),
             listen: None,
             ended: None,
+            pending: None,
             out,
         };
         let thread = std::thread::Builder::new()

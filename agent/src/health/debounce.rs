@@ -45,6 +45,12 @@ impl Debounce {
         }
     }
 
+    /// New run lengths (a pushed configuration); the run so far counts.
+    pub fn set_counts(&mut self, raise_after: u32, clear_after: u32) {
+        self.raise_after = raise_after.max(1);
+        self.clear_after = clear_after.max(1);
+    }
+
     /// The severity while raised.
     pub fn active(&self) -> Option<Severity> {
         self.active

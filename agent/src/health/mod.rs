@@ -136,6 +136,15 @@ impl Monitor {
         &self.cfg
     }
 
+    /// Swaps the thresholds whole (a pushed configuration); raised
+    /// signals stay raised until the new thresholds clear them.
+    pub fn set_config(&mut self, cfg: HealthConfig) {
+        for st in self.states.values_mut() {
+            st.debounce.set_counts(cfg.raise_after, cfg.clear_after);
+        }
+        self.cfg = cfg;
+    }
+
     /// Takes one observation; returns the event of an edge.
     pub fn observe(&mut self, mut r: Reading, now_ms: u64) -> Option<HealthEvent> {
         r.channels.truncate(HEALTH_CHANNELS_MAX);

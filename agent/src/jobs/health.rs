@@ -37,7 +37,8 @@ pub async fn run(
     mut windows: UnboundedReceiver<Box<Window>>,
     cancel: CancellationToken,
 ) {
-    let mut monitor = Monitor::new(node.config.health.clone());
+    let mut settings = node.settings.subscribe();
+    let mut monitor = Monitor::new(settings.borrow_and_update().health.clone());
     let mut seconds = levels::Seconds::default();
     let mut ticks = Ticks::default();
     // Read once a tick, not at every second of audio as well.
@@ -47,6 +48,13 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
+            Ok(()) = settings.changed() => {
+                let health = settings.borrow_and_update().health.clone();
+                if health != *monitor.config() {
+                    tracing::info!("health thresholds changed");
+                    monitor.set_config(health);
+                }
+            }
             w = windows.recv() => {
                 let Some(w) = w else { return };
                 if let Some(second) = seconds.push(&w.sums, w.rate) {

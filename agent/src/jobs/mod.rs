@@ -12,11 +12,13 @@
 //! takes.rs      the controller's take commands: ListTakes, TakeFiles, Receipt
 //! retention.rs  deletes received takes as the retention policy says
 //! health.rs     health signals: observes levels, device, system, clock
+//! configure.rs  a controller's pushed configuration: check, keep, publish
 //! ```
 //!
 //! Dependencies point one way: `daemon`/`dispatch` → `jobs` → `node` →
 //! `update::channel`, `trust::channel`; `jobs` → `update`, `trust`.
 
+pub mod configure;
 pub mod health;
 pub mod probation;
 pub mod renew;

@@ -16,14 +16,17 @@ use crate::take::retention::{self, Disk, Plan};
 const EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
-    let policy = node.config.retention;
-    if policy.is_keep_all() {
-        return;
-    }
+    let mut settings = node.settings.subscribe();
     let mut was_blocked = false;
     loop {
+        // NOTE: the policy in force at each pass (a push swaps it whole).
+        let policy = settings.borrow_and_update().retention;
         let recordings = node.config.recordings_path.clone();
-        let done = tokio::task::spawn_blocking(move || pass(&recordings, &policy)).await;
+        let done = if policy.is_keep_all() {
+            Ok((Vec::new(), None))
+        } else {
+            tokio::task::spawn_blocking(move || pass(&recordings, &policy)).await
+        };
         match done {
             Ok((deleted, blocked)) => {
                 for (take_id, files, bytes, reason) in deleted {
@@ -59,6 +62,7 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = node.retention.notified() => {}
+            Ok(()) = settings.changed() => {}
             _ = tokio::time::sleep(EVERY) => {}
         }
     }

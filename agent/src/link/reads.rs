@@ -40,8 +40,10 @@ impl std::fmt::Debug for Reads {
 }
 
 impl Reads {
-    /// Starts the reader for takes in `recordings`.
-    pub fn start(recordings: PathBuf, max_bytes_per_second: u64) -> std::io::Result<Self> {
+    /// Starts the reader for takes in `recordings`; `cap()` is the
+    /// transfer cap in force (bytes per second, 0: none), asked before
+    /// each read so that a pushed change applies at once.
+    pub fn start(recordings: PathBuf, cap: Box<dyn Fn() -> u64 + Send>) -> std::io::Result<Self> {
         let (requests, rx) = std::sync::mpsc::sync_channel(QUEUED);
         let (tx, answers) = tokio::sync::mpsc::channel(IN_FLIGHT);
         std::thread::Builder::new()
@@ -51,9 +53,10 @@ impl Reads {
                 let mut reader = Reader {
                     recordings,
                     open: None,
-                    pace: Pace::new(max_bytes_per_second),
+                    pace: Pace::new(cap()),
                 };
                 while let Ok(req) = rx.recv() {
+                    reader.pace.rate = cap();
                     if tx.blocking_send(reader.serve(req)).is_err() {
                         return;
                     }
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn a_read_over_the_chunk_limit_is_refused_before_it_is_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let reads = Reads::start(dir.path().to_owned(), 0).unwrap();
+        let reads = Reads::start(dir.path().to_owned(), Box::new(|| 0)).unwrap();
         let big = read("t1", "a.flac", 0, rakkr_protocol::MAX_CHUNK_LEN + 1);
         assert!(matches!(
             reads.submit(big).map_err(|e| *e),

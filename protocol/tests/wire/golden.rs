@@ -973,6 +973,43 @@ fn vectors() -> Vec<Vector> {
                 pcm: vec![0x01, 0x00, 0xff, 0xff],
             }),
         ),
+        ctl(
+            "command.configure",
+            cmd(
+                "c22",
+                CommandBody::Configure(ConfigPush {
+                    version: 3,
+                    document: r#"{"capture":{"channels":16}}"#.into(),
+                    force: false,
+                }),
+            ),
+        ),
+        agent(
+            "result.configured",
+            done(
+                "c22",
+                Reply::Configured(ConfigApplied {
+                    version: 3,
+                    changed: vec!["capture.channels".into()],
+                    overridden: vec![],
+                    reopen: Reopen::AfterTake {
+                        take_id: "show-1".into(),
+                    },
+                }),
+            ),
+        ),
+        agent(
+            "result.configured_now",
+            done(
+                "c23",
+                Reply::Configured(ConfigApplied {
+                    version: 4,
+                    changed: vec![],
+                    overridden: vec!["capture.device".into()],
+                    reopen: Reopen::Reopened,
+                }),
+            ),
+        ),
     ]
 }
 
