@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 /// capture PCM (the `file` plugin over a `multi` of 32 channels over
 /// `null`) that reads raw interleaved S32_LE from `infile`. Returns the
 /// value for `ALSA_CONFIG_PATH`.
+///
+/// `x8file` is a view of its first 8 channels (a second device to switch
+/// to).
 pub fn x32_config_for(dir: &Path, infile: &Path) -> String {
     let mut bindings = String::new();
     for c in 0..32 {
@@ -35,7 +38,14 @@ pcm.x32file {{
     format "raw"
     hint {{ show on description "X32 simulated" }}
 }}
+pcm.x8file {{
+    type route
+    slave {{ pcm "x32file" channels 32 }}
+    ttable {{ {ttable}}}
+    hint {{ show on description "Simulated 8-channel view" }}
+}}
 "#,
+        ttable = (0..8).map(|c| format!("{c}.{c} 1 ")).collect::<String>(),
         infile = infile.display()
     );
     let path: PathBuf = dir.join("x32file.conf");
