@@ -363,6 +363,15 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
     true
 }
 
+/// `VERSION FILE [force]` of an operator command (`usage` when missing).
+fn version_file<'a>(rest: &'a str, usage: &str) -> anyhow::Result<(&'a str, &'a str, bool)> {
+    let mut w = rest.split_whitespace();
+    let (Some(version), Some(file)) = (w.next(), w.next()) else {
+        bail!("usage: {usage}");
+    };
+    Ok((version, file, w.next() == Some("force")))
+}
+
 /// `configure NODE VERSION FILE.json [force]`: pushes the settings in
 /// FILE.json (sections of keys, as in the agent's config file) as
 /// configuration version VERSION.
@@ -371,10 +380,7 @@ async fn configure(
     node: &str,
     rest: &str,
 ) -> anyhow::Result<rakkr_protocol::CommandResult> {
-    let mut w = rest.split_whitespace();
-    let (Some(version), Some(file)) = (w.next(), w.next()) else {
-        bail!("usage: configure NODE VERSION FILE.json [force]");
-    };
+    let (version, file, force) = version_file(rest, "configure NODE VERSION FILE.json [force]")?;
     let version = version
         .parse()
         .with_context(|| format!("version {version:?} is not a whole number"))?;
@@ -382,7 +388,7 @@ async fn configure(
     let push = rakkr_protocol::ConfigPush {
         version,
         document,
-        force: w.next() == Some("force"),
+        force,
     };
     Ok(handle
         .command(node, CommandBody::Configure(push), Duration::from_secs(30))
@@ -400,11 +406,7 @@ async fn push_update(
     rest: &str,
 ) -> anyhow::Result<rakkr_protocol::CommandResult> {
     use sha2::Digest;
-    let mut w = rest.split_whitespace();
-    let (Some(version), Some(file)) = (w.next(), w.next()) else {
-        bail!("usage: update NODE VERSION FILE [force]");
-    };
-    let force = w.next() == Some("force");
+    let (version, file, force) = version_file(rest, "update NODE VERSION FILE [force]")?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
     let target = handle
         .node(node)

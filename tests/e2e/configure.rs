@@ -236,38 +236,27 @@ async fn pushed_settings_change_the_capture_live_survive_a_restart_and_lose_to_t
     // A forbidden key refuses the whole document, naming it; so do an
     // unknown key, a device name that could carry a program and a stale
     // version.
-    let msg = refused(
-        &h,
-        push(
+    for (version, doc, says) in [
+        (
             4,
             serde_json::json!({"capture": {"channels": 4}, "controller": {"url": "rakkr://elsewhere:7443"}}),
-            false,
+            "controller.url cannot be set",
         ),
-    )
-    .await;
-    assert!(msg.starts_with("controller.url cannot be set"), "{msg}");
-    let msg = refused(
-        &h,
-        push(
+        (
             4,
             serde_json::json!({"capture": {"command": "arecord | nc"}}),
-            false,
+            "capture.command is not a setting",
         ),
-    )
-    .await;
-    assert!(msg.contains("capture.command is not a setting"), "{msg}");
-    let msg = refused(
-        &h,
-        push(
+        (
             4,
             serde_json::json!({"capture": {"device": "file:'|sh'"}}),
-            false,
+            "not a device name",
         ),
-    )
-    .await;
-    assert!(msg.contains("not a device name"), "{msg}");
-    let msg = refused(&h, push(2, serde_json::json!({}), false)).await;
-    assert!(msg.contains("older than the one in force (3)"), "{msg}");
+        (2, serde_json::json!({}), "older than the one in force (3)"),
+    ] {
+        let msg = refused(&h, push(version, doc, false)).await;
+        assert!(msg.contains(says), "{msg}");
+    }
     assert_eq!(
         setting(&env, "capture.device"),
         (
