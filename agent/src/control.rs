@@ -28,7 +28,7 @@ pub enum Request {
     Annotate {
         text: String,
     },
-    /// Streams every new meter frame (10 Hz) until the client hangs up.
+    /// Streams every new meter frame (`capture.meter_hz`, default 10 Hz) until the client hangs up.
     Meter,
     /// Stop cleanly and exit to be restarted (after `update apply`/`rollback`).
     Restart,

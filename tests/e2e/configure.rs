@@ -114,7 +114,7 @@ async fn pushed_settings_change_the_capture_live_survive_a_restart_and_lose_to_t
         push(
             1,
             serde_json::json!({
-                "capture": {"device": "x8file", "channels": 8, "segment_seconds": 1, "buffer_frames": 1024},
+                "capture": {"device": "x8file", "channels": 8, "meter_hz": 20, "segment_seconds": 1, "buffer_frames": 1024},
                 "health": {"clip_dbfs": -3.0},
                 "transfer": {"max_bytes_per_second": 5_000_000}
             }),
@@ -129,6 +129,7 @@ async fn pushed_settings_change_the_capture_live_survive_a_restart_and_lose_to_t
         [
             "capture.device",
             "capture.channels",
+            "capture.meter_hz",
             "transfer.max_bytes_per_second",
             "health.clip_dbfs"
         ]
@@ -160,6 +161,7 @@ async fn pushed_settings_change_the_capture_live_survive_a_restart_and_lose_to_t
         )
     );
     assert_eq!(setting(&env, "health.clip_dbfs").0, "-3");
+    assert_eq!(setting(&env, "capture.meter_hz").0, "20");
 
     // While a take records: it keeps its device; the device changes
     // when it ends, and the take is whole.

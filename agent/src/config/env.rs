@@ -45,6 +45,7 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("capture", "segment_seconds", Kind::Int),
     ("capture", "channel_names", Kind::List),
     ("capture", "pre_roll_seconds", Kind::Int),
+    ("capture", "meter_hz", Kind::Int),
     ("capture", "resume_within_seconds", Kind::Int),
     ("capture", "realtime", Kind::Str),
     ("capture", "realtime_priority", Kind::Int),

@@ -188,6 +188,8 @@ pub struct CaptureConfig {
     /// Audio kept while idle so a take can start in the past (0: none).
     /// Costs 6 MB per second for 32 channels at 48 kHz.
     pub pre_roll: Duration,
+    /// Meter frames per second (windows of `sample_rate / meter_hz`).
+    pub meter_hz: u32,
     /// A take a crash or power cut interrupted is continued by itself at
     /// the next start, as a new take (see `take/resume.rs`), when it last
     /// wrote this recently (0: never).

@@ -135,6 +135,7 @@ impl Config {
                 "capture.segment_seconds" => secs(c.segment),
                 "capture.channel_names" => list(&c.channel_names),
                 "capture.pre_roll_seconds" => secs(c.pre_roll),
+                "capture.meter_hz" => c.meter_hz.to_string(),
                 "capture.resume_within_seconds" => secs(c.resume_within),
                 "capture.realtime" => match c.realtime {
                     Realtime::Off => "off".into(),

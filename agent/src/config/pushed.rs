@@ -33,6 +33,7 @@ pub const PUSHABLE: &[(&str, &str)] = &[
     ("capture", "segment_seconds"),
     ("capture", "channel_names"),
     ("capture", "pre_roll_seconds"),
+    ("capture", "meter_hz"),
     ("storage", "min_free_mb"),
     ("storage", "warn_free_mb"),
     ("storage", "stop_free_mb"),

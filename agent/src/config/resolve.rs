@@ -21,6 +21,8 @@ mod default {
     pub const SAMPLE_RATE: u32 = 48_000;
     pub const SEGMENT_SECONDS: u64 = 3_600;
     pub const PRE_ROLL_SECONDS: u64 = 0;
+    /// Today's agent's rate; the controller's meters expect about this.
+    pub const METER_HZ: u32 = 10;
     /// Ten minutes: a node that reboots during a show continues it; one
     /// switched on the next day does not start recording by itself.
     pub const RESUME_WITHIN_SECONDS: u64 = 600;
@@ -251,6 +253,14 @@ fn capture(cap: raw::RawCapture) -> Result<CaptureConfig, ConfigError> {
             )));
         }
     };
+    let meter_hz = match cap.meter_hz.unwrap_or(default::METER_HZ) {
+        n @ 1..=50 => n,
+        n => {
+            return Err(ConfigError::Invalid(format!(
+                "capture.meter_hz {n} is outside 1..=50"
+            )));
+        }
+    };
     let resume_within = match cap
         .resume_within_seconds
         .unwrap_or(default::RESUME_WITHIN_SECONDS)
@@ -290,6 +300,7 @@ fn capture(cap: raw::RawCapture) -> Result<CaptureConfig, ConfigError> {
         buffer_frames,
         channel_names,
         pre_roll,
+        meter_hz,
         resume_within,
         realtime,
     })

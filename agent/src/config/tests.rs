@@ -39,6 +39,7 @@ buffer_frames = 1024
 segment_seconds = 1800
 channel_names = ["Kick", "Snare"]
 pre_roll_seconds = 5
+meter_hz = 20
 resume_within_seconds = 300
 realtime = "auto"
 realtime_priority = 70

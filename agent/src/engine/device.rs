@@ -66,6 +66,7 @@ impl Engine {
                 cap.channels,
                 cap.sample_rate,
                 &audio::interface_id_of(&device),
+                self.cfg.capture.meter_hz,
             ),
             preroll: PreRoll::new(pre, ch),
             device,

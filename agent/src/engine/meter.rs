@@ -1,7 +1,8 @@
 //! Metering from the live stream (no second capture): per channel, over
-//! windows of 100 ms, peak and RMS in dBFS, clipping, and cheap quality
-//! figures — crest factor, zero-crossing rate and heuristic noise/speech
-//! scores. Runs on the writer thread, one pass over each block. The same
+//! windows of `1 / capture.meter_hz` s (default 100 ms), peak and RMS in
+//! dBFS, clipping, and cheap quality figures — crest factor,
+//! zero-crossing rate and heuristic noise/speech scores. Runs on the
+//! writer thread, one pass over each block. The same
 //! pass keeps the sums the health signals need (see `health/levels.rs`):
 //! Σx, Σx² and Σ of each adjacent pair's products.
 //!
@@ -13,9 +14,9 @@ use rakkr_protocol::{Level, MeterFrame, Quality};
 
 use crate::health::levels::WindowSums;
 
-/// Frames per meter window: 10 windows per second at 48 kHz.
-pub fn window_frames(rate: u32) -> usize {
-    (rate / 10).max(1) as usize
+/// Frames per meter window: `hz` windows per second.
+pub fn window_frames(rate: u32, hz: u32) -> usize {
+    (rate / hz.max(1)).max(1) as usize
 }
 
 const FULL_SCALE: f64 = 2_147_483_648.0;
@@ -63,11 +64,12 @@ fn db(x: f64) -> f32 {
 }
 
 impl Meter {
-    pub fn new(channels: u16, rate: u32, interface_id: &str) -> Self {
+    /// `hz` frames per second (see `capture.meter_hz`).
+    pub fn new(channels: u16, rate: u32, interface_id: &str, hz: u32) -> Self {
         Self {
             acc: vec![Acc::default(); usize::from(channels)],
             frames: 0,
-            window: window_frames(rate),
+            window: window_frames(rate, hz),
             interface_id: interface_id.to_owned(),
             rate,
         }
@@ -185,7 +187,7 @@ mod tests {
 
     #[test]
     fn full_scale_sine_reads_0_dbfs_peak_and_minus_3_rms() {
-        let mut m = Meter::new(2, 48_000, "x");
+        let mut m = Meter::new(2, 48_000, "x", 10);
         let mut block = Vec::new();
         for n in 0..4800 {
             let s = ((n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0).sin()
@@ -215,11 +217,23 @@ mod tests {
 
     #[test]
     fn ten_frames_a_second() {
-        let mut m = Meter::new(1, 48_000, "x");
+        let mut m = Meter::new(1, 48_000, "x", 10);
         let frames = (0..10)
             .filter(|_| m.feed(&[1 << 20; 4800]).is_some())
             .count();
         assert_eq!(frames, 10);
         assert!(m.feed(&[0; 4799]).is_none());
+    }
+
+    #[test]
+    fn the_meter_rate_sets_the_window() {
+        for (hz, window) in [(1, 48_000), (20, 2_400), (50, 960)] {
+            let mut m = Meter::new(1, 48_000, "x", hz);
+            // Blocks of 480 frames: never more than one window in one.
+            let frames = (0..100)
+                .filter(|_| m.feed(&[1 << 20; 480]).is_some())
+                .count();
+            assert_eq!(frames, 48_000 / window, "{hz} Hz");
+        }
     }
 }

@@ -36,6 +36,17 @@ impl Engine {
         // NOTE: a recording take keeps the guard it started with; the
         // new one is for the next.
         self.cfg.disk = r.disk;
+        if r.capture.meter_hz != self.cfg.capture.meter_hz
+            && let Some(live) = self.live.as_mut()
+        {
+            // The meter restarts its window; the device stays open.
+            live.meter = super::meter::Meter::new(
+                live.cap.channels,
+                live.cap.sample_rate,
+                &crate::inventory::audio::interface_id_of(&live.device),
+                r.capture.meter_hz,
+            );
+        }
         if !needs_reopen(&self.cfg.capture, &r.capture) {
             self.cfg.capture = r.capture;
             self.pending = None;
