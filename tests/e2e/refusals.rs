@@ -76,6 +76,9 @@ async fn refused(
     for (k, v) in tweak {
         env.insert(k.into(), v.into());
     }
+    // NOTE: the agent binary is built (once per test process) before the
+    // waiter's clock starts: a build is not the controller being slow.
+    let _ = rakkr_e2e::agent_bin();
     let ctl_needle = ctl_needle.to_owned();
     let waiter = tokio::spawn(async move {
         if !ctl_needle.is_empty() {
@@ -148,10 +151,13 @@ async fn controller_offering_only_tls12_is_refused() {
 async fn no_common_protocol_version_is_rejected_naming_both_ranges() {
     init_logging();
     let pki = TestPki::new();
-    let ctl = start_controller(pki.server_config(), |c| {
-        c.versions = VersionRange { min: 3, max: 4 }
-    })
-    .await;
+    // A controller that speaks only versions after the agent's.
+    let agent_range = rakkr_protocol::version::SUPPORTED;
+    let newer = VersionRange {
+        min: agent_range.max + 1,
+        max: agent_range.max + 2,
+    };
+    let ctl = start_controller(pki.server_config(), |c| c.versions = newer).await;
     let mut rx = ctl.handle().subscribe();
     let state = tempfile::tempdir().unwrap();
     pki.node_trust(state.path(), "node-d", Validity::days(30));
@@ -164,11 +170,17 @@ async fn no_common_protocol_version_is_rejected_naming_both_ranges() {
     assert_eq!(
         reject.reason,
         RejectReason::NoCommonVersion {
-            agent: VersionRange { min: 1, max: 2 },
-            controller: VersionRange { min: 3, max: 4 }
+            agent: agent_range,
+            controller: newer
         }
     );
-    assert_retrying(&mut agent, "agent speaks 1..=2, controller speaks 3..=4");
+    assert_retrying(
+        &mut agent,
+        &format!(
+            "agent speaks {}..={}, controller speaks {}..={}",
+            agent_range.min, agent_range.max, newer.min, newer.max
+        ),
+    );
     ctl.shutdown().await;
 }
 
