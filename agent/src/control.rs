@@ -46,9 +46,12 @@ pub struct StatusReply {
     pub node_id: Option<String>,
     pub link: LinkStatus,
     pub pending_events: usize,
-    /// The take recording now, if any.
+    /// The take recording now, if any (the oldest, when several do).
     #[serde(default)]
     pub recording: Option<String>,
+    /// Every take recording, oldest first.
+    #[serde(default)]
+    pub takes: Vec<rakkr_protocol::RunningTake>,
     /// Why retention cannot free the space its policy asks for, if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_blocked: Option<String>,
@@ -214,6 +217,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     .and_then(|s| s.take.as_ref())
                     .map(|t| t.take_id.clone());
                 let capture = engine.as_ref().and_then(|s| s.held.clone());
+                let takes = engine.as_ref().map(|s| s.takes.clone()).unwrap_or_default();
                 let listen = engine.and_then(|s| s.listening).map(|l| ListenStatus {
                     channels: l.channels,
                     rate: l.rate,
@@ -230,6 +234,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     link: node.status.borrow().clone(),
                     pending_events: node.pending_count(),
                     recording,
+                    takes,
                     retention_blocked: node.retention_blocked.borrow().clone(),
                     health: node.health.borrow().clone(),
                     listen,

@@ -107,6 +107,10 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
             frames: None,
             output: None,
             continues: Some(r.continues),
+            channel_list: (!r.device_channels.is_empty()).then_some(r.device_channels),
+            exclusive: false,
+            duration: None,
+            job_id: r.job_id.unwrap_or_default(),
         });
     }
     let node = Node::new(config, outbox, commands);

@@ -169,6 +169,8 @@ async fn act(node: &Arc<Node>, cmd: &Command) -> CommandResult {
             }
         },
         CommandBody::StartTake(_)
+        | CommandBody::StartTakeWith(_)
+        | CommandBody::RunningTakes
         | CommandBody::StopTake { .. }
         | CommandBody::Mark { .. }
         | CommandBody::TakeStatus
@@ -212,11 +214,50 @@ async fn take_command(
                     frames: None,
                     output: None,
                     continues: None,
+                    channel_list: None,
+                    exclusive: true,
+                    duration: None,
+                    job_id: String::new(),
                 })
                 .await?;
             Reply::Take {
                 take,
                 already_running,
+            }
+        }
+        CommandBody::StartTakeWith(t) => {
+            let (take, already_running) = rec
+                .start(crate::engine::StartRequest {
+                    take_id: t.take_id.clone(),
+                    channels: None,
+                    channel_list: Some(t.channels.clone()),
+                    exclusive: false,
+                    job_id: t.job_id.clone(),
+                    container: t.format.map(crate::engine::container),
+                    segment: (t.segment_seconds > 0)
+                        .then(|| Duration::from_secs(u64::from(t.segment_seconds))),
+                    pre_roll: Duration::from_millis(u64::from(t.pre_roll_ms)),
+                    frames: None,
+                    duration: (t.duration_ms > 0).then(|| Duration::from_millis(t.duration_ms)),
+                    output: None,
+                    continues: None,
+                })
+                .await?;
+            Reply::Take {
+                take,
+                already_running,
+            }
+        }
+        CommandBody::RunningTakes => {
+            let st = rec.status().await?;
+            Reply::Running {
+                takes: st.takes,
+                device: if st.device.is_empty() {
+                    st.error.unwrap_or_default()
+                } else {
+                    st.device
+                },
+                device_ok: st.device_ok,
             }
         }
         CommandBody::Listen(req) => Reply::Listening(rec.listen(req.clone()).await?),

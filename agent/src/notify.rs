@@ -115,6 +115,7 @@ mod tests {
         };
         let idle = crate::engine::Status {
             take: None,
+            takes: Vec::new(),
             device: "hw:CARD=XUSB,DEV=0".into(),
             device_ok: true,
             error: None,

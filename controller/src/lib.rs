@@ -9,6 +9,7 @@
 //! results, the event store) sits behind short-held std mutexes; observers
 //! follow everything through a broadcast of [`ControllerEvent`]s.
 
+pub mod console;
 mod counting;
 pub mod demo;
 pub mod grace;
@@ -461,15 +462,24 @@ impl ControllerHandle {
     ) -> Result<CommandResult, ControllerError> {
         // NOTE: a command an agent's protocol version lacks would not
         // decode there: refused here instead.
-        if matches!(body, CommandBody::Configure(_))
+        let needs = match body {
+            CommandBody::Configure(_) => {
+                Some(("pushed configuration", rakkr_protocol::version::CONFIG))
+            }
+            CommandBody::StartTakeWith(_) | CommandBody::RunningTakes => {
+                Some(("several takes at once", rakkr_protocol::version::TAKES))
+            }
+            _ => None,
+        };
+        if let Some((what, needs)) = needs
             && let Some(info) = self.node(node)
-            && info.version < rakkr_protocol::version::CONFIG
+            && info.version < needs
         {
             return Err(ControllerError::TooOld {
                 node: node.to_owned(),
                 version: info.version,
-                what: "pushed configuration",
-                needs: rakkr_protocol::version::CONFIG,
+                what,
+                needs,
             });
         }
         let tx = self.sender(node)?;

@@ -348,6 +348,21 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
                 eprintln!("error: {e}");
             }
         }
+        ("take", Some(verb), rest) => {
+            match rakkr_controller::console::take(&format!("{verb} {}", rest.unwrap_or(""))) {
+                Ok((node, body)) => match handle.command(&node, body, t).await {
+                    Ok(r) => print_json(&r),
+                    Err(e) => eprintln!("error: {e}"),
+                },
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+        ("takes", Some(node), _) => {
+            match handle.command(node, CommandBody::RunningTakes, t).await {
+                Ok(r) => print_json(&r),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
         ("configure", Some(node), Some(rest)) => match configure(handle, node, rest).await {
             Ok(r) => print_json(&r),
             Err(e) => eprintln!("error: {e:#}"),
@@ -357,7 +372,7 @@ async fn stdin_command(handle: &ControllerHandle, line: &str) -> bool {
             Err(e) => eprintln!("error: {e:#}"),
         },
         _ => eprintln!(
-            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | configure NODE VERSION FILE.json [force] | clock-offset MS | quit"
+            "commands: nodes | inventory NODE | annotate NODE TEXT | disconnect NODE | update NODE VERSION FILE [force] | configure NODE VERSION FILE.json [force] | take start NODE TAKE [--channels 1,2,17-24] [--format flac] [--segment 10s] [--duration 30s] [--job ID] | take stop NODE TAKE | take mark NODE LABEL | takes NODE | clock-offset MS | quit"
         ),
     }
     true

@@ -9,6 +9,7 @@
 //! - [`listen`]: the live listen stream.
 //! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
 //! - [`settings`]: node configuration pushed by the controller.
+//! - [`takes`]: several takes at once from one capture.
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
 
@@ -22,6 +23,7 @@ pub mod listen;
 pub mod liveness;
 pub mod message;
 pub mod settings;
+pub mod takes;
 pub mod tls;
 pub mod version;
 
@@ -30,4 +32,5 @@ pub use health::{ClockReply, HealthEvent, HealthSignal, Severity};
 pub use listen::{ListenFrame, ListenRequest, Listening};
 pub use message::*;
 pub use settings::{ConfigApplied, ConfigPush, Reopen};
+pub use takes::{RunningTake, TakeRequest};
 pub use tls::ALPN;

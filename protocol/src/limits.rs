@@ -146,7 +146,20 @@ impl Command {
                 &c.document,
                 crate::settings::CONFIG_DOCUMENT_MAX,
             ),
+            CommandBody::StartTakeWith(t) => {
+                check("take id", &t.take_id, TAKE_ID_MAX)?;
+                check("job id", &t.job_id, crate::takes::JOB_ID_MAX)?;
+                if t.channels.len() > crate::takes::TAKE_CHANNELS_MAX {
+                    return Err(LimitError::TooMany {
+                        field: "take channels",
+                        count: t.channels.len(),
+                        max: crate::takes::TAKE_CHANNELS_MAX,
+                    });
+                }
+                Ok(())
+            }
             CommandBody::Inventory
+            | CommandBody::RunningTakes
             | CommandBody::TakeStatus
             | CommandBody::RotateTrust
             | CommandBody::StopListen => Ok(()),

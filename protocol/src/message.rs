@@ -394,7 +394,7 @@ pub enum Outcome {
 /// Successful replies. Variant indices: Inventory 0, Annotated 1, Take 2,
 /// TakeStatus 3, TakeStopped 4, Marked 5, Update 6, RenewalStarted 7,
 /// TrustBundle 8, Takes 9, TakeFiles 10, Receipt 11, Listening 12,
-/// ListenStopped 13, Configured 14.
+/// ListenStopped 13, Configured 14, Running 15.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Current inventory, JSON text as in [`Hello::inventory_json`].
@@ -450,6 +450,12 @@ pub enum Reply {
     ListenStopped { was_running: bool },
     /// Configure: the document is in force.
     Configured(crate::settings::ConfigApplied),
+    /// RunningTakes: every take recording, oldest first, and the device.
+    Running {
+        takes: Vec<crate::takes::RunningTake>,
+        device: String,
+        device_ok: bool,
+    },
 }
 
 /// A take on the node, as `ListTakes` reports it.
@@ -693,7 +699,7 @@ pub struct Command {
 /// Variant indices: Inventory 0, Annotate 1, StartTake 2, StopTake 3,
 /// Mark 4, TakeStatus 5, Update 6, RotateTrust 7, TrustBundle 8,
 /// UpdateSigned 9, ListTakes 10, TakeFiles 11, Receipt 12, Listen 13,
-/// StopListen 14, Configure 15.
+/// StopListen 14, Configure 15, StartTakeWith 16, RunningTakes 17.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
     /// Report the current inventory.
@@ -742,6 +748,11 @@ pub enum CommandBody {
     /// Replace the node's pushed configuration (see `settings`; protocol
     /// version 3 and later).
     Configure(crate::settings::ConfigPush),
+    /// Start a take on chosen channels, alongside the takes recording
+    /// (see `takes`; protocol version 3 and later).
+    StartTakeWith(crate::takes::TakeRequest),
+    /// List every take recording (protocol version 3 and later).
+    RunningTakes,
 }
 
 /// An agent release to install. The hash comes over the authenticated

@@ -13,6 +13,10 @@ pub const HEALTH: u16 = 2;
 /// see PROTOCOL.md §5.7.
 pub const CONFIG: u16 = 3;
 
+/// The first version with several takes at once (`StartTakeWith`,
+/// `RunningTakes`); see PROTOCOL.md §5.8.
+pub const TAKES: u16 = 3;
+
 /// The highest version in both ranges, if any.
 pub fn negotiate(agent: VersionRange, controller: VersionRange) -> Option<u16> {
     let high = agent.max.min(controller.max);

@@ -181,7 +181,7 @@ async fn a_stop_keeps_the_audio_the_engine_had_not_written_yet() {
         "{marked:?}"
     );
     // A second of device time passes with the engine reading nothing (the
-    // 2 s ring holds it).
+    // 4 s ring holds it).
     let from = feeder.fed();
     rakkr_e2e::wait_until(crate::T, "a second of audio fed", || {
         feeder.fed() >= from + 48_000

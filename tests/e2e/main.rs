@@ -6,6 +6,7 @@
 mod ansible;
 mod cli;
 mod commands;
+mod concurrent;
 mod configure;
 mod damage;
 mod diskfull;

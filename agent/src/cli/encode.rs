@@ -88,6 +88,8 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         threads: a.threads,
         clock: None,
         continues: None,
+        device_channels: Vec::new(),
+        job_id: None,
     };
     let mut take = Take::start(spec).context(Failure::Capture)?;
     // NOTE: aligned, or the kernel's copy into it costs several times more

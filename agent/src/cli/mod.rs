@@ -105,6 +105,17 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             println!("agent {} (pid {})", s.version, s.pid);
             println!("link: {}", serde_json::to_string(&s.link)?);
             println!("events waiting for the controller: {}", s.pending_events);
+            for t in &s.takes {
+                let job = if t.job_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(", job {}", t.job_id)
+                };
+                println!(
+                    "recording: take {} ({} channels{job}, {} frames so far)",
+                    t.take.take_id, t.take.channels, t.take.frames
+                );
+            }
             if let Some(why) = &s.retention_blocked {
                 println!("retention: {why}");
             }

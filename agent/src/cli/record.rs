@@ -31,9 +31,11 @@ pub struct Args {
     /// Capture device (exact ALSA name, glob, or auto); default: capture.device.
     #[arg(long)]
     pub device: Option<String>,
-    /// Channels to capture (1-512); default: capture.channels, else all the device offers.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=512))]
-    pub channels: Option<u16>,
+    /// Channels: a count to capture (1-512), or which device channels to
+    /// record, as a list with ranges (`1,2,17-24`); default:
+    /// capture.channels, else all the device offers.
+    #[arg(long, value_parser = parse_channels)]
+    pub channels: Option<Channels>,
     /// File format; default: capture.format (flac).
     #[arg(long, value_enum)]
     pub format: Option<FileFormat>,
@@ -118,7 +120,12 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     let rate = config.capture.sample_rate;
     let mut cfg = EngineConfig::from_config(config);
     cfg.capture.device = selector(args.device.as_deref(), config);
-    cfg.capture.channels = args.channels.or(config.capture.channels);
+    let (count, list) = match &args.channels {
+        Some(Channels::Count(n)) => (Some(*n), None),
+        Some(Channels::List(l)) => (None, Some(l.clone())),
+        None => (None, None),
+    };
+    cfg.capture.channels = count.or(config.capture.channels);
     cfg.recordings = output;
     cfg.capture.pre_roll = Duration::ZERO;
     cfg.autostart = Some(StartRequest {
@@ -132,6 +139,10 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             .map(|d| ((d.as_secs_f64() * f64::from(rate)).round() as u64).max(1)),
         output: None,
         continues: None,
+        channel_list: list,
+        exclusive: true,
+        duration: None,
+        job_id: String::new(),
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -292,4 +303,21 @@ pub fn recover(config: &Config, dir: Option<PathBuf>) -> anyhow::Result<()> {
         .context(Failure::Damaged);
     }
     Ok(())
+}
+
+/// `record --channels`: how many to capture, or which to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channels {
+    Count(u16),
+    List(Vec<u16>),
+}
+
+fn parse_channels(s: &str) -> Result<Channels, String> {
+    if let Ok(n) = s.trim().parse::<u16>() {
+        return match n {
+            1..=512 => Ok(Channels::Count(n)),
+            _ => Err(format!("{n} channels: capture 1 to 512")),
+        };
+    }
+    rakkr_protocol::takes::parse_channels(s).map(Channels::List)
 }

@@ -46,6 +46,7 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("capture", "channel_names", Kind::List),
     ("capture", "pre_roll_seconds", Kind::Int),
     ("capture", "meter_hz", Kind::Int),
+    ("capture", "max_takes", Kind::Int),
     ("capture", "resume_within_seconds", Kind::Int),
     ("capture", "realtime", Kind::Str),
     ("capture", "realtime_priority", Kind::Int),

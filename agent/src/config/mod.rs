@@ -190,6 +190,8 @@ pub struct CaptureConfig {
     pub pre_roll: Duration,
     /// Meter frames per second (windows of `sample_rate / meter_hz`).
     pub meter_hz: u32,
+    /// Most takes recording at once from the capture.
+    pub max_takes: u16,
     /// A take a crash or power cut interrupted is continued by itself at
     /// the next start, as a new take (see `take/resume.rs`), when it last
     /// wrote this recently (0: never).

@@ -136,6 +136,7 @@ impl Config {
                 "capture.channel_names" => list(&c.channel_names),
                 "capture.pre_roll_seconds" => secs(c.pre_roll),
                 "capture.meter_hz" => c.meter_hz.to_string(),
+                "capture.max_takes" => c.max_takes.to_string(),
                 "capture.resume_within_seconds" => secs(c.resume_within),
                 "capture.realtime" => match c.realtime {
                     Realtime::Off => "off".into(),

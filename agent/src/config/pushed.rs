@@ -34,6 +34,7 @@ pub const PUSHABLE: &[(&str, &str)] = &[
     ("capture", "channel_names"),
     ("capture", "pre_roll_seconds"),
     ("capture", "meter_hz"),
+    ("capture", "max_takes"),
     ("storage", "min_free_mb"),
     ("storage", "warn_free_mb"),
     ("storage", "stop_free_mb"),

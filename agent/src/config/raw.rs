@@ -98,6 +98,7 @@ pub(super) struct RawCapture {
     pub(super) channel_names: Option<Vec<String>>,
     pub(super) pre_roll_seconds: Option<u64>,
     pub(super) meter_hz: Option<u32>,
+    pub(super) max_takes: Option<u16>,
     pub(super) resume_within_seconds: Option<u64>,
     pub(super) realtime: Option<String>,
     pub(super) realtime_priority: Option<u8>,

@@ -23,6 +23,8 @@ mod default {
     pub const PRE_ROLL_SECONDS: u64 = 0;
     /// Today's agent's rate; the controller's meters expect about this.
     pub const METER_HZ: u32 = 10;
+    /// An archive take and a few shorter ones beside it.
+    pub const MAX_TAKES: u16 = 4;
     /// Ten minutes: a node that reboots during a show continues it; one
     /// switched on the next day does not start recording by itself.
     pub const RESUME_WITHIN_SECONDS: u64 = 600;
@@ -261,6 +263,14 @@ fn capture(cap: raw::RawCapture) -> Result<CaptureConfig, ConfigError> {
             )));
         }
     };
+    let max_takes = match cap.max_takes.unwrap_or(default::MAX_TAKES) {
+        n @ 1..=16 => n,
+        n => {
+            return Err(ConfigError::Invalid(format!(
+                "capture.max_takes {n} is outside 1..=16"
+            )));
+        }
+    };
     let resume_within = match cap
         .resume_within_seconds
         .unwrap_or(default::RESUME_WITHIN_SECONDS)
@@ -301,6 +311,7 @@ fn capture(cap: raw::RawCapture) -> Result<CaptureConfig, ConfigError> {
         channel_names,
         pre_roll,
         meter_hz,
+        max_takes,
         resume_within,
         realtime,
     })

@@ -40,6 +40,7 @@ segment_seconds = 1800
 channel_names = ["Kick", "Snare"]
 pre_roll_seconds = 5
 meter_hz = 20
+max_takes = 2
 resume_within_seconds = 300
 realtime = "auto"
 realtime_priority = 70

@@ -101,7 +101,7 @@ impl Engine {
             live.overflow = overflow;
             live.xruns = xruns;
             live.dropped = dropped;
-            if let Some(a) = self.take.as_mut() {
+            for a in &mut self.takes {
                 let pos = at.saturating_sub(a.origin);
                 if a.limit.is_none_or(|l| pos < l) {
                     a.take.xrun(pos, lost, cause);
@@ -118,15 +118,22 @@ impl Engine {
         }
         live.unreported = None;
         tracing::warn!(frames_lost = lost, "audio lost (xrun or overflow)");
-        let (take_id, at_sample) = match self.take.as_ref() {
-            Some(a) => (a.info.take_id.clone(), at.saturating_sub(a.origin)),
-            None => (String::new(), 0),
-        };
-        (self.out)(Output::Xrun {
-            take_id,
-            at_sample,
-            frames_lost: lost,
-        });
+        // One event per take it hit (its own position), or one without.
+        let mut hit: Vec<(String, u64)> = self
+            .takes
+            .iter()
+            .map(|a| (a.info.take_id.clone(), at.saturating_sub(a.origin)))
+            .collect();
+        if hit.is_empty() {
+            hit.push((String::new(), 0));
+        }
+        for (take_id, at_sample) in hit {
+            (self.out)(Output::Xrun {
+                take_id,
+                at_sample,
+                frames_lost: lost,
+            });
+        }
     }
 
     pub(super) fn check_device(&mut self) {
@@ -158,41 +165,49 @@ impl Engine {
         }
         self.lost = Some(self.last_audio);
         tracing::warn!(device = %device, reason = %reason, "capture device lost");
-        let mut events = Vec::new();
-        let (take_id, at) = match self.take.as_mut() {
-            Some(a) => {
-                // Close the open segment now: everything so far is safe.
-                if let Err(e) = a.take.suspend(&mut events) {
-                    tracing::error!(error = format!("{e:#}"), "could not close the segment");
-                }
-                (a.info.take_id.clone(), a.take.position())
+        let mut hit = Vec::new();
+        for i in 0..self.takes.len() {
+            let mut events = Vec::new();
+            let a = &mut self.takes[i];
+            // Close the open segment now: everything so far is safe.
+            if let Err(e) = a.take.suspend(&mut events) {
+                tracing::error!(take = %a.info.take_id, error = format!("{e:#}"), "could not close the segment");
             }
-            None => (String::new(), 0),
-        };
-        self.emit_take_events(events);
-        (self.out)(Output::DeviceLost {
-            device,
-            take_id,
-            at_sample: at,
-            reason,
-        });
+            let (id, at) = (a.info.take_id.clone(), a.take.position());
+            self.emit_events(&id, events);
+            hit.push((id, at));
+        }
+        if hit.is_empty() {
+            hit.push((String::new(), 0));
+        }
+        for (take_id, at_sample) in hit {
+            (self.out)(Output::DeviceLost {
+                device: device.clone(),
+                take_id,
+                at_sample,
+                reason: reason.clone(),
+            });
+        }
     }
 
     pub(super) fn back(&mut self, since: Instant) {
         let rate = self.live.as_ref().map_or(48_000, |l| l.cap.sample_rate);
         let gap = (since.elapsed().as_secs_f64() * f64::from(rate)) as u64;
-        let take_id = match self.take.as_mut() {
-            Some(a) => {
-                a.take.note_gap(gap, "device lost");
-                a.info.take_id.clone()
-            }
-            None => String::new(),
-        };
+        let mut hit: Vec<String> = Vec::new();
+        for a in &mut self.takes {
+            a.take.note_gap(gap, "device lost");
+            hit.push(a.info.take_id.clone());
+        }
+        if hit.is_empty() {
+            hit.push(String::new());
+        }
         tracing::info!(device = %self.device, gap_frames = gap, "capture device back");
-        (self.out)(Output::DeviceBack {
-            device: self.device.clone(),
-            take_id,
-            gap_frames: gap,
-        });
+        for take_id in hit {
+            (self.out)(Output::DeviceBack {
+                device: self.device.clone(),
+                take_id,
+                gap_frames: gap,
+            });
+        }
     }
 }

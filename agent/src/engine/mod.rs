@@ -11,6 +11,7 @@ mod device;
 pub mod events;
 pub mod listen;
 pub mod meter;
+mod pick;
 mod preroll;
 pub mod reconfigure;
 mod recording;
@@ -57,12 +58,20 @@ pub struct StartRequest {
     pub take_id: String,
     /// Record the first N channels (`None`: all captured).
     pub channels: Option<u16>,
+    /// Or these 1-based device channels, in this order.
+    pub channel_list: Option<Vec<u16>>,
+    /// Refused while any other take records (a plain `StartTake`).
+    pub exclusive: bool,
+    /// The controller's job it serves (may be empty).
+    pub job_id: String,
     pub container: Option<Container>,
     pub segment: Option<Duration>,
     /// Audio from before the request (capped by the pre-roll buffer).
     pub pre_roll: Duration,
-    /// Stop by itself after this many frames (the `record` CLI).
+    /// Stop by itself after this many frames (the `record` CLI)...
     pub frames: Option<u64>,
+    /// ...or after this long (at the device's rate).
+    pub duration: Option<Duration>,
     /// Directory for the take directory (`None`: the recordings path).
     pub output: Option<PathBuf>,
     /// The interrupted take this one continues (see `take/resume.rs`).
@@ -72,7 +81,10 @@ pub struct StartRequest {
 /// What `status` reports.
 #[derive(Debug, Clone)]
 pub struct Status {
+    /// The oldest take recording.
     pub take: Option<TakeInfo>,
+    /// Every take recording, oldest first.
+    pub takes: Vec<rakkr_protocol::RunningTake>,
     /// The device in use (empty before one was opened).
     pub device: String,
     pub device_ok: bool,

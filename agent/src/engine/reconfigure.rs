@@ -52,7 +52,7 @@ impl Engine {
             self.pending = None;
             return Reopen::NotNeeded;
         }
-        let recording = self.take.as_ref().map(|a| a.info.take_id.clone());
+        let recording = self.takes.first().map(|a| a.info.take_id.clone());
         match recording {
             Some(take_id) if !r.force => {
                 tracing::info!(take = %take_id, "new capture settings: the device is reopened when the take ends");
@@ -60,9 +60,9 @@ impl Engine {
                 Reopen::AfterTake { take_id }
             }
             _ => {
-                if self.take.is_some() {
+                if !self.takes.is_empty() {
                     self.catch_up();
-                    self.end_take(Ending::early(
+                    self.end_all(&Ending::early(
                         "configuration",
                         "the controller changed the capture settings and had the device reopened at once",
                     ));

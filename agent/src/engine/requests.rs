@@ -5,7 +5,8 @@ use rakkr_protocol::{FailureCode, TakeInfo};
 
 use super::thread::{Active, Engine};
 use super::{Output, Refusal, Request, StartRequest, Status, take_format};
-use crate::take::writer::{Take, TakeSpec};
+use crate::take::manifest::Manifest;
+use crate::take::writer::{Ending, Take, TakeSpec};
 
 impl Engine {
     pub(super) fn handle(&mut self, req: Request) {
@@ -14,24 +15,7 @@ impl Engine {
                 let _ = reply.send(self.start(r));
             }
             Request::Stop(id, ending, reply) => {
-                let res = match &self.take {
-                    None => Err(Refusal::new(
-                        FailureCode::InvalidArgument,
-                        "no take is recording",
-                    )),
-                    Some(a) if !id.is_empty() && a.info.take_id != id => Err(Refusal::new(
-                        FailureCode::InvalidArgument,
-                        format!("take {id} is not recording (take {} is)", a.info.take_id),
-                    )),
-                    Some(_) => match self.catch_up() {
-                        // Its duration or the disk ended it meanwhile.
-                        Some(ended) => Ok(ended),
-                        None => self.end_take(ending).ok_or_else(|| {
-                            Refusal::new(FailureCode::Internal, "no take is recording")
-                        }),
-                    },
-                };
-                let _ = reply.send(res);
+                let _ = reply.send(self.stop(&id, ending));
             }
             Request::Listen(req, reply) => {
                 let _ = reply.send(self.listen(&req));
@@ -47,26 +31,12 @@ impl Engine {
                 let _ = reply.send(was);
             }
             Request::Mark(label, reply) => {
-                let res = match self.take.as_mut() {
-                    None => Err(Refusal::new(
-                        FailureCode::InvalidArgument,
-                        "no take is recording",
-                    )),
-                    Some(a) => {
-                        // The live position: written frames plus what waits in the ring.
-                        let queued = self.live.as_ref().map_or(0, |l| {
-                            (l.cap.consumer.slots() / usize::from(l.cap.channels)) as u64
-                        });
-                        let at = a.take.position() + queued;
-                        a.take.mark(at, &label);
-                        Ok(at)
-                    }
-                };
-                let _ = reply.send(res);
+                let _ = reply.send(self.mark(&label));
             }
             Request::Status(reply) => {
                 let _ = reply.send(Status {
-                    take: self.take.as_ref().map(|a| self.info_now(a)),
+                    take: self.takes.first().map(|a| self.info_now(a)),
+                    takes: self.takes.iter().map(|a| self.running(a)).collect(),
                     device: self.device.clone(),
                     device_ok: self.live.is_some() && self.lost.is_none(),
                     error: self.device_error.clone(),
@@ -83,8 +53,8 @@ impl Engine {
                 });
             }
             Request::Receipt(id, receipts, reply) => {
-                let res = match self.take.as_mut() {
-                    Some(a) if a.info.take_id == id => a
+                let res = match self.takes.iter_mut().find(|a| a.info.take_id == id) {
+                    Some(a) => a
                         .take
                         .receive(&receipts)
                         .map(Some)
@@ -97,6 +67,81 @@ impl Engine {
         }
     }
 
+    /// Ends take `id` (empty: the one recording, when only one does),
+    /// after moving in what the ring held when the stop came.
+    fn stop(&mut self, id: &str, ending: Ending) -> Result<(TakeInfo, Manifest), Refusal> {
+        let id = match (id, self.takes.as_slice()) {
+            (_, []) => {
+                return Err(Refusal::new(
+                    FailureCode::InvalidArgument,
+                    "no take is recording",
+                ));
+            }
+            ("", [one]) => one.info.take_id.clone(),
+            ("", several) => {
+                return Err(Refusal::new(
+                    FailureCode::InvalidArgument,
+                    format!(
+                        "{} takes record ({}): name the one to stop",
+                        several.len(),
+                        several
+                            .iter()
+                            .map(|a| a.info.take_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            (id, takes) if !takes.iter().any(|a| a.info.take_id == id) => {
+                return Err(Refusal::new(
+                    FailureCode::InvalidArgument,
+                    format!(
+                        "take {id} is not recording (recording: {})",
+                        takes
+                            .iter()
+                            .map(|a| a.info.take_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            (id, _) => id.to_owned(),
+        };
+        // Its duration or the disk may end it meanwhile.
+        if let Some(ended) = self.catch_up().into_iter().find(|(i, _)| i.take_id == id) {
+            return Ok(ended);
+        }
+        self.end_take(&id, ending).ok_or_else(|| {
+            Refusal::new(FailureCode::Internal, format!("take {id} is not recording"))
+        })
+    }
+
+    /// Puts `label` at the live position of every recording take; returns
+    /// the position in the oldest.
+    fn mark(&mut self, label: &str) -> Result<u64, Refusal> {
+        // The live position: written frames plus what waits in the ring.
+        let queued = self.live.as_ref().map_or(0, |l| {
+            (l.cap.consumer.slots() / usize::from(l.cap.channels)) as u64
+        });
+        let mut first = None;
+        for a in &mut self.takes {
+            let at = a.take.position() + queued;
+            a.take.mark(at, label);
+            first.get_or_insert(at);
+        }
+        first.ok_or_else(|| Refusal::new(FailureCode::InvalidArgument, "no take is recording"))
+    }
+
+    /// What `RunningTakes` says of a take.
+    pub(super) fn running(&self, a: &Active) -> rakkr_protocol::RunningTake {
+        rakkr_protocol::RunningTake {
+            take: self.info_now(a),
+            device_channels: a.channels.iter().map(|&c| c as u16 + 1).collect(),
+            job_id: a.job_id.clone(),
+            duration_frames: a.limit.unwrap_or(0),
+        }
+    }
+
     pub(super) fn info_now(&self, a: &Active) -> TakeInfo {
         TakeInfo {
             frames: a.take.position(),
@@ -106,13 +151,25 @@ impl Engine {
     }
 
     pub(super) fn start(&mut self, r: StartRequest) -> Result<(TakeInfo, bool), Refusal> {
-        if let Some(a) = &self.take {
-            if a.info.take_id == r.take_id {
-                return Ok((self.info_now(a), true));
-            }
+        if let Some(a) = self.takes.iter().find(|a| a.info.take_id == r.take_id) {
+            return Ok((self.info_now(a), true));
+        }
+        // NOTE: a plain StartTake (a controller that knows one take at a
+        // time) is refused while another records, as it always was.
+        if let Some(a) = self.takes.first().filter(|_| r.exclusive) {
             return Err(Refusal::new(
                 FailureCode::Busy,
                 format!("take {} is recording; stop it first", a.info.take_id),
+            ));
+        }
+        let max = usize::from(self.cfg.capture.max_takes);
+        if self.takes.len() >= max {
+            return Err(Refusal::new(
+                FailureCode::Busy,
+                format!(
+                    "{} takes record already, the most this node runs at once (capture.max_takes = {max})",
+                    self.takes.len()
+                ),
             ));
         }
         validate_take_id(&r.take_id)?;
@@ -127,13 +184,9 @@ impl Engine {
             ));
         };
         let have = live.cap.channels;
-        let channels = r.channels.unwrap_or(have);
-        if channels == 0 || channels > have {
-            return Err(Refusal::new(
-                FailureCode::InvalidArgument,
-                format!("{channels} channels asked; the device delivers {have}"),
-            ));
-        }
+        let picked = super::pick::channels(r.channel_list.as_deref(), r.channels, have)?;
+        let channels = picked.len() as u16;
+        let leading = picked.iter().enumerate().all(|(i, &c)| i == c);
         let rate = live.cap.sample_rate;
         let container = r.container.unwrap_or(self.cfg.capture.format);
         let segment = r.segment.unwrap_or(self.cfg.capture.segment);
@@ -145,9 +198,16 @@ impl Engine {
                 .unwrap_or_else(|| self.cfg.recordings.clone()),
             container,
             segment_frames: ((segment.as_secs_f64() * f64::from(rate)).round() as u64).max(1),
-            channel_names: (1..=channels)
-                .map(|n| self.cfg.capture.channel_name(n))
+            channel_names: picked
+                .iter()
+                .map(|&c| self.cfg.capture.channel_name(c as u16 + 1))
                 .collect(),
+            device_channels: if leading {
+                Vec::new()
+            } else {
+                picked.iter().map(|&c| c as u16 + 1).collect()
+            },
+            job_id: (!r.job_id.is_empty()).then(|| r.job_id.clone()),
             device: live.device.clone(),
             disk: self.cfg.disk.clone(),
             sample_rate: rate,
@@ -174,16 +234,23 @@ impl Engine {
             pre_roll_frames: (pre.len() / usize::from(have)) as u64,
         };
         tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, backlog_frames = live.cap.consumer.slots() / usize::from(have), "take started");
-        self.take = Some(Active {
+        self.takes.push(Active {
             take,
             info: info.clone(),
-            channels: usize::from(channels),
-            limit: r.frames,
+            channels: picked,
+            leading,
+            limit: r
+                .frames
+                .or(r
+                    .duration
+                    .map(|d| (d.as_secs_f64() * f64::from(rate)).round() as u64))
+                .map(|f| f.max(1)),
+            job_id: r.job_id.clone(),
             origin,
         });
         (self.out)(Output::Started(info.clone()));
         if !pre.is_empty() {
-            self.write_take(&pre);
+            self.write_from(self.takes.len() - 1, &pre);
         }
         Ok((info, false))
     }

@@ -65,8 +65,13 @@ impl Engine {
 pub(super) struct Active {
     pub(super) take: Take,
     pub(super) info: TakeInfo,
-    pub(super) channels: usize,
+    /// Device channels it records (0-based), in its order.
+    pub(super) channels: Vec<usize>,
+    /// Whether `channels` is the device's first N in order (no copy).
+    pub(super) leading: bool,
     pub(super) limit: Option<u64>,
+    /// The controller's job it serves (may be empty).
+    pub(super) job_id: String,
     /// Ring-stream position (frames read) of the take's first frame.
     pub(super) origin: u64,
 }
@@ -92,7 +97,8 @@ pub struct Engine {
     pub(super) device: String,
     pub(super) device_error: Option<String>,
     pub(super) next_open: Instant,
-    pub(super) take: Option<Active>,
+    /// The takes recording, oldest first (at most `capture.max_takes`).
+    pub(super) takes: Vec<Active>,
     /// Since when audio is missing (device lost or stalled).
     pub(super) lost: Option<Instant>,
     pub(super) last_audio: Instant,
@@ -103,9 +109,10 @@ pub struct Engine {
     pub(super) listen: Option<super::listen::Tap>,
     /// Capture settings that wait for the recording take to end.
     pub(super) pending: Option<CaptureConfig>,
-    /// The take that ended last (what a stop that found it ended while
-    /// catching up replies).
-    pub(super) ended: Option<(TakeInfo, crate::take::manifest::Manifest)>,
+    /// Takes that ended while a stop caught up (what that stop replies
+    /// when its take was among them).
+    /// (Only while catching up: `None` otherwise.)
+    pub(super) ended: Option<Vec<(TakeInfo, crate::take::manifest::Manifest)>>,
     pub(super) out: Box<dyn FnMut(Output) + Send>,
 }
 
@@ -122,7 +129,7 @@ impl Engine {
             device: String::new(),
             device_error: None,
             next_open: Instant::now(),
-            take: None,
+            takes: Vec::new(),
             lost: None,
             last_audio: Instant::now(),
             sub: Vec::new(),
@@ -154,7 +161,7 @@ impl Engine {
                 match next {
                     Ok(Request::Shutdown(reason, done)) => {
                         self.catch_up();
-                        self.end_take(Ending::early("shutdown", reason));
+                        self.end_all(&Ending::early("shutdown", reason));
                         let _ = done.send(());
                         return;
                     }
@@ -169,7 +176,7 @@ impl Engine {
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         self.catch_up();
-                        self.end_take(Ending::early("shutdown", "the agent is shutting down"));
+                        self.end_all(&Ending::early("shutdown", "the agent is shutting down"));
                         return;
                     }
                 }
@@ -197,9 +204,14 @@ impl Engine {
         };
         let ch = usize::from(live.cap.channels);
         let mut frames = (live.cap.consumer.slots() / ch).min(BLOCK_FRAMES.min(max));
-        if let Some(limit) = self.take.as_ref().and_then(|a| a.limit) {
-            let pos = self.take.as_ref().map_or(0, |a| a.take.position());
-            frames = frames.min((limit - pos) as usize);
+        // NOTE: a block never crosses a take's end: it ends on its frame.
+        if let Some(left) = self
+            .takes
+            .iter()
+            .filter_map(|a| a.limit.map(|l| l.saturating_sub(a.take.position())))
+            .min()
+        {
+            frames = frames.min(left as usize);
         }
         self.check_counters();
         if frames == 0 {
@@ -237,10 +249,11 @@ impl Engine {
         if let Some(w) = live.meter.feed(block) {
             (self.out)(Output::Meter(Box::new(w)));
         }
-        if self.take.is_none() {
-            live.preroll.push(block);
-        } else {
-            self.write_take(block);
+        // NOTE: kept while takes record too: a take that starts beside
+        // them may ask for pre-roll.
+        live.preroll.push(block);
+        if !self.takes.is_empty() {
+            self.write_takes(block);
         }
         // NOTE: after the take: listening never delays the recording.
         self.feed_listen(block);

@@ -125,6 +125,13 @@ pub struct Manifest {
     /// The node's clock when the take started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockAtStart>,
+    /// 1-based device channels the take's channels 1, 2, … come from,
+    /// when not the device's first N in order (several takes at once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_channels: Vec<u16>,
+    /// The controller's job the take serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// The node's clock at a take's start: its wall-clock start to the

@@ -32,6 +32,9 @@ pub struct Resume {
     pub container: Container,
     /// The old take's longest segment (`None`: not recorded, the default).
     pub segment: Option<Duration>,
+    /// Its device channels, when not the first N (empty: the first N).
+    pub device_channels: Vec<u16>,
+    pub job_id: Option<String>,
 }
 
 /// The take to start once the device is open, if one should go on.
@@ -59,6 +62,8 @@ pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Optio
         channels: m.channels,
         container: m.format,
         segment,
+        device_channels: m.device_channels.clone(),
+        job_id: m.job_id.clone(),
     })
 }
 

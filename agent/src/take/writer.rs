@@ -72,6 +72,10 @@ pub struct TakeSpec {
     pub threads: super::spread::Threads,
     /// The clock's state at the start (its `started_at_ms` is set here).
     pub clock: Option<super::manifest::ClockAtStart>,
+    /// 1-based device channels recorded, when not the first N in order.
+    pub device_channels: Vec<u16>,
+    /// The controller's job the take serves.
+    pub job_id: Option<String>,
 }
 
 /// What a take reports while it records (the daemon makes events of them).
@@ -230,6 +234,8 @@ impl Take {
             transfer: Default::default(),
             segment_frames: spec.segment_frames,
             continues: spec.continues.clone(),
+            device_channels: spec.device_channels.clone(),
+            job_id: spec.job_id.clone(),
             clock: spec.clock.map(|c| super::manifest::ClockAtStart {
                 started_at_ms: (started.unix_timestamp_nanos() / 1_000_000) as u64,
                 ..c
@@ -628,6 +634,8 @@ pub(crate) mod tests {
             threads: crate::take::spread::Threads::Auto,
             clock: None,
             continues: None,
+            device_channels: Vec::new(),
+            job_id: None,
         }
     }
 

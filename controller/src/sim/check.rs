@@ -251,11 +251,21 @@ pub fn check_content_excusing(
             "{}",
             path.display()
         );
+        // The device channel each file channel carries: the take's channel
+        // n is device channel n, or `deviceChannels[n - 1]` for a take of
+        // chosen channels.
+        let device: Vec<u64> = m["deviceChannels"]
+            .as_array()
+            .map(|d| d.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
         let chans: Vec<usize> = f["channels"]
             .as_array()
             .expect("manifest shape")
             .iter()
-            .map(|c| c.as_u64().expect("manifest shape") as usize - 1)
+            .map(|c| {
+                let n = c.as_u64().expect("manifest shape") as usize;
+                device.get(n - 1).map_or(n, |d| *d as usize) - 1
+            })
             .collect();
         let (ch, samples) = super::decode::interleaved_i32(&path);
         assert_eq!(usize::from(ch), chans.len());

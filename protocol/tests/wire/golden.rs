@@ -1010,6 +1010,41 @@ fn vectors() -> Vec<Vector> {
                 }),
             ),
         ),
+        ctl(
+            "command.start_take_with",
+            cmd(
+                "c24",
+                CommandBody::StartTakeWith(TakeRequest {
+                    take_id: "sermon".into(),
+                    channels: vec![1, 2, 17],
+                    format: Some(TakeFormat::Wav),
+                    segment_seconds: 600,
+                    pre_roll_ms: 2_000,
+                    duration_ms: 3_600_000,
+                    job_id: "job-7".into(),
+                }),
+            ),
+        ),
+        ctl(
+            "command.running_takes",
+            cmd("c25", CommandBody::RunningTakes),
+        ),
+        agent(
+            "result.running",
+            done(
+                "c25",
+                Reply::Running {
+                    takes: vec![RunningTake {
+                        take: take_info(),
+                        device_channels: vec![1, 2, 17],
+                        job_id: "job-7".into(),
+                        duration_frames: 172_800_000,
+                    }],
+                    device: "hw:CARD=X32,DEV=0".into(),
+                    device_ok: true,
+                },
+            ),
+        ),
     ]
 }
 
