@@ -109,6 +109,9 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
             continues: Some(r.continues),
             channel_list: (!r.device_channels.is_empty()).then_some(r.device_channels),
             exclusive: false,
+            start_at_ms: 0,
+            end_at_ms: 0,
+            pre_roll_frames: None,
             duration: None,
             job_id: r.job_id.unwrap_or_default(),
         });

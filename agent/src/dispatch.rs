@@ -216,6 +216,9 @@ async fn take_command(
                     continues: None,
                     channel_list: None,
                     exclusive: true,
+                    start_at_ms: 0,
+                    end_at_ms: 0,
+                    pre_roll_frames: None,
                     duration: None,
                     job_id: String::new(),
                 })
@@ -232,6 +235,9 @@ async fn take_command(
                     channels: None,
                     channel_list: Some(t.channels.clone()),
                     exclusive: false,
+                    start_at_ms: t.start_at_ms,
+                    end_at_ms: t.end_at_ms,
+                    pre_roll_frames: None,
                     job_id: t.job_id.clone(),
                     container: t.format.map(crate::engine::container),
                     segment: (t.segment_seconds > 0)

@@ -1,6 +1,7 @@
 //! The reference controller's console commands for takes (its stdin):
 //! `take start NODE TAKE [--channels 1,2,17-24] [--format flac|wav|w64]
-//! [--segment 10s] [--duration 30s] [--pre-roll 2s] [--job ID]`,
+//! [--segment 10s] [--duration 30s] [--pre-roll 2s] [--job ID] [--in 5m]
+//! [--until-in 1h]` (start / end so long from now),
 //! `take stop NODE TAKE`, `take mark NODE LABEL`, `takes NODE`.
 
 use rakkr_protocol::{CommandBody, TakeFormat, TakeRequest};
@@ -35,6 +36,8 @@ fn start<'a>(take_id: &str, w: &mut impl Iterator<Item = &'a str>) -> Result<Tak
         pre_roll_ms: 0,
         duration_ms: 0,
         job_id: String::new(),
+        start_at_ms: 0,
+        end_at_ms: 0,
     };
     while let Some(flag) = w.next() {
         let value = w.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -58,10 +61,19 @@ fn start<'a>(take_id: &str, w: &mut impl Iterator<Item = &'a str>) -> Result<Tak
                     .map_err(|_| format!("pre-roll {value:?} is too long"))?
             }
             "--job" => req.job_id = value.into(),
+            // In so long from now (the controller's clock).
+            "--in" => req.start_at_ms = now_ms() + millis(value)?,
+            "--until-in" => req.end_at_ms = now_ms() + millis(value)?,
             other => return Err(format!("unknown option {other}")),
         }
     }
     Ok(req)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `30s`, `1500ms`, `10m`, `2h` (or plain seconds) as milliseconds.
@@ -104,6 +116,8 @@ mod tests {
                 pre_roll_ms: 1500,
                 duration_ms: 30_000,
                 job_id: "j-1".into(),
+                start_at_ms: 0,
+                end_at_ms: 0,
             })
         );
     }

@@ -28,9 +28,20 @@ pub struct TakeRequest {
     pub duration_ms: u64,
     /// The controller's job this take serves (opaque, may be empty).
     pub job_id: String,
+    /// Start at this time of the controller's clock (ms since the epoch;
+    /// 0: now): in the past as far as the node's pre-roll reaches, in the
+    /// future up to [`START_AHEAD_MAX_MS`] (the take is scheduled).
+    pub start_at_ms: u64,
+    /// End at this time of the controller's clock (0: by `duration_ms`,
+    /// or when stopped).
+    pub end_at_ms: u64,
 }
 
-/// One take recording, as `RunningTakes` reports it.
+/// Furthest ahead a start may be scheduled.
+pub const START_AHEAD_MAX_MS: u64 = 24 * 3600 * 1000;
+
+/// One take recording (or scheduled: `take.dir` empty, `take.started_at_ms`
+/// when it starts, on the node's clock), as `RunningTakes` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningTake {
     pub take: TakeInfo,

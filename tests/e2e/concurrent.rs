@@ -18,6 +18,17 @@ use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, TakeIn
 use crate::takes::{Rig, drops, logged, recording_node, run, stopped};
 
 fn with(take_id: &str, channels: &[u16], duration_ms: u64, job: &str) -> CommandBody {
+    at(take_id, channels, duration_ms, job, 0, 0)
+}
+
+fn at(
+    take_id: &str,
+    channels: &[u16],
+    duration_ms: u64,
+    job: &str,
+    start_at_ms: u64,
+    end_at_ms: u64,
+) -> CommandBody {
     CommandBody::StartTakeWith(TakeRequest {
         take_id: take_id.into(),
         channels: channels.to_vec(),
@@ -26,7 +37,16 @@ fn with(take_id: &str, channels: &[u16], duration_ms: u64, job: &str) -> Command
         pre_roll_ms: 0,
         duration_ms,
         job_id: job.into(),
+        start_at_ms,
+        end_at_ms,
     })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 async fn begun(h: &rakkr_controller::ControllerHandle, body: CommandBody) -> TakeInfo {
@@ -283,5 +303,72 @@ async fn kill_9_with_three_takes_recording_leaves_three_recovered_takes() {
         let frames = check_content(dir, &m, &d);
         assert!(frames >= 48_000, "{}: {frames} frames recovered", t.take_id);
     }
+    ctl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takes_start_and_end_at_the_controllers_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Rig {
+        feeder,
+        ctl,
+        agent: _agent,
+        ..
+    } = recording_node(tmp.path(), &[("RAKKR_CAPTURE_PRE_ROLL_SECONDS", "2")]).await;
+    let h = ctl.handle();
+    let now = now_ms();
+    // Ahead: scheduled, listed without a directory yet; it starts on its
+    // frame and ends at its end time, exactly 2 s later.
+    let later = begun(&h, at("later", &[3, 4], 0, "", now + 1_500, now + 3_500)).await;
+    assert!(later.dir.is_empty(), "not started yet: {later:?}");
+    // Behind: starts now, reaching back through the pre-roll.
+    let earlier = begun(&h, at("earlier", &[], 0, "", now - 500, 0)).await;
+    assert!(
+        earlier.pre_roll_frames > 0 && earlier.pre_roll_frames <= 24_000,
+        "{earlier:?}"
+    );
+    // Far ahead, then cancelled.
+    let never = begun(&h, at("never", &[], 0, "", now + 60_000, 0)).await;
+    assert!(never.dir.is_empty());
+    let Outcome::Done(Reply::Running { takes, .. }) = run(&h, CommandBody::RunningTakes).await
+    else {
+        panic!("RunningTakes failed");
+    };
+    let names: Vec<(&str, bool)> = takes
+        .iter()
+        .map(|t| (t.take.take_id.as_str(), t.take.dir.is_empty()))
+        .collect();
+    assert!(
+        names.contains(&("later", true)) || names.contains(&("later", false)),
+        "{names:?}"
+    );
+    assert!(names.contains(&("never", true)), "{names:?}");
+    match run(
+        &h,
+        CommandBody::StopTake {
+            take_id: "never".into(),
+        },
+    )
+    .await
+    {
+        Outcome::Failed(f) => assert!(f.message.contains("cancelled"), "{}", f.message),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ended(&h, "later").await, ("complete".into(), 96_000));
+    let m = stopped(&h, "earlier").await;
+    let d = drops(&feeder);
+    check_content(Path::new(&earlier.dir), &m, &d);
+    let Outcome::Done(Reply::Running { takes, .. }) = run(&h, CommandBody::RunningTakes).await
+    else {
+        panic!("RunningTakes failed");
+    };
+    assert!(takes.is_empty(), "{takes:?}");
+    let later_dir =
+        rakkr_e2e::takecheck::manifest(Path::new(&tmp.path().join("state/recordings/later")));
+    assert_eq!(later_dir["endedBy"], "duration");
+    assert_eq!(
+        check_content(&tmp.path().join("state/recordings/later"), &later_dir, &d),
+        96_000
+    );
     ctl.shutdown().await;
 }

@@ -141,6 +141,9 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
         continues: None,
         channel_list: list,
         exclusive: true,
+        start_at_ms: 0,
+        end_at_ms: 0,
+        pre_roll_frames: None,
         duration: None,
         job_id: String::new(),
     });

@@ -26,6 +26,7 @@ impl Engine {
                 self.device_error = None;
                 self.live = Some(live);
                 self.last_audio = Instant::now();
+                self.reschedule();
                 if let Some(req) = self.cfg.autostart.take()
                     && let Err(refusal) = self.start(req)
                 {

@@ -16,6 +16,7 @@ mod preroll;
 pub mod reconfigure;
 mod recording;
 mod requests;
+mod schedule;
 pub mod thread;
 
 use std::path::PathBuf;
@@ -72,6 +73,12 @@ pub struct StartRequest {
     pub frames: Option<u64>,
     /// ...or after this long (at the device's rate).
     pub duration: Option<Duration>,
+    /// Start / end at these times of the controller's clock (ms since the
+    /// epoch; 0: now / not by time); see `schedule`.
+    pub start_at_ms: u64,
+    pub end_at_ms: u64,
+    /// Exactly this many frames of pre-roll (instead of `pre_roll`).
+    pub pre_roll_frames: Option<u64>,
     /// Directory for the take directory (`None`: the recordings path).
     pub output: Option<PathBuf>,
     /// The interrupted take this one continues (see `take/resume.rs`).

@@ -12,7 +12,7 @@ impl Engine {
     pub(super) fn handle(&mut self, req: Request) {
         match req {
             Request::Start(r, reply) => {
-                let _ = reply.send(self.start(r));
+                let _ = reply.send(self.start_timed(r));
             }
             Request::Stop(id, ending, reply) => {
                 let _ = reply.send(self.stop(&id, ending));
@@ -36,7 +36,17 @@ impl Engine {
             Request::Status(reply) => {
                 let _ = reply.send(Status {
                     take: self.takes.first().map(|a| self.info_now(a)),
-                    takes: self.takes.iter().map(|a| self.running(a)).collect(),
+                    takes: self
+                        .takes
+                        .iter()
+                        .map(|a| self.running(a))
+                        .chain(self.scheduled.iter().map(|s| rakkr_protocol::RunningTake {
+                            take: s.info.clone(),
+                            device_channels: s.req.channel_list.clone().unwrap_or_default(),
+                            job_id: s.req.job_id.clone(),
+                            duration_frames: 0,
+                        }))
+                        .collect(),
                     device: self.device.clone(),
                     device_ok: self.live.is_some() && self.lost.is_none(),
                     error: self.device_error.clone(),
@@ -70,6 +80,14 @@ impl Engine {
     /// Ends take `id` (empty: the one recording, when only one does),
     /// after moving in what the ring held when the stop came.
     fn stop(&mut self, id: &str, ending: Ending) -> Result<(TakeInfo, Manifest), Refusal> {
+        if !id.is_empty() && self.cancel(id) {
+            return Err(Refusal::new(
+                FailureCode::InvalidArgument,
+                format!(
+                    "take {id} was scheduled and had not started: cancelled, nothing was recorded"
+                ),
+            ));
+        }
         let id = match (id, self.takes.as_slice()) {
             (_, []) => {
                 return Err(Refusal::new(
@@ -218,7 +236,11 @@ impl Engine {
         };
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
-        let pre_frames = (r.pre_roll.as_secs_f64() * f64::from(rate)) as usize;
+        let pre_frames = r
+            .pre_roll_frames
+            .map_or((r.pre_roll.as_secs_f64() * f64::from(rate)) as usize, |f| {
+                f as usize
+            });
         let pre = live.preroll.take_last(pre_frames * usize::from(have));
         let origin = live.consumed - (pre.len() / usize::from(have)) as u64;
         let info = TakeInfo {

@@ -107,6 +107,8 @@ pub struct Engine {
     pub(super) block: Vec<i32>,
     /// The live listen stream, while one is asked for.
     pub(super) listen: Option<super::listen::Tap>,
+    /// Takes waiting for their first frame (see `schedule`).
+    pub(super) scheduled: Vec<super::schedule::Scheduled>,
     /// Capture settings that wait for the recording take to end.
     pub(super) pending: Option<CaptureConfig>,
     /// Takes that ended while a stop caught up (what that stop replies
@@ -136,6 +138,7 @@ impl Engine {
             block: Vec::new(),
             listen: None,
             ended: None,
+            scheduled: Vec::new(),
             pending: None,
             out,
         };
@@ -204,6 +207,11 @@ impl Engine {
         };
         let ch = usize::from(live.cap.channels);
         let mut frames = (live.cap.consumer.slots() / ch).min(BLOCK_FRAMES.min(max));
+        // NOTE: a block never crosses a scheduled start either.
+        if let Some(due) = self.next_due(self.live.as_ref().map_or(0, |l| l.consumed)) {
+            let consumed = self.live.as_ref().map_or(0, |l| l.consumed);
+            frames = frames.min((due - consumed) as usize);
+        }
         // NOTE: a block never crosses a take's end: it ends on its frame.
         if let Some(left) = self
             .takes
@@ -239,6 +247,9 @@ impl Engine {
         self.last_audio = Instant::now();
         self.process(&block);
         self.block = block;
+        if !self.scheduled.is_empty() {
+            self.start_due();
+        }
         frames
     }
 

@@ -1022,6 +1022,8 @@ fn vectors() -> Vec<Vector> {
                     pre_roll_ms: 2_000,
                     duration_ms: 3_600_000,
                     job_id: "job-7".into(),
+                    start_at_ms: 1_795_000_060_000,
+                    end_at_ms: 0,
                 }),
             ),
         ),
