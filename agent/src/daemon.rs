@@ -99,21 +99,13 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     if let Some(r) = resume {
         tracing::warn!(take = %r.take_id, continues = %r.continues, "an interrupted take goes on as a new take once the device is open");
         engine_cfg.autostart = Some(crate::engine::StartRequest {
-            take_id: r.take_id,
             channels: Some(r.channels),
             container: Some(r.container),
             segment: r.segment,
-            pre_roll: std::time::Duration::ZERO,
-            frames: None,
-            output: None,
             continues: Some(r.continues),
             channel_list: (!r.device_channels.is_empty()).then_some(r.device_channels),
-            exclusive: false,
-            start_at_ms: 0,
-            end_at_ms: 0,
-            pre_roll_frames: None,
-            duration: None,
             job_id: r.job_id.unwrap_or_default(),
+            ..crate::engine::StartRequest::named(&r.take_id)
         });
     }
     let node = Node::new(config, outbox, commands);

@@ -205,22 +205,12 @@ async fn take_command(
         CommandBody::StartTake(st) => {
             let (take, already_running) = rec
                 .start(crate::engine::StartRequest {
-                    take_id: st.take_id.clone(),
                     channels: (st.channels > 0).then_some(st.channels),
                     container: st.format.map(crate::engine::container),
-                    segment: (st.segment_seconds > 0)
-                        .then(|| Duration::from_secs(u64::from(st.segment_seconds))),
+                    segment: seconds(st.segment_seconds),
                     pre_roll: Duration::from_millis(u64::from(st.pre_roll_ms)),
-                    frames: None,
-                    output: None,
-                    continues: None,
-                    channel_list: None,
                     exclusive: true,
-                    start_at_ms: 0,
-                    end_at_ms: 0,
-                    pre_roll_frames: None,
-                    duration: None,
-                    job_id: String::new(),
+                    ..crate::engine::StartRequest::named(&st.take_id)
                 })
                 .await?;
             Reply::Take {
@@ -231,22 +221,15 @@ async fn take_command(
         CommandBody::StartTakeWith(t) => {
             let (take, already_running) = rec
                 .start(crate::engine::StartRequest {
-                    take_id: t.take_id.clone(),
-                    channels: None,
                     channel_list: Some(t.channels.clone()),
-                    exclusive: false,
                     start_at_ms: t.start_at_ms,
                     end_at_ms: t.end_at_ms,
-                    pre_roll_frames: None,
                     job_id: t.job_id.clone(),
                     container: t.format.map(crate::engine::container),
-                    segment: (t.segment_seconds > 0)
-                        .then(|| Duration::from_secs(u64::from(t.segment_seconds))),
+                    segment: seconds(t.segment_seconds),
                     pre_roll: Duration::from_millis(u64::from(t.pre_roll_ms)),
-                    frames: None,
                     duration: (t.duration_ms > 0).then(|| Duration::from_millis(t.duration_ms)),
-                    output: None,
-                    continues: None,
+                    ..crate::engine::StartRequest::named(&t.take_id)
                 })
                 .await?;
             Reply::Take {
@@ -257,13 +240,9 @@ async fn take_command(
         CommandBody::RunningTakes => {
             let st = rec.status().await?;
             Reply::Running {
-                takes: st.takes,
-                device: if st.device.is_empty() {
-                    st.error.unwrap_or_default()
-                } else {
-                    st.device
-                },
+                device: st.device_or_error(),
                 device_ok: st.device_ok,
+                takes: st.takes,
             }
         }
         CommandBody::Listen(req) => Reply::Listening(rec.listen(req.clone()).await?),
@@ -284,14 +263,15 @@ async fn take_command(
         _ => {
             let st = rec.status().await?;
             Reply::TakeStatus {
-                take: st.take,
-                device: if st.device.is_empty() {
-                    st.error.unwrap_or_default()
-                } else {
-                    st.device
-                },
+                device: st.device_or_error(),
                 device_ok: st.device_ok,
+                take: st.take,
             }
         }
     })
+}
+
+/// Whole seconds from the wire (0: the node's setting).
+fn seconds(s: u32) -> Option<std::time::Duration> {
+    (s > 0).then(|| std::time::Duration::from_secs(u64::from(s)))
 }

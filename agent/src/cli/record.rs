@@ -129,23 +129,14 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     cfg.recordings = output;
     cfg.capture.pre_roll = Duration::ZERO;
     cfg.autostart = Some(StartRequest {
-        take_id: take_id.clone(),
-        channels: None,
         container: Some(container),
         segment: args.segment,
-        pre_roll: Duration::ZERO,
         frames: args
             .duration
             .map(|d| ((d.as_secs_f64() * f64::from(rate)).round() as u64).max(1)),
-        output: None,
-        continues: None,
         channel_list: list,
         exclusive: true,
-        start_at_ms: 0,
-        end_at_ms: 0,
-        pre_roll_frames: None,
-        duration: None,
-        job_id: String::new(),
+        ..StartRequest::named(&take_id)
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

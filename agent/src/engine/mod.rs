@@ -85,6 +85,30 @@ pub struct StartRequest {
     pub continues: Option<String>,
 }
 
+impl StartRequest {
+    /// Take `take_id` as the node's settings say: every channel, now,
+    /// beside other takes, until stopped.
+    pub fn named(take_id: &str) -> Self {
+        Self {
+            take_id: take_id.to_owned(),
+            channels: None,
+            channel_list: None,
+            exclusive: false,
+            job_id: String::new(),
+            container: None,
+            segment: None,
+            pre_roll: Duration::ZERO,
+            frames: None,
+            duration: None,
+            start_at_ms: 0,
+            end_at_ms: 0,
+            pre_roll_frames: None,
+            output: None,
+            continues: None,
+        }
+    }
+}
+
 /// What `status` reports.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -107,6 +131,17 @@ pub struct Status {
     pub listening: Option<rakkr_protocol::Listening>,
     /// The capture held open now (for the inventory of a busy device).
     pub held: Option<crate::inventory::audio::Held>,
+}
+
+impl Status {
+    /// The device in use, or why there is none.
+    pub fn device_or_error(&self) -> String {
+        if self.device.is_empty() {
+            self.error.clone().unwrap_or_default()
+        } else {
+            self.device.clone()
+        }
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
