@@ -42,16 +42,22 @@ impl Engine {
             };
             let mut events = Vec::new();
             let res = active.take.write(data, &mut events);
-            let id = active.info.take_id.clone();
             let reached = active.limit.is_some_and(|l| active.take.position() >= l);
+            let ending = match res {
+                Ok(Some(MustStop(why))) => Some(Ending::early("disk", why)),
+                Err(e) => Some(Ending::early("error", format!("writing failed: {e:#}"))),
+                Ok(None) if reached => Some(Ending::asked("duration")),
+                Ok(None) => None,
+            };
+            // NOTE: the id is copied only when there is something to say
+            // (most blocks have neither events nor an ending).
+            if events.is_empty() && ending.is_none() {
+                continue;
+            }
+            let id = active.info.take_id.clone();
             self.emit_events(&id, events);
-            match res {
-                Ok(Some(MustStop(why))) => endings.push((id, Ending::early("disk", why))),
-                Err(e) => {
-                    endings.push((id, Ending::early("error", format!("writing failed: {e:#}"))))
-                }
-                Ok(None) if reached => endings.push((id, Ending::asked("duration"))),
-                Ok(None) => {}
+            if let Some(ending) = ending {
+                endings.push((id, ending));
             }
         }
         for (id, ending) in endings {

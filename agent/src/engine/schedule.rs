@@ -75,7 +75,9 @@ impl Engine {
             if end <= start.max(now) {
                 return bad("the end time is not after the start".into());
             }
-            r.duration = Some(std::time::Duration::from_millis(end - start.max(now)));
+            // From the start (now, ahead, or reached back to through the
+            // pre-roll) to the end.
+            r.duration = Some(std::time::Duration::from_millis(end - start));
         }
         if r.start_at_ms == 0 {
             return self.start(r);
@@ -90,10 +92,6 @@ impl Engine {
         if due <= consumed {
             // In the past: as far back as the pre-roll reaches.
             r.pre_roll_frames = Some(consumed - due);
-            if r.end_at_ms > 0 {
-                let end = self.ours(r.end_at_ms);
-                r.duration = Some(std::time::Duration::from_millis(end.saturating_sub(start)));
-            }
             return self.start(r);
         }
         let max = usize::from(self.cfg.capture.max_takes);
