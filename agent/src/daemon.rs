@@ -89,22 +89,22 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
                 crate::take::recover::Report::default()
             });
     let mut engine_cfg = crate::engine::EngineConfig::from_config(&config);
-    // The show goes on: the newest interrupted take continues as a new
-    // take as soon as the device is open.
-    let resume = crate::take::resume::plan(
+    // The show goes on: every take the crash interrupted continues as a
+    // new take as soon as the device is open.
+    for r in crate::take::resume::plan(
         &recovered.recovered,
         config.capture.resume_within,
         std::time::SystemTime::now(),
-    );
-    if let Some(r) = resume {
+    ) {
         tracing::warn!(take = %r.take_id, continues = %r.continues, "an interrupted take goes on as a new take once the device is open");
-        engine_cfg.autostart = Some(crate::engine::StartRequest {
+        engine_cfg.autostart.push(crate::engine::StartRequest {
             channels: Some(r.channels),
             container: Some(r.container),
             segment: r.segment,
             continues: Some(r.continues),
             channel_list: (!r.device_channels.is_empty()).then_some(r.device_channels),
             job_id: r.job_id.unwrap_or_default(),
+            ends_at_ms: r.ends_at_ms,
             ..crate::engine::StartRequest::named(&r.take_id)
         });
     }

@@ -5,7 +5,8 @@
 //! channels, the archive has no seam; the concurrency limit refuses a
 //! take naming it; a take with a duration ends on time while the link is
 //! down and is reported when it returns; `kill -9` with three takes
-//! recording leaves three recovered takes.
+//! recording leaves three recovered takes, and all three go on (the timed
+//! one still ends on time).
 
 use std::path::Path;
 use std::time::Duration;
@@ -272,7 +273,7 @@ async fn a_take_with_a_duration_ends_on_time_while_the_link_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_with_three_takes_recording_leaves_three_recovered_takes() {
+async fn kill_9_with_three_takes_recording_recovers_all_three_and_all_go_on() {
     let tmp = tempfile::tempdir().unwrap();
     let Rig {
         feeder,
@@ -282,10 +283,11 @@ async fn kill_9_with_three_takes_recording_leaves_three_recovered_takes() {
         ..
     } = recording_node(tmp.path(), &[]).await;
     let h = ctl.handle();
+    // "odd" ends by itself 20 s from now, crash or not.
     let takes = [
-        begun(&h, with("all", &[], 0, "")).await,
-        begun(&h, with("pair", &[5, 6], 0, "")).await,
-        begun(&h, with("odd", &[31, 1, 9], 0, "")).await,
+        begun(&h, with("all", &[], 0, "job-a")).await,
+        begun(&h, with("pair", &[5, 6], 0, "job-p")).await,
+        begun(&h, with("odd", &[31, 1, 9], 20_000, "job-o")).await,
     ];
     // Each has a closed segment and more.
     for t in &takes {
@@ -293,15 +295,62 @@ async fn kill_9_with_three_takes_recording_leaves_three_recovered_takes() {
     }
     agent.signal(Signal::SIGKILL);
     assert!(agent.wait_exit(crate::T).is_some());
+    // Started again, the agent recovers all three and continues each.
+    let mut events = h.subscribe();
+    let _agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
+    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    for t in &takes {
+        recorded(&h, &format!("{}-r2", t.take_id), 48_000).await;
+    }
+    let running = match run(&h, CommandBody::RunningTakes).await {
+        Outcome::Done(Reply::Running { takes, .. }) => takes,
+        other => panic!("{other:?}"),
+    };
+    let of = |id: &str| {
+        running
+            .iter()
+            .find(|t| t.take.take_id == id)
+            .map(|t| (t.device_channels.clone(), t.job_id.clone()))
+            .unwrap_or_else(|| panic!("{id} is not running: {running:?}"))
+    };
+    assert_eq!(of("all-r2"), ((1..=32).collect::<Vec<_>>(), "job-a".into()));
+    assert_eq!(of("pair-r2"), (vec![5, 6], "job-p".into()));
+    assert_eq!(of("odd-r2"), (vec![31, 1, 9], "job-o".into()));
+    // The timed one ends when the take it continues would have.
+    assert_eq!(ended(&h, "odd-r2").await.0, "complete");
+    let recordings = tmp.path().join("state/recordings");
+    let (odd, odd2) = (
+        manifest(&recordings.join("odd")),
+        manifest(&recordings.join("odd-r2")),
+    );
+    assert_eq!(odd2["endedBy"], "duration", "{odd2}");
+    let (end, end2) = (
+        odd["endsAtMs"].as_u64().unwrap(),
+        odd2["endsAtMs"].as_u64().unwrap(),
+    );
+    assert!(
+        end.abs_diff(end2) <= 2,
+        "ends at {end2}, was to end at {end}"
+    );
+    let mut finals = vec![("odd-r2".to_string(), odd2)];
+    for id in ["all-r2", "pair-r2"] {
+        finals.push((id.into(), crate::takes::stopped(&h, id).await));
+    }
     let d = drops(&feeder);
     for t in &takes {
         let dir = Path::new(&t.dir);
-        let out = rakkr_e2e::agent::run_agent(&["recover", &t.dir], &env);
-        assert!(out.status.success(), "{out:?}");
         let m = manifest(dir);
         assert_eq!(m["status"], "recovered", "{}: {m}", t.take_id);
         let frames = check_content(dir, &m, &d);
         assert!(frames >= 48_000, "{}: {frames} frames recovered", t.take_id);
+    }
+    for (id, m) in &finals {
+        assert_eq!(m["status"], "complete", "{id}: {m}");
+        assert_eq!(m["continues"], id.trim_end_matches("-r2"), "{id}");
+        check_content(&recordings.join(id), m, &d);
     }
     ctl.shutdown().await;
 }

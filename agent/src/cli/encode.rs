@@ -90,6 +90,7 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         continues: None,
         device_channels: Vec::new(),
         job_id: None,
+        ends_at_ms: None,
     };
     let mut take = Take::start(spec).context(Failure::Capture)?;
     // NOTE: aligned, or the kernel's copy into it costs several times more

@@ -128,7 +128,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     cfg.capture.channels = count.or(config.capture.channels);
     cfg.recordings = output;
     cfg.capture.pre_roll = Duration::ZERO;
-    cfg.autostart = Some(StartRequest {
+    cfg.autostart = vec![StartRequest {
         container: Some(container),
         segment: args.segment,
         frames: args
@@ -137,7 +137,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
         channel_list: list,
         exclusive: true,
         ..StartRequest::named(&take_id)
-    });
+    }];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -27,10 +27,10 @@ impl Engine {
                 self.live = Some(live);
                 self.last_audio = Instant::now();
                 self.reschedule();
-                if let Some(req) = self.cfg.autostart.take()
-                    && let Err(refusal) = self.start(req)
-                {
-                    (self.out)(Output::StartFailed { refusal });
+                for req in std::mem::take(&mut self.cfg.autostart) {
+                    if let Err(refusal) = self.start(req) {
+                        (self.out)(Output::StartFailed { refusal });
+                    }
                 }
             }
             Err(e) => {

@@ -77,6 +77,9 @@ pub struct StartRequest {
     /// epoch; 0: now / not by time); see `schedule`.
     pub start_at_ms: u64,
     pub end_at_ms: u64,
+    /// Or at this time of our clock (ms since the epoch: a take that
+    /// continues one a crash interrupted ends when it would have).
+    pub ends_at_ms: Option<u64>,
     /// Exactly this many frames of pre-roll (instead of `pre_roll`).
     pub pre_roll_frames: Option<u64>,
     /// Directory for the take directory (`None`: the recordings path).
@@ -102,6 +105,7 @@ impl StartRequest {
             duration: None,
             start_at_ms: 0,
             end_at_ms: 0,
+            ends_at_ms: None,
             pre_roll_frames: None,
             output: None,
             continues: None,

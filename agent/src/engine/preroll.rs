@@ -34,14 +34,20 @@ impl PreRoll {
         self.len = (self.len + block.len()).min(cap);
     }
 
-    /// Takes the newest `samples` samples (oldest first) and empties the buffer.
-    pub fn take_last(&mut self, samples: usize) -> Vec<i32> {
+    /// The newest `samples` samples (oldest first).
+    ///
+    /// NOTE: the buffer keeps them: a take starting beside another (two
+    /// scheduled for the same frame) has the same pre-roll to reach into.
+    pub fn last(&self, samples: usize) -> Vec<i32> {
         let cap = self.buf.len();
         let n = samples.min(self.len);
         let start = (self.head + cap - n) % cap.max(1);
-        let out = (0..n).map(|i| self.buf[(start + i) % cap]).collect();
-        self.len = 0;
-        out
+        (0..n).map(|i| self.buf[(start + i) % cap]).collect()
+    }
+
+    /// Frames held.
+    pub fn len_frames(&self, channels: usize) -> usize {
+        self.len / channels.max(1)
     }
 }
 
@@ -54,10 +60,11 @@ mod tests {
         let mut p = PreRoll::new(3, 2);
         p.push(&[1, 1, 2, 2]);
         p.push(&[3, 3, 4, 4, 5, 5]);
-        assert_eq!(p.take_last(4), vec![4, 4, 5, 5]);
-        assert!(p.take_last(4).is_empty(), "emptied");
+        assert_eq!(p.last(4), vec![4, 4, 5, 5]);
+        assert_eq!(p.last(4), vec![4, 4, 5, 5], "kept for the next take");
+        assert_eq!(p.len_frames(2), 3);
         let mut none = PreRoll::new(0, 2);
         none.push(&[1, 2]);
-        assert!(none.take_last(2).is_empty());
+        assert!(none.last(2).is_empty());
     }
 }

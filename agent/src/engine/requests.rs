@@ -208,6 +208,34 @@ impl Engine {
         let rate = live.cap.sample_rate;
         let container = r.container.unwrap_or(self.cfg.capture.format);
         let segment = r.segment.unwrap_or(self.cfg.capture.segment);
+        let pre_frames = r
+            .pre_roll_frames
+            .map_or((r.pre_roll.as_secs_f64() * f64::from(rate)) as usize, |f| {
+                f as usize
+            });
+        let now_ms = crate::util::now_ms();
+        if let Some(end) = r.ends_at_ms.filter(|e| *e <= now_ms) {
+            return Err(Refusal::new(
+                FailureCode::InvalidArgument,
+                format!(
+                    "take {}: its end time passed {} ms ago",
+                    r.take_id,
+                    now_ms - end
+                ),
+            ));
+        }
+        let limit = r
+            .frames
+            .or(r
+                .duration
+                .map(|d| (d.as_secs_f64() * f64::from(rate)).round() as u64))
+            .or(r.ends_at_ms.map(|e| (e - now_ms) * u64::from(rate) / 1000))
+            .map(|f| f.max(1));
+        // The take's first frame is the oldest pre-roll frame it gets.
+        let pre_held = (pre_frames.min(live.preroll.len_frames(usize::from(have)))) as u64;
+        let ends_at_ms = limit.map(|l| {
+            (now_ms + l * 1000 / u64::from(rate)).saturating_sub(pre_held * 1000 / u64::from(rate))
+        });
         let spec = TakeSpec {
             take_id: r.take_id.clone(),
             output: r
@@ -226,6 +254,7 @@ impl Engine {
                 picked.iter().map(|&c| c as u16 + 1).collect()
             },
             job_id: (!r.job_id.is_empty()).then(|| r.job_id.clone()),
+            ends_at_ms,
             device: live.device.clone(),
             disk: self.cfg.disk.clone(),
             sample_rate: rate,
@@ -236,12 +265,7 @@ impl Engine {
         };
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
-        let pre_frames = r
-            .pre_roll_frames
-            .map_or((r.pre_roll.as_secs_f64() * f64::from(rate)) as usize, |f| {
-                f as usize
-            });
-        let pre = live.preroll.take_last(pre_frames * usize::from(have));
+        let pre = live.preroll.last(pre_frames * usize::from(have));
         let origin = live.consumed - (pre.len() / usize::from(have)) as u64;
         let info = TakeInfo {
             take_id: r.take_id.clone(),
@@ -261,12 +285,7 @@ impl Engine {
             info: info.clone(),
             channels: picked,
             leading,
-            limit: r
-                .frames
-                .or(r
-                    .duration
-                    .map(|d| (d.as_secs_f64() * f64::from(rate)).round() as u64))
-                .map(|f| f.max(1)),
+            limit,
             job_id: r.job_id.clone(),
             origin,
         });

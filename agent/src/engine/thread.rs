@@ -28,9 +28,10 @@ pub struct EngineConfig {
     pub capture: CaptureConfig,
     pub recordings: PathBuf,
     pub disk: DiskGuard,
-    /// Start this take as soon as the device opens, before any audio is
-    /// read (the `record` CLI: the take holds the stream from its first frame).
-    pub autostart: Option<StartRequest>,
+    /// Start these takes as soon as the device opens, before any audio is
+    /// read (the `record` CLI: the take holds the stream from its first
+    /// frame; interrupted takes that continue).
+    pub autostart: Vec<StartRequest>,
     /// The node's clock against the controller's, for take manifests
     /// (`None`: no controller, e.g. the `record` CLI).
     pub clock: Option<tokio::sync::watch::Receiver<Option<crate::health::clock::Estimate>>>,
@@ -42,7 +43,7 @@ impl EngineConfig {
             capture: c.capture.clone(),
             recordings: c.recordings_path.clone(),
             disk: c.disk.clone(),
-            autostart: None,
+            autostart: Vec::new(),
             clock: None,
         }
     }

@@ -132,6 +132,11 @@ pub struct Manifest {
     /// The controller's job the take serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// When (the node's clock, ms since the epoch) the take ends by itself
+    /// (a duration or an end time); a take that continues it after a crash
+    /// ends then too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at_ms: Option<u64>,
 }
 
 /// The node's clock at a take's start: its wall-clock start to the

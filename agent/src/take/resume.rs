@@ -1,12 +1,14 @@
 //! Continuing a take that a crash or a power cut interrupted.
 //!
 //! At start, recovery repairs every take that was still recording (see
-//! `recover.rs`). The newest of them, if its audio was last written within
-//! `capture.resume_within_seconds`, goes on by itself as a new take as soon
-//! as the device is open: same channels, format and segment length, id
-//! `<take>-r2` (`<take>-r3` after `<take>-r2`, …), its manifest naming the
-//! take it `continues`. Only the audio between the last sample recovery
-//! kept and the first of the new take is lost.
+//! `recover.rs`). Each of them whose audio was last written within
+//! `capture.resume_within_seconds` goes on by itself as a new take as soon
+//! as the device is open (several takes at once: all of them): same
+//! channels, format, segment length and job, id `<take>-r2` (`<take>-r3`
+//! after `<take>-r2`, …), its manifest naming the take it `continues`; a
+//! take that was to end by itself ends at the same time. Only the audio
+//! between the last sample recovery kept and the first of the new take is
+//! lost.
 //!
 //! NOTE: a new take, not more segments of the old one: after recovery the
 //! old take's manifest is final (its files are hashed, may already be
@@ -35,23 +37,42 @@ pub struct Resume {
     /// Its device channels, when not the first N (empty: the first N).
     pub device_channels: Vec<u16>,
     pub job_id: Option<String>,
+    /// When it ends by itself, as the take it continues would have (the
+    /// node's clock, ms; `None`: when stopped).
+    pub ends_at_ms: Option<u64>,
 }
 
-/// The take to start once the device is open, if one should go on.
-pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Option<Resume> {
+/// The takes to start once the device is open, oldest first.
+pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Vec<Resume> {
     if within.is_zero() {
-        return None;
+        return Vec::new();
     }
-    let (r, written) = recovered
+    let mut plans: Vec<(SystemTime, Resume)> = recovered
         .iter()
-        .filter_map(|r| last_write(r).map(|t| (r, t)))
-        .max_by_key(|(_, t)| *t)?;
+        .filter_map(|r| {
+            let written = last_write(r)?;
+            Some((written, one(r, written, within, now)?))
+        })
+        .collect();
+    plans.sort_by_key(|(t, _)| *t);
+    plans.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The take that continues `r`, if it should.
+fn one(r: &Recovered, written: SystemTime, within: Duration, now: SystemTime) -> Option<Resume> {
+    let m = &r.manifest;
     let age = now.duration_since(written).unwrap_or_default();
     if age > within {
-        tracing::info!(take = %r.manifest.take_id, age_s = age.as_secs(), "an interrupted take is too old to continue by itself (capture.resume_within_seconds)");
+        tracing::info!(take = %m.take_id, age_s = age.as_secs(), "an interrupted take is too old to continue by itself (capture.resume_within_seconds)");
         return None;
     }
-    let m = &r.manifest;
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if let Some(end) = m.ends_at_ms.filter(|end| *end <= now_ms) {
+        tracing::info!(take = %m.take_id, ended_ms_ago = now_ms - end, "an interrupted take's end time passed while the agent was down: it does not continue");
+        return None;
+    }
     let output = r.dir.parent()?.to_path_buf();
     let take_id = next_free_id(&m.take_id, &output)?;
     let segment = (m.segment_frames > 0 && m.sample_rate > 0)
@@ -64,6 +85,7 @@ pub fn plan(recovered: &[Recovered], within: Duration, now: SystemTime) -> Optio
         segment,
         device_channels: m.device_channels.clone(),
         job_id: m.job_id.clone(),
+        ends_at_ms: m.ends_at_ms,
     })
 }
 
@@ -134,6 +156,52 @@ mod tests {
         let next = next_id(&long).unwrap();
         assert_eq!(next.len(), rakkr_protocol::limits::TAKE_ID_MAX);
         assert!(next.ends_with("-r2"));
+    }
+
+    /// A finished take `id` under `out`, as recovery hands it over.
+    fn recovered(out: &Path, id: &str, ends_at_ms: Option<u64>) -> Recovered {
+        use crate::take::writer::{Ending, Take, TakeSpec};
+        let mut t = Take::start(TakeSpec {
+            take_id: id.into(),
+            output: out.to_owned(),
+            ends_at_ms,
+            ..crate::take::writer::tests::spec(out, 10_000)
+        })
+        .unwrap();
+        let mut ev = Vec::new();
+        t.write(&vec![7; 4_000 * 3], &mut ev).unwrap();
+        let manifest = t.finish(Ending::asked("test"), &mut ev).manifest;
+        Recovered {
+            dir: out.join(id),
+            manifest,
+        }
+    }
+
+    #[test]
+    fn every_recent_interrupted_take_continues_and_keeps_its_end_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now() + Duration::from_secs(5);
+        let now_ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let all = [
+            recovered(dir.path(), "archive", None),
+            recovered(dir.path(), "choir", Some(now_ms + 60_000)),
+            recovered(dir.path(), "sermon", Some(now_ms - 1)),
+        ];
+        let plans = plan(&all, Duration::from_secs(60), now);
+        let ids: Vec<_> = plans.iter().map(|r| r.take_id.as_str()).collect();
+        assert_eq!(ids, ["archive-r2", "choir-r2"], "the ended one stays ended");
+        assert_eq!(plans[0].ends_at_ms, None);
+        assert_eq!(plans[1].ends_at_ms, Some(now_ms + 60_000));
+        assert_eq!(plans[1].continues, "choir");
+        assert!(plan(&all, Duration::ZERO, now).is_empty(), "resume is off");
+        let later = now + Duration::from_secs(120);
+        assert!(
+            plan(&all, Duration::from_secs(60), later).is_empty(),
+            "too old"
+        );
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct TakeSpec {
     pub device_channels: Vec<u16>,
     /// The controller's job the take serves.
     pub job_id: Option<String>,
+    /// When the take ends by itself (the node's clock, ms; see `Manifest`).
+    pub ends_at_ms: Option<u64>,
 }
 
 /// What a take reports while it records (the daemon makes events of them).
@@ -236,6 +238,7 @@ impl Take {
             continues: spec.continues.clone(),
             device_channels: spec.device_channels.clone(),
             job_id: spec.job_id.clone(),
+            ends_at_ms: spec.ends_at_ms,
             clock: spec.clock.map(|c| super::manifest::ClockAtStart {
                 started_at_ms: (started.unix_timestamp_nanos() / 1_000_000) as u64,
                 ..c
@@ -636,6 +639,7 @@ pub(crate) mod tests {
             continues: None,
             device_channels: Vec::new(),
             job_id: None,
+            ends_at_ms: None,
         }
     }
 
