@@ -136,6 +136,7 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             .map(|d| ((d.as_secs_f64() * f64::from(rate)).round() as u64).max(1)),
         channel_list: list,
         exclusive: true,
+        admit_anyway: true,
         ..StartRequest::named(&take_id)
     }];
     let rt = tokio::runtime::Builder::new_current_thread()

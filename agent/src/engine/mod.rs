@@ -7,6 +7,7 @@
 //! engine's outputs into events and meter frames. Nothing here waits on
 //! the network: with the controller gone, takes go on and events queue.
 
+mod admit;
 mod device;
 pub mod events;
 pub mod listen;
@@ -17,6 +18,8 @@ pub mod reconfigure;
 mod recording;
 mod requests;
 mod schedule;
+mod shed;
+mod start;
 pub mod thread;
 
 use std::path::PathBuf;
@@ -65,6 +68,10 @@ pub struct StartRequest {
     pub exclusive: bool,
     /// The controller's job it serves (may be empty).
     pub job_id: String,
+    /// What admission (`admit`) would refuse is only a warning: an
+    /// operator at the `record` CLI asked for this take, and recording
+    /// what fits beats recording nothing.
+    pub admit_anyway: bool,
     pub container: Option<Container>,
     pub segment: Option<Duration>,
     /// Audio from before the request (capped by the pre-roll buffer).
@@ -98,6 +105,7 @@ impl StartRequest {
             channel_list: None,
             exclusive: false,
             job_id: String::new(),
+            admit_anyway: false,
             container: None,
             segment: None,
             pre_roll: Duration::ZERO,

@@ -4,9 +4,9 @@
 use rakkr_protocol::{FailureCode, TakeInfo};
 
 use super::thread::{Active, Engine};
-use super::{Output, Refusal, Request, StartRequest, Status, take_format};
+use super::{Refusal, Request, Status};
 use crate::take::manifest::Manifest;
-use crate::take::writer::{Ending, Take, TakeSpec};
+use crate::take::writer::Ending;
 
 impl Engine {
     pub(super) fn handle(&mut self, req: Request) {
@@ -168,134 +168,6 @@ impl Engine {
         }
     }
 
-    pub(super) fn start(&mut self, r: StartRequest) -> Result<(TakeInfo, bool), Refusal> {
-        if let Some(a) = self.takes.iter().find(|a| a.info.take_id == r.take_id) {
-            return Ok((self.info_now(a), true));
-        }
-        // NOTE: a plain StartTake (a controller that knows one take at a
-        // time) is refused while another records, as it always was.
-        if let Some(a) = self.takes.first().filter(|_| r.exclusive) {
-            return Err(Refusal::new(
-                FailureCode::Busy,
-                format!("take {} is recording; stop it first", a.info.take_id),
-            ));
-        }
-        let max = usize::from(self.cfg.capture.max_takes);
-        if self.takes.len() >= max {
-            return Err(Refusal::new(
-                FailureCode::Busy,
-                format!(
-                    "{} takes record already, the most this node runs at once (capture.max_takes = {max})",
-                    self.takes.len()
-                ),
-            ));
-        }
-        validate_take_id(&r.take_id)?;
-        let clock = self.clock_now();
-        let Some(live) = self.live.as_mut() else {
-            return Err(Refusal::new(
-                FailureCode::Busy,
-                format!(
-                    "no capture device: {}",
-                    self.device_error.as_deref().unwrap_or("still opening")
-                ),
-            ));
-        };
-        let have = live.cap.channels;
-        let picked = super::pick::channels(r.channel_list.as_deref(), r.channels, have)?;
-        let channels = picked.len() as u16;
-        let leading = picked.iter().enumerate().all(|(i, &c)| i == c);
-        let rate = live.cap.sample_rate;
-        let container = r.container.unwrap_or(self.cfg.capture.format);
-        let segment = r.segment.unwrap_or(self.cfg.capture.segment);
-        let pre_frames = r
-            .pre_roll_frames
-            .map_or((r.pre_roll.as_secs_f64() * f64::from(rate)) as usize, |f| {
-                f as usize
-            });
-        let now_ms = crate::util::now_ms();
-        if let Some(end) = r.ends_at_ms.filter(|e| *e <= now_ms) {
-            return Err(Refusal::new(
-                FailureCode::InvalidArgument,
-                format!(
-                    "take {}: its end time passed {} ms ago",
-                    r.take_id,
-                    now_ms - end
-                ),
-            ));
-        }
-        let limit = r
-            .frames
-            .or(r
-                .duration
-                .map(|d| (d.as_secs_f64() * f64::from(rate)).round() as u64))
-            .or(r.ends_at_ms.map(|e| (e - now_ms) * u64::from(rate) / 1000))
-            .map(|f| f.max(1));
-        // The take's first frame is the oldest pre-roll frame it gets.
-        let pre_held = (pre_frames.min(live.preroll.len_frames(usize::from(have)))) as u64;
-        let ends_at_ms = limit.map(|l| {
-            (now_ms + l * 1000 / u64::from(rate)).saturating_sub(pre_held * 1000 / u64::from(rate))
-        });
-        let spec = TakeSpec {
-            take_id: r.take_id.clone(),
-            output: r
-                .output
-                .clone()
-                .unwrap_or_else(|| self.cfg.recordings.clone()),
-            container,
-            segment_frames: ((segment.as_secs_f64() * f64::from(rate)).round() as u64).max(1),
-            channel_names: picked
-                .iter()
-                .map(|&c| self.cfg.capture.channel_name(c as u16 + 1))
-                .collect(),
-            device_channels: if leading {
-                Vec::new()
-            } else {
-                picked.iter().map(|&c| c as u16 + 1).collect()
-            },
-            job_id: (!r.job_id.is_empty()).then(|| r.job_id.clone()),
-            ends_at_ms,
-            device: live.device.clone(),
-            disk: self.cfg.disk.clone(),
-            sample_rate: rate,
-            capture_format: live.cap.format.to_string(),
-            threads: crate::take::spread::Threads::Auto,
-            continues: r.continues.clone(),
-            clock: Some(clock),
-        };
-        let take = Take::start(spec)
-            .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
-        let pre = live.preroll.last(pre_frames * usize::from(have));
-        let origin = live.consumed - (pre.len() / usize::from(have)) as u64;
-        let info = TakeInfo {
-            take_id: r.take_id.clone(),
-            dir: take.dir().display().to_string(),
-            device: live.device.clone(),
-            channels,
-            sample_rate: rate,
-            format: take_format(container),
-            frames: 0,
-            segments: 1,
-            started_at_ms: (take.started_at().unix_timestamp_nanos() / 1_000_000) as u64,
-            pre_roll_frames: (pre.len() / usize::from(have)) as u64,
-        };
-        tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, backlog_frames = live.cap.consumer.slots() / usize::from(have), "take started");
-        self.takes.push(Active {
-            take,
-            info: info.clone(),
-            channels: picked,
-            leading,
-            limit,
-            job_id: r.job_id.clone(),
-            origin,
-        });
-        (self.out)(Output::Started(info.clone()));
-        if !pre.is_empty() {
-            self.write_from(self.takes.len() - 1, &pre);
-        }
-        Ok((info, false))
-    }
-
     /// Starts (or renews, or changes) the listen stream on the open device.
     fn listen(
         &mut self,
@@ -319,17 +191,5 @@ impl Engine {
         }
         self.listen = Some(tap);
         Ok(listening)
-    }
-}
-
-/// A take id becomes a directory name: keep it to a safe alphabet.
-pub fn validate_take_id(id: &str) -> Result<(), Refusal> {
-    if crate::take::listing::valid_id(id) {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            FailureCode::InvalidArgument,
-            format!("take id {id:?} must be 1-128 of A-Z a-z 0-9 - _ . and not start with a dot"),
-        ))
     }
 }

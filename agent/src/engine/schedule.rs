@@ -101,7 +101,7 @@ impl Engine {
                 format!("{max} takes record or wait already (capture.max_takes = {max})"),
             ));
         }
-        super::requests::validate_take_id(&r.take_id)?;
+        super::start::validate_take_id(&r.take_id)?;
         let live = self.live.as_ref().expect("a position means a stream");
         let info = TakeInfo {
             take_id: r.take_id.clone(),
@@ -119,6 +119,20 @@ impl Engine {
             started_at_ms: start,
             pre_roll_frames: 0,
         };
+        // Checked now and again when it starts.
+        let output = r
+            .output
+            .clone()
+            .unwrap_or_else(|| self.cfg.recordings.clone());
+        self.admit(&super::admit::Candidate {
+            take_id: &r.take_id,
+            channels: info.channels,
+            container: r.container.unwrap_or(self.cfg.capture.format),
+            frames: r
+                .duration
+                .map(|d| (d.as_secs_f64() * f64::from(info.sample_rate)).round() as u64),
+            dir: &output,
+        })?;
         tracing::info!(take = %r.take_id, at_ms = start, in_ms = start - now, "take scheduled");
         self.scheduled.push(Scheduled {
             req: r,

@@ -73,6 +73,9 @@ pub(super) struct Active {
     pub(super) limit: Option<u64>,
     /// The controller's job it serves (may be empty).
     pub(super) job_id: String,
+    pub(super) container: crate::take::encoder::Container,
+    /// The filesystem its directory is on (see `shed`).
+    pub(super) dev: u64,
     /// Ring-stream position (frames read) of the take's first frame.
     pub(super) origin: u64,
 }
@@ -110,6 +113,10 @@ pub struct Engine {
     pub(super) listen: Option<super::listen::Tap>,
     /// Takes waiting for their first frame (see `schedule`).
     pub(super) scheduled: Vec<super::schedule::Scheduled>,
+    /// When `shed` last looked at free space.
+    pub(super) shed_checked: Instant,
+    /// Thread CPU ns per sample of each format, once measured (see `admit`).
+    pub(super) costs: [Option<f64>; 3],
     /// Capture settings that wait for the recording take to end.
     pub(super) pending: Option<CaptureConfig>,
     /// Takes that ended while a stop caught up (what that stop replies
@@ -140,6 +147,8 @@ impl Engine {
             listen: None,
             ended: None,
             scheduled: Vec::new(),
+            costs: [None; 3],
+            shed_checked: Instant::now(),
             pending: None,
             out,
         };
@@ -266,6 +275,7 @@ impl Engine {
         live.preroll.push(block);
         if !self.takes.is_empty() {
             self.write_takes(block);
+            self.shed();
         }
         // NOTE: after the take: listening never delays the recording.
         self.feed_listen(block);

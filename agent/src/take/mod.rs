@@ -1,6 +1,7 @@
 //! Recording: ring buffer → de-interleave → one encoder per channel → files,
 //! plus the take's manifest; `recover` repairs takes a crash interrupted.
 
+pub mod calibrate;
 pub mod disk;
 pub mod encoder;
 pub mod flacframe;
