@@ -108,6 +108,18 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
             ..crate::engine::StartRequest::named(&r.take_id)
         });
     }
+    // Takes scheduled before a restart wait for their start again.
+    let schedule_file = crate::engine::scheduled_file::path(&state);
+    match crate::engine::scheduled_file::load(&schedule_file) {
+        Ok(kept) => {
+            for k in kept {
+                tracing::info!(take = %k.take_id, at_ms = k.at_ms, "a scheduled take waits again for its start");
+                engine_cfg.autostart.push(k.request());
+            }
+        }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled takes lost"),
+    }
+    engine_cfg.schedule_file = Some(schedule_file);
     let node = Node::new(config, outbox, commands);
     engine_cfg.clock = Some(node.clock.subscribe());
     for r in &recovered.recovered {

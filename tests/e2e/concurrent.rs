@@ -421,3 +421,59 @@ async fn takes_start_and_end_at_the_controllers_times() {
     );
     ctl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_take_survives_a_restart_and_keeps_its_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Rig {
+        feeder,
+        ctl,
+        mut agent,
+        env,
+        ..
+    } = recording_node(tmp.path(), &[]).await;
+    let h = ctl.handle();
+    let now = now_ms();
+    // 3 s on channels 7-8, starting well after the restart below.
+    let (start, end) = (now + 12_000, now + 15_000);
+    let info = begun(&h, at("after", &[7, 8], 0, "job-s", start, end)).await;
+    assert!(info.dir.is_empty(), "scheduled: {info:?}");
+    let kept = tmp.path().join("state/scheduled-takes.json");
+    assert!(kept.exists(), "kept on disk");
+    // A restart: the agent stops and starts again before the take's start.
+    assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
+    let mut events = h.subscribe();
+    let _agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
+    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
+        matches!(e, ControllerEvent::Connected { .. }).then_some(())
+    })
+    .await;
+    if now_ms() + 500 < start {
+        let Outcome::Done(Reply::Running { takes, .. }) = run(&h, CommandBody::RunningTakes).await
+        else {
+            panic!("RunningTakes failed");
+        };
+        let t = takes
+            .iter()
+            .find(|t| t.take.take_id == "after")
+            .unwrap_or_else(|| panic!("forgotten: {takes:?}"));
+        assert!(t.take.dir.is_empty(), "waits again: {t:?}");
+        assert_eq!(
+            (t.device_channels.as_slice(), t.job_id.as_str()),
+            (&[7, 8][..], "job-s")
+        );
+    }
+    let (status, frames) = ended(&h, "after").await;
+    assert_eq!(status, "complete");
+    // Its span, to within 50 ms of where the times fall in the stream.
+    assert!(frames.abs_diff(144_000) <= 2_400, "{frames} frames");
+    let dir = tmp.path().join("state/recordings/after");
+    let m = manifest(&dir);
+    assert_eq!(
+        (m["endedBy"].as_str(), m["jobId"].as_str()),
+        (Some("duration"), Some("job-s"))
+    );
+    check_content(&dir, &m, &drops(&feeder));
+    assert!(!kept.exists(), "nothing waits: the file is gone");
+    ctl.shutdown().await;
+}

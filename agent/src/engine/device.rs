@@ -28,7 +28,9 @@ impl Engine {
                 self.last_audio = Instant::now();
                 self.reschedule();
                 for req in std::mem::take(&mut self.cfg.autostart) {
-                    if let Err(refusal) = self.start(req) {
+                    let id = req.take_id.clone();
+                    if let Err(refusal) = self.start_timed(req) {
+                        tracing::error!(take = %id, error = %refusal.message, "a take due at start could not start");
                         (self.out)(Output::StartFailed { refusal });
                     }
                 }

@@ -18,6 +18,7 @@ pub mod reconfigure;
 mod recording;
 mod requests;
 mod schedule;
+pub mod scheduled_file;
 mod shed;
 mod start;
 pub mod thread;
@@ -84,6 +85,9 @@ pub struct StartRequest {
     /// epoch; 0: now / not by time); see `schedule`.
     pub start_at_ms: u64,
     pub end_at_ms: u64,
+    /// Or start at this time of our clock (a scheduled take kept across a
+    /// restart, see `scheduled_file`).
+    pub at_ms: Option<u64>,
     /// Or at this time of our clock (ms since the epoch: a take that
     /// continues one a crash interrupted ends when it would have).
     pub ends_at_ms: Option<u64>,
@@ -113,6 +117,7 @@ impl StartRequest {
             duration: None,
             start_at_ms: 0,
             end_at_ms: 0,
+            at_ms: None,
             ends_at_ms: None,
             pre_roll_frames: None,
             output: None,

@@ -5,8 +5,7 @@
 //! on its exact frame (a block never crosses it). An end time becomes the
 //! take's length in frames.
 //!
-//! NOTE: scheduled takes live in memory: a restart forgets them (the
-//! controller sees them gone from `RunningTakes`).
+//! Scheduled takes are kept across restarts (`scheduled_file`).
 
 use rakkr_protocol::{FailureCode, TakeInfo};
 
@@ -59,9 +58,10 @@ impl Engine {
         }
         let bad = |m: String| Err(Refusal::new(FailureCode::InvalidArgument, m));
         let now = crate::util::now_ms();
-        let start = match r.start_at_ms {
-            0 => now,
-            t => self.ours(t),
+        let start = match (r.at_ms, r.start_at_ms) {
+            (Some(t), _) => t,
+            (None, 0) => now,
+            (None, t) => self.ours(t),
         };
         if start > now + rakkr_protocol::takes::START_AHEAD_MAX_MS {
             return bad(format!(
@@ -79,7 +79,7 @@ impl Engine {
             // pre-roll) to the end.
             r.duration = Some(std::time::Duration::from_millis(end - start));
         }
-        if r.start_at_ms == 0 {
+        if r.start_at_ms == 0 && r.at_ms.is_none() {
             return self.start(r);
         }
         let Some(due) = self.position_of(start) else {
@@ -91,6 +91,9 @@ impl Engine {
         let consumed = self.live.as_ref().map_or(0, |l| l.consumed);
         if due <= consumed {
             // In the past: as far back as the pre-roll reaches.
+            if r.at_ms.is_some() && now > start + 1000 {
+                tracing::warn!(take = %r.take_id, late_ms = now - start, "a scheduled take starts late: the agent was not running at its start");
+            }
             r.pre_roll_frames = Some(consumed - due);
             return self.start(r);
         }
@@ -140,6 +143,7 @@ impl Engine {
             due,
             info: info.clone(),
         });
+        self.keep_scheduled();
         Ok((info, false))
     }
 
@@ -154,13 +158,29 @@ impl Engine {
 
     /// Starts the scheduled takes whose first frame has come.
     pub(super) fn start_due(&mut self) {
-        let Some(consumed) = self.live.as_ref().map(|l| l.consumed) else {
+        let Some((consumed, rate)) = self
+            .live
+            .as_ref()
+            .map(|l| (l.consumed, u64::from(l.cap.sample_rate)))
+        else {
             return;
         };
+        // NOTE: a take more than half a second away is placed again from
+        // its time at every block: the device's clock drifts from ours
+        // (50 ppm is 4 s a day), and a stream just opened may first hand
+        // over what its buffers held. Closer, its frame stays put.
+        for i in 0..self.scheduled.len() {
+            if self.scheduled[i].due > consumed + rate / 2
+                && let Some(due) = self.position_of(self.scheduled[i].at_ms)
+            {
+                self.scheduled[i].due = due.max(consumed + 1);
+            }
+        }
         let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
             .into_iter()
             .partition(|s| s.due <= consumed);
         self.scheduled = waiting;
+        self.keep_scheduled();
         for mut s in due {
             s.req.pre_roll_frames = Some(consumed - s.due);
             let id = s.req.take_id.clone();
@@ -186,6 +206,30 @@ impl Engine {
     pub(super) fn cancel(&mut self, id: &str) -> bool {
         let before = self.scheduled.len();
         self.scheduled.retain(|s| s.req.take_id != id);
-        before != self.scheduled.len()
+        let cancelled = before != self.scheduled.len();
+        if cancelled {
+            self.keep_scheduled();
+        }
+        cancelled
+    }
+
+    /// Writes the scheduled takes to their file (see `scheduled_file`).
+    /// A failure is logged: the takes still start on time unless the
+    /// agent restarts before.
+    fn keep_scheduled(&self) {
+        let Some(path) = self.cfg.schedule_file.as_deref() else {
+            return;
+        };
+        let kept: Vec<_> = self
+            .scheduled
+            .iter()
+            .map(|s| super::scheduled_file::Kept::of(&s.req, s.at_ms))
+            .collect();
+        if let Err(e) = super::scheduled_file::save(path, &kept) {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "could not keep the scheduled takes: a restart would forget them"
+            );
+        }
     }
 }

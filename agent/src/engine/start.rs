@@ -56,7 +56,11 @@ impl Engine {
             });
         // The take's first frame is the oldest pre-roll frame it gets.
         let pre_held = (pre_frames.min(live.preroll.len_frames(usize::from(have)))) as u64;
+        // When its first frame was captured: before what waits in the ring
+        // and the pre-roll it reaches back into.
+        let backlog = (live.cap.consumer.slots() / usize::from(have)) as u64;
         let now_ms = crate::util::now_ms();
+        let first_ms = now_ms.saturating_sub((backlog + pre_held) * 1000 / u64::from(rate));
         if let Some(end) = r.ends_at_ms.filter(|e| *e <= now_ms) {
             return Err(Refusal::new(
                 FailureCode::InvalidArgument,
@@ -72,11 +76,11 @@ impl Engine {
             .or(r
                 .duration
                 .map(|d| (d.as_secs_f64() * f64::from(rate)).round() as u64))
-            .or(r.ends_at_ms.map(|e| (e - now_ms) * u64::from(rate) / 1000))
+            .or(r
+                .ends_at_ms
+                .map(|e| e.saturating_sub(first_ms) * u64::from(rate) / 1000))
             .map(|f| f.max(1));
-        let ends_at_ms = limit.map(|l| {
-            (now_ms + l * 1000 / u64::from(rate)).saturating_sub(pre_held * 1000 / u64::from(rate))
-        });
+        let ends_at_ms = limit.map(|l| first_ms + l * 1000 / u64::from(rate));
         let output = r
             .output
             .clone()

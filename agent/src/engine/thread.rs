@@ -35,6 +35,9 @@ pub struct EngineConfig {
     /// The node's clock against the controller's, for take manifests
     /// (`None`: no controller, e.g. the `record` CLI).
     pub clock: Option<tokio::sync::watch::Receiver<Option<crate::health::clock::Estimate>>>,
+    /// Where scheduled takes are kept across restarts (`None`: not kept,
+    /// e.g. the `record` CLI).
+    pub schedule_file: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -45,6 +48,7 @@ impl EngineConfig {
             disk: c.disk.clone(),
             autostart: Vec::new(),
             clock: None,
+            schedule_file: None,
         }
     }
 }
