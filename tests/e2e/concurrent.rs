@@ -106,6 +106,7 @@ async fn takes_on_chosen_channels_run_inside_an_archive_take_each_bit_exact() {
         feeder,
         ctl,
         agent: _agent,
+        env,
         ..
     } = recording_node(tmp.path(), &[("RAKKR_CAPTURE_MAX_TAKES", "3")]).await;
     let h = ctl.handle();
@@ -148,6 +149,41 @@ async fn takes_on_chosen_channels_run_inside_an_archive_take_each_bit_exact() {
             ("choir", &[17, 18, 19, 20, 21, 22, 23, 24][..], "", 0),
         ]
     );
+
+    // The CLI says the same: `status` asks the daemon, `takes` reads the
+    // manifests.
+    let out = rakkr_e2e::agent::run_agent(&["status", "--json"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = status["takes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["take"]["take_id"].as_str())
+        .collect();
+    // (The sermon's 1.5 s may be over by now.)
+    assert!(
+        ids.starts_with(&["archive"]) && ids.ends_with(&["choir"]),
+        "{status}"
+    );
+    let out = rakkr_e2e::agent::run_agent(&["takes", "--json"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let choir_line = lines
+        .iter()
+        .find(|l| l["takeId"] == "choir")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(choir_line["status"], "recording");
+    assert_eq!(
+        choir_line["deviceChannels"],
+        serde_json::json!([17, 18, 19, 20, 21, 22, 23, 24])
+    );
+    let sermon_line = lines.iter().find(|l| l["takeId"] == "sermon").unwrap();
+    assert_eq!(sermon_line["jobId"], "job-sermon");
+    assert!(sermon_line["endsAtMs"].as_u64().is_some(), "{sermon_line}");
 
     // Over the limit: refused, naming it. A plain StartTake (a controller
     // that knows one take at a time) is refused while takes record.

@@ -111,10 +111,19 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 } else {
                     format!(", job {}", t.job_id)
                 };
-                println!(
-                    "recording: take {} ({} channels{job}, {} frames so far)",
-                    t.take.take_id, t.take.channels, t.take.frames
-                );
+                if t.take.dir.is_empty() {
+                    println!(
+                        "scheduled: take {} ({} channels{job}), starts at {}",
+                        t.take.take_id,
+                        t.take.channels,
+                        crate::util::iso8601((t.take.started_at_ms / 1000) as i64)
+                    );
+                } else {
+                    println!(
+                        "recording: take {} ({} channels{job}, {} frames so far)",
+                        t.take.take_id, t.take.channels, t.take.frames
+                    );
+                }
             }
             if let Some(why) = &s.retention_blocked {
                 println!("retention: {why}");

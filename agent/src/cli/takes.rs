@@ -48,6 +48,9 @@ pub fn list(config: &Config, json: bool) -> anyhow::Result<()> {
                     "files": s.files,
                     "received": s.received,
                     "unreceived": s.files - s.received,
+                    "deviceChannels": m.device_channels,
+                    "jobId": m.job_id,
+                    "endsAtMs": m.ends_at_ms,
                 })
             );
         } else {
