@@ -183,6 +183,9 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
         controller = %endpoint,
         "agent started"
     );
+    for note in &node.config.legacy_notes {
+        tracing::warn!("{note}");
+    }
 
     let cancel = CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();

@@ -210,3 +210,75 @@ async fn the_service_enrolls_by_itself_with_a_systemd_credential() {
     assert_eq!(presented, issued);
     assert!(agent.count(&["enrolled with the controller"]) >= 1);
 }
+
+/// A node as Rakkr's Ansible role leaves it for Rakkr's own agent: its env
+/// file names the controller's HTTPS API and the node's token, plus
+/// variables this agent has no key for; no identity. The agent links to
+/// the bridge on that host (here the reference controller stands in for
+/// it, at `controller.bridge_port`), enrolls with the token by itself, and
+/// says once what it does with each old variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_set_up_by_rakkrs_ansible_role_links_to_the_bridge_and_enrolls() {
+    let (pki, ctl) = enrolling_controller().await;
+    let h = ctl.handle();
+    h.add_enroll_token("rakkr_node_tok", "node_x32_test", Duration::from_secs(3600));
+    let mut events = h.subscribe();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
+    let cache = tmp.path().join("cache");
+    let mut env = agent_env(&state, ctl.local_addr());
+    // What the role's recorder-agent.env.j2 writes.
+    for (k, v) in [
+        ("RAKKR_CONTROLLER_URL", "https://127.0.0.1:8787".to_owned()),
+        ("RAKKR_NODE_ID", "node_x32_test".into()),
+        ("RAKKR_CONTROLLER_TOKEN", "rakkr_node_tok".into()),
+        ("RAKKR_CAPTURE_BACKEND", "alsa".into()),
+        ("RAKKR_AGENT_CACHE_DIR", cache.display().to_string()),
+        (
+            "RAKKR_AGENT_HEALTH_LOG_FILE",
+            state.join("health-events.jsonl").display().to_string(),
+        ),
+        // Where the bridge listens on that host.
+        (
+            "RAKKR_CONTROLLER_BRIDGE_PORT",
+            ctl.local_addr().port().to_string(),
+        ),
+    ] {
+        env.insert(k.into(), v);
+    }
+    let check = run_agent(&["check", "--config-only"], &env);
+    assert!(check.status.success(), "{check:?}");
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains("rakkr-bridge"), "{said}");
+    assert!(
+        said.contains("RAKKR_AGENT_CACHE_DIR") && said.contains("recordings_path"),
+        "{said}"
+    );
+    let agent = AgentProcess::spawn(&env);
+    let issued = wait_for(&mut events, T, "Enrolled", |e| match e {
+        ControllerEvent::Enrolled { node, sha256 } if node == "node_x32_test" => {
+            Some(sha256.clone())
+        }
+        _ => None,
+    })
+    .await;
+    let presented = wait_for(&mut events, T, "Connected", |e| match e {
+        ControllerEvent::Connected { cert_sha256, .. } => Some(cert_sha256.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(presented, issued);
+    assert!(agent.count(&["enrolled with the controller"]) >= 1);
+    // Every old variable is accounted for, once.
+    assert_eq!(
+        agent.count(&["RAKKR_AGENT_HEALTH_LOG_FILE", "is not used"]),
+        1
+    );
+    assert_eq!(
+        agent.count(&["RAKKR_AGENT_CACHE_DIR", "sets storage.recordings_path"]),
+        1
+    );
+    assert_eq!(agent.count(&["RAKKR_CAPTURE_BACKEND"]), 0, "alsa is ours");
+}

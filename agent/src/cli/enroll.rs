@@ -27,7 +27,8 @@ pub struct Args {
 
 pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
     let endpoint = match &a.controller {
-        Some(url) => crate::config::endpoint_from_url(url).context(Failure::Config)?,
+        Some(url) => crate::config::endpoint_from_url(url, config.controller.bridge_port)
+            .context(Failure::Config)?,
         None => config
             .controller
             .endpoint

@@ -52,6 +52,9 @@ pub fn check(config: &Config, config_only: bool) -> anyhow::Result<()> {
         .map_or("(defaults and RAKKR_* variables)".into(), |p| {
             p.display().to_string()
         });
+    for note in &config.legacy_notes {
+        println!("note: {note}");
+    }
     if config_only {
         println!(
             "ok: config {source}, controller {} (server name {})",

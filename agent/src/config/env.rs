@@ -25,6 +25,7 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("node", "floor", Kind::Str),
     ("node", "tags", Kind::List),
     ("controller", "url", Kind::Str),
+    ("controller", "bridge_port", Kind::Int),
     ("controller", "server_name", Kind::Str),
     ("controller", "ca_cert_path", Kind::Str),
     ("controller", "heartbeat_seconds", Kind::Int),

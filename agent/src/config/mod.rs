@@ -6,6 +6,7 @@
 
 mod env;
 mod health;
+mod legacy;
 pub mod origins;
 pub mod pushed;
 mod raw;
@@ -80,6 +81,9 @@ pub struct Config {
     /// The operator's file as read at start (a push is merged with it,
     /// not with later edits: those take a restart, as before).
     pub file_text: String,
+    /// What became of the previous Rakkr agent's variables (see `legacy`),
+    /// for the log at start.
+    pub legacy_notes: Vec<String>,
 }
 
 /// Probation of a freshly installed binary (see `update/probation.rs` and `jobs/probation.rs`).
@@ -114,6 +118,8 @@ pub struct NodeConfig {
 pub struct ControllerConfig {
     /// `None`: not configured (the daemon cannot run; inventory still works).
     pub endpoint: Option<Endpoint>,
+    /// The rakkr-bridge port an `http(s)://` controller URL means.
+    pub bridge_port: u16,
     pub heartbeat: Duration,
     pub connect_timeout: Duration,
     pub backoff_initial: Duration,
@@ -226,9 +232,10 @@ impl Realtime {
     }
 }
 
-/// An endpoint from a `rakkr://HOST[:PORT]` URL (server name = host).
-pub fn endpoint_from_url(url: &str) -> Result<Endpoint, ConfigError> {
-    let (host, port) = resolve::parse_url(url)?;
+/// An endpoint from a `rakkr://HOST[:PORT]` URL (server name = host; an
+/// `http(s)://HOST` URL: the bridge at `bridge_port`).
+pub fn endpoint_from_url(url: &str, bridge_port: u16) -> Result<Endpoint, ConfigError> {
+    let (host, port) = resolve::parse_url(url, bridge_port)?;
     Ok(Endpoint {
         url: url.to_owned(),
         server_name: host.clone(),
@@ -275,6 +282,7 @@ pub fn parse_with(
         table = under(&p.settings, table);
     }
     env::overlay(&mut table, env)?;
+    let legacy = legacy::apply(&mut table, env);
     let merged = table.clone();
     let raw = RawConfig::deserialize(table).map_err(|e| ConfigError::Syntax {
         path: format!("{path} (with RAKKR_* variables applied)"),
@@ -287,6 +295,22 @@ pub fn parse_with(
         other => other,
     })?;
     config.origins = origins::of(&file, env, pushed);
+    for (key, var) in legacy.keys {
+        config.origins.insert(key, origins::Origin::Env { var });
+    }
+    config.legacy_notes = legacy.notes;
+    if let Some(e) = config
+        .controller
+        .endpoint
+        .as_ref()
+        .filter(|e| e.url.starts_with("http"))
+    {
+        config.legacy_notes.push(format!(
+            "controller.url {} is the Rakkr controller's HTTP API: this agent links to the rakkr-bridge beside it, rakkr://{} (controller.bridge_port)",
+            e.url,
+            e.address()
+        ));
+    }
     config.pushed = pushed.cloned();
     config.file_text = text.to_owned();
     Ok(config)

@@ -110,6 +110,7 @@ impl Config {
                 "node.floor" => opt(n.floor.as_ref(), "(none)"),
                 "node.tags" => list(&n.tags),
                 "controller.url" => opt(ctl.endpoint.as_ref().map(|e| &e.url), "(none)"),
+                "controller.bridge_port" => ctl.bridge_port.to_string(),
                 "controller.server_name" => {
                     opt(ctl.endpoint.as_ref().map(|e| &e.server_name), "(none)")
                 }

@@ -62,6 +62,7 @@ pub(super) struct RawNode {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawController {
     pub(super) url: Option<String>,
+    pub(super) bridge_port: Option<u16>,
     pub(super) server_name: Option<String>,
     pub(super) ca_cert_path: Option<PathBuf>,
     pub(super) heartbeat_seconds: Option<u64>,

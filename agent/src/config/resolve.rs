@@ -73,6 +73,7 @@ pub(super) fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, Config
         pushed: None,
         pushed_ignored: None,
         file_text: String::new(),
+        legacy_notes: Vec::new(),
     })
 }
 
@@ -137,10 +138,16 @@ fn node(n: raw::RawNode) -> Result<NodeConfig, ConfigError> {
 }
 
 fn controller(c: raw::RawController) -> Result<ControllerConfig, ConfigError> {
+    let bridge_port = c.bridge_port.unwrap_or(DEFAULT_CONTROLLER_PORT);
+    if bridge_port == 0 {
+        return Err(ConfigError::Invalid(
+            "controller.bridge_port (RAKKR_CONTROLLER_BRIDGE_PORT) must be 1-65535".into(),
+        ));
+    }
     let endpoint = match non_empty(c.url, "controller.url")? {
         None => None,
         Some(url) => {
-            let (host, port) = parse_url(&url)?;
+            let (host, port) = parse_url(&url, bridge_port)?;
             let server_name =
                 non_empty(c.server_name, "controller.server_name")?.unwrap_or_else(|| host.clone());
             server_name_check(&server_name)?;
@@ -167,6 +174,7 @@ fn controller(c: raw::RawController) -> Result<ControllerConfig, ConfigError> {
     }
     Ok(ControllerConfig {
         endpoint,
+        bridge_port,
         heartbeat: secs(
             c.heartbeat_seconds,
             default::HEARTBEAT_SECONDS,
@@ -411,19 +419,29 @@ fn parse_format(v: Option<&str>) -> Result<(Container, Option<String>), ConfigEr
     })
 }
 
-pub(super) fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
+/// `rakkr://HOST[:PORT]` (or a bare `HOST[:PORT]`) → host and port.
+///
+/// An `http(s)://HOST[:PORT][/PATH]` URL is the Rakkr controller's HTTP
+/// API, as Rakkr's Ansible role writes it for its own agent: this agent
+/// links to the rakkr-bridge next to that controller, `rakkr://HOST` at
+/// `bridge_port` (the URL's port and path are the API's, not the
+/// bridge's).
+pub(super) fn parse_url(url: &str, bridge_port: u16) -> Result<(String, u16), ConfigError> {
     let bad = |why: &str| {
         ConfigError::Invalid(format!(
-            "controller.url {url:?} (RAKKR_CONTROLLER_URL) {why}; expected rakkr://HOST[:PORT]"
+            "controller.url {url:?} (RAKKR_CONTROLLER_URL) {why}; expected rakkr://HOST[:PORT] (or the Rakkr controller's https://HOST)"
         ))
     };
     let rest = match url.split_once("://") {
         None => url,
         Some(("rakkr", rest)) => rest,
-        Some(("http" | "https", _)) => {
-            return Err(bad(
-                "is an HTTP URL of the previous agent; this agent speaks the Rakkr link protocol over mutual TLS",
-            ));
+        Some(("http" | "https", rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let (host, _) = split_host_port(authority).map_err(&bad)?;
+            if host.is_empty() || authority.contains('@') {
+                return Err(bad("has no host, or has a user name"));
+            }
+            return Ok((host.to_owned(), bridge_port));
         }
         Some(_) => return Err(bad("has an unknown scheme")),
     };
@@ -431,15 +449,7 @@ pub(super) fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
     if rest.is_empty() || rest.contains('/') {
         return Err(bad("has no host or has a path"));
     }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
+    let (host, port) = split_host_port(rest).map_err(&bad)?;
     let port = match port {
         None => DEFAULT_CONTROLLER_PORT,
         Some(p) => p.parse().map_err(|_| bad("has an invalid port"))?,
@@ -448,6 +458,19 @@ pub(super) fn parse_url(url: &str) -> Result<(String, u16), ConfigError> {
         return Err(bad("has no host"));
     }
     Ok((host.to_owned(), port))
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT` → host and port text.
+fn split_host_port(s: &str) -> Result<(&str, Option<&str>), &'static str> {
+    Ok(if let Some(v6) = s.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("has an unclosed [")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    })
 }
 
 fn non_empty(v: Option<String>, what: &str) -> Result<Option<String>, ConfigError> {

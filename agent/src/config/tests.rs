@@ -13,6 +13,7 @@ tags = ["x32", "foh"]
 
 [controller]
 url = "rakkr://controller.example.org:7443"
+bridge_port = 7443
 server_name = "controller.example.org"
 ca_cert_path = "/etc/rakkr/ca.pem"
 heartbeat_seconds = 15
@@ -179,26 +180,43 @@ fn typo_in_a_key_is_named() {
 }
 
 #[test]
-fn http_url_of_the_old_agent_is_explained() {
-    let env = |k: &str| (k == "RAKKR_CONTROLLER_URL").then(|| "https://c:8787".to_owned());
-    let err = parse("", "none", &env, Path::new("/s"))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("HTTP URL of the previous agent"), "{err}");
+fn an_http_url_of_the_rakkr_controller_means_its_bridge() {
+    let env = |k: &str| match k {
+        "RAKKR_CONTROLLER_URL" => Some("https://rakkr.example.org:8787/api".to_owned()),
+        "RAKKR_CONTROLLER_BRIDGE_PORT" => Some("9443".to_owned()),
+        _ => None,
+    };
+    let c = parse("", "none", &env, Path::new("/s")).unwrap();
+    let e = c.controller.endpoint.unwrap();
+    assert_eq!(
+        (e.host.as_str(), e.port, e.server_name.as_str()),
+        ("rakkr.example.org", 9443, "rakkr.example.org")
+    );
+    assert!(
+        c.legacy_notes.iter().any(|n| n.contains("rakkr-bridge")),
+        "{:?}",
+        c.legacy_notes
+    );
+    assert_eq!(
+        parse_url("http://[::1]", 7443).unwrap(),
+        ("::1".into(), 7443)
+    );
+    assert!(parse_url("https://user@host", 7443).is_err());
+    assert!(parse_url("https:///path", 7443).is_err());
 }
 
 #[test]
 fn url_forms() {
     assert_eq!(
-        parse_url("c.example").unwrap(),
+        parse_url("c.example", 1).unwrap(),
         ("c.example".into(), DEFAULT_CONTROLLER_PORT)
     );
     assert_eq!(
-        parse_url("rakkr://127.0.0.1:1").unwrap(),
+        parse_url("rakkr://127.0.0.1:1", 1).unwrap(),
         ("127.0.0.1".into(), 1)
     );
-    assert!(parse_url("rakkr://c:notaport").is_err());
-    assert!(parse_url("rakkr://c/path").is_err());
+    assert!(parse_url("rakkr://c:notaport", 1).is_err());
+    assert!(parse_url("rakkr://c/path", 1).is_err());
 }
 
 #[test]

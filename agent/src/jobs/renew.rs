@@ -122,8 +122,10 @@ async fn attempt(node: &Arc<Node>, reason: &str) -> anyhow::Result<()> {
 }
 
 /// A node without an identity whose service got a one-time token
-/// (RAKKR_ENROLL_TOKEN, or the systemd credential `rakkr-enroll-token`)
-/// and the fleet CA bundle at its trust path enrolls by itself.
+/// (RAKKR_ENROLL_TOKEN, the Rakkr node token RAKKR_CONTROLLER_TOKEN, or
+/// the systemd credential `rakkr-enroll-token`) and the fleet CA bundle at
+/// its trust path (or, unconfigured, where Rakkr's Ansible role puts the
+/// controller's CA) enrolls by itself.
 async fn auto_enroll(node: &Arc<Node>) -> bool {
     let cfg = &node.config;
     if cfg.trust.cert.exists() {
@@ -139,8 +141,19 @@ async fn auto_enroll(node: &Arc<Node>) -> bool {
         );
         return false;
     };
-    let ca_pem = match std::fs::read(&cfg.trust.ca_bundle) {
-        Ok(pem) => pem,
+    let configured = !matches!(
+        cfg.origins.get("controller.ca_cert_path"),
+        None | Some(crate::config::origins::Origin::Default)
+    );
+    let ca_pem = match crate::trust::enroll::enrollment_ca(
+        &cfg.trust.ca_bundle,
+        configured,
+        std::path::Path::new(crate::trust::enroll::ROLE_CA),
+    ) {
+        Ok((pem, from)) => {
+            tracing::info!(ca = %from.display(), "enrolling: the controller is checked with this CA");
+            pem
+        }
         Err(e) => {
             tracing::warn!(
                 ca = %cfg.trust.ca_bundle.display(),

@@ -18,7 +18,13 @@ use super::{store, validate};
 use crate::config::TrustPaths;
 use crate::exit::Failure;
 
+/// Where Rakkr's Ansible role installs the controller's CA (for its own
+/// agent's HTTPS): checks the bridge when the node has no CA bundle yet.
+pub const ROLE_CA: &str = "/usr/local/share/ca-certificates/rakkr-controller-ca.crt";
+
 /// Where the token comes from, in order: `--token-file`, RAKKR_ENROLL_TOKEN,
+/// RAKKR_CONTROLLER_TOKEN (the Rakkr node token Rakkr's Ansible role
+/// gives its agent; the bridge checks it with the Rakkr controller),
 /// `$CREDENTIALS_DIRECTORY/rakkr-enroll-token` (systemd LoadCredential=).
 pub fn token(file: Option<&Path>) -> anyhow::Result<(String, String)> {
     let read = |p: &Path| {
@@ -29,12 +35,14 @@ pub fn token(file: Option<&Path>) -> anyhow::Result<(String, String)> {
         (read(p)?, p.display().to_string())
     } else if let Ok(t) = std::env::var("RAKKR_ENROLL_TOKEN") {
         (t, "RAKKR_ENROLL_TOKEN".to_owned())
+    } else if let Ok(t) = std::env::var("RAKKR_CONTROLLER_TOKEN") {
+        (t, "RAKKR_CONTROLLER_TOKEN".to_owned())
     } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         let p = Path::new(&dir).join("rakkr-enroll-token");
         (read(&p)?, format!("systemd credential {}", p.display()))
     } else {
         return Err(anyhow!(
-            "no enrollment token: give --token-file, set RAKKR_ENROLL_TOKEN, or pass the systemd credential rakkr-enroll-token"
+            "no enrollment token: give --token-file, set RAKKR_ENROLL_TOKEN (or the Rakkr node token as RAKKR_CONTROLLER_TOKEN), or pass the systemd credential rakkr-enroll-token"
         )
         .context(Failure::Config));
     };
@@ -98,4 +106,45 @@ pub async fn enroll(
     store::install_off_runtime(paths, ca_pem, chain_pem, key_pem)
         .await
         .context(Failure::TrustStore)
+}
+
+/// The CA bundle that checks the controller at enrollment, and where it
+/// was read: `ca_bundle`, or — when that is the default path and missing —
+/// `role_ca` (see [`ROLE_CA`]).
+pub fn enrollment_ca(
+    ca_bundle: &Path,
+    configured: bool,
+    role_ca: &Path,
+) -> std::io::Result<(Vec<u8>, PathBuf)> {
+    match std::fs::read(ca_bundle) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !configured => std::fs::read(role_ca)
+            .map(|pem| (pem, role_ca.to_owned()))
+            .map_err(|_| e),
+        other => other.map(|pem| (pem, ca_bundle.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_s_ca_checks_the_bridge_only_when_ours_is_not_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, role) = (dir.path().join("ca.pem"), dir.path().join("role.crt"));
+        std::fs::write(&role, b"ROLE").unwrap();
+        assert_eq!(
+            enrollment_ca(&ours, false, &role).unwrap(),
+            (b"ROLE".to_vec(), role.clone())
+        );
+        assert!(
+            enrollment_ca(&ours, true, &role).is_err(),
+            "a configured bundle that is missing is an error, not a fallback"
+        );
+        std::fs::write(&ours, b"OURS").unwrap();
+        assert_eq!(
+            enrollment_ca(&ours, false, &role).unwrap(),
+            (b"OURS".to_vec(), ours)
+        );
+    }
 }
