@@ -7,6 +7,9 @@
 #   dist/rakkr-recorder-agent-<version>-<target>.tar.gz
 #        (rakkr-recorder-agent-<version>-<target>/rakkr-recorder-agent)
 #   dist/rakkr-recorder-agent-<version>-<target>.tar.gz.sha256  (sha256sum format)
+#   dist/rakkr-recorder-agent-<version>-<target>  (the bare binary, for
+#        Rakkr's own role in local mode, which installs what it is given
+#        as the binary) and its .sha256
 #   dist/release-manifest.json  (version, git revision, per-target size and hash)
 #   dist/release-manifest.json.minisig  (its minisign signature)
 #
@@ -103,7 +106,7 @@ for old in "$dist"/rakkr-recorder-agent-*.tar.gz; do
   done
   if [ "$keep" = 0 ]; then
     case "$name" in rakkr-recorder-agent-"$version"-*) ;; *) echo "removing $name (another version)" >&2 ;; esac
-    rm -f "$old" "$old.sha256"
+    rm -f "$old" "$old.sha256" "${old%.tar.gz}" "${old%.tar.gz}.sha256"
   fi
 done
 rm -f "$dist/release-manifest.json.minisig"
@@ -154,6 +157,9 @@ for t in "${targets[@]}"; do
     --format=gnu -C "$stage" -cf - "$name" | gzip -n -9 > "$dist/$name.tar.gz"
   rm -rf "$stage"
   (cd "$dist" && sha256sum "$name.tar.gz" > "$name.tar.gz.sha256")
+  install -m 0755 "$bin" "$dist/$name"
+  touch -d "@$SOURCE_DATE_EPOCH" "$dist/$name"
+  (cd "$dist" && sha256sum "$name" > "$name.sha256")
   size=$(stat -c %s "$bin")
   manifest_targets+=("$triple $size $(cut -d' ' -f1 "$dist/$name.tar.gz.sha256") $(sha256sum "$bin" | cut -d' ' -f1) $name.tar.gz")
   echo "$triple: binary $(numfmt --to=iec-i --suffix=B "$size"), $dist/$name.tar.gz" >&2
@@ -185,7 +191,8 @@ listed = {e["archive"] for e in targets.values()}
 for name in os.listdir(dist):
     if name.startswith("rakkr-recorder-agent-") and name.endswith(".tar.gz") and name not in listed:
         print(f"removing {name} (not part of this release)", file=sys.stderr)
-        for p in (name, name + ".sha256"):
+        bare = name[: -len(".tar.gz")]
+        for p in (name, name + ".sha256", bare, bare + ".sha256"):
             if os.path.exists(os.path.join(dist, p)):
                 os.remove(os.path.join(dist, p))
 json.dump({"version": version, "gitRevision": rev, "sourceDateEpoch": int(epoch),
@@ -202,6 +209,11 @@ signer=$("$root/packaging/lib/sign-manifest.sh" "$dist/release-manifest.json" "$
 if [ "$check" = 1 ]; then
   for t in "${targets[@]}"; do
     "$root/packaging/lib/smoke.sh" "$root/target/release-musl/$t-unknown-linux-musl/release/rakkr-recorder-agent" "$t"
+    # The bare binary is the archive's, byte for byte, and its checksum holds.
+    bare=rakkr-recorder-agent-$version-$t-unknown-linux-musl
+    (cd "$dist" && sha256sum -c --quiet "$bare.sha256") || { echo "$bare.sha256 does not match" >&2; exit 1; }
+    tar -xzOf "$dist/$bare.tar.gz" "$bare/rakkr-recorder-agent" | cmp -s - "$dist/$bare" \
+      || { echo "$dist/$bare differs from the binary in $bare.tar.gz" >&2; exit 1; }
   done
   # A release build trusts only its built-in release keys: a development
   # build's throwaway signature is refused (exit 17), even with that key in
