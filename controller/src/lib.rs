@@ -59,6 +59,21 @@ pub struct ControllerConfig {
     /// Where takes pulled from nodes go (`<takes>/<node>/<take>/`); `None`:
     /// takes stay on the nodes (see [`takes`]).
     pub takes: Option<PathBuf>,
+    /// Checks an enrollment token this controller did not issue (the
+    /// bridge: a Rakkr node token, asked of the Rakkr controller); `None`:
+    /// only tokens from [`ControllerHandle::add_enroll_token`].
+    pub token_check: Option<Arc<dyn TokenCheck>>,
+}
+
+/// The answer of a [`TokenCheck`].
+pub type TokenVerdict<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Checks an enrollment token against an authority outside this
+/// controller. `Ok(())`: `token` is `node`'s, and the node may have its
+/// first certificate; `Err(why)`: refused, with a reason for the node.
+pub trait TokenCheck: Send + Sync + std::fmt::Debug {
+    fn check<'a>(&'a self, node: &'a str, token: &'a str) -> TokenVerdict<'a>;
 }
 
 impl ControllerConfig {
@@ -72,6 +87,7 @@ impl ControllerConfig {
             store: None,
             renewal: None,
             takes: None,
+            token_check: None,
         }
     }
 }

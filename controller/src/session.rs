@@ -493,6 +493,19 @@ async fn enroll(shared: &Arc<Shared>, peer: SocketAddr, mut framed: ServerFramed
         }
         _ => return fail(shared, peer, "client presented no certificate".into()),
     };
+    let ours = lock(&shared.tokens).contains_key(&e.token);
+    // NOTE: a token of ours is checked here; any other goes to the
+    // configured check (awaited outside every lock), then is signed.
+    if let (false, Some(check)) = (ours, shared.config.token_check.clone()) {
+        let verdict = match check.check(&e.node_id, &e.token).await {
+            Ok(()) => match lock(&shared.renewal).clone() {
+                None => Err("this controller does not issue certificates".to_owned()),
+                Some(s) => s.renew(&e.node_id, &e.csr_der),
+            },
+            Err(why) => Err(why),
+        };
+        return answer_enroll(shared, peer, &e.node_id, verdict, framed).await;
+    }
     let verdict = {
         let mut tokens = lock(&shared.tokens);
         match tokens.get(&e.token).cloned() {
@@ -516,18 +529,29 @@ async fn enroll(shared: &Arc<Shared>, peer: SocketAddr, mut framed: ServerFramed
             }
         }
     };
+    answer_enroll(shared, peer, &e.node_id, verdict, framed).await;
+}
+
+/// Sends the enrollment's answer and closes the session.
+async fn answer_enroll(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    node: &str,
+    verdict: Result<String, String>,
+    mut framed: ServerFramed,
+) {
     let reply = match verdict {
         Ok(chain_pem) => {
             let sha256 = leaf_sha256(&chain_pem);
-            tracing::info!(node = %e.node_id, %peer, %sha256, "node enrolled");
+            tracing::info!(%node, %peer, %sha256, "node enrolled");
             shared.emit(ControllerEvent::Enrolled {
-                node: e.node_id.clone(),
+                node: node.to_owned(),
                 sha256,
             });
             ControllerMsg::Enrolled { chain_pem }
         }
         Err(reason) => {
-            tracing::warn!(node = %e.node_id, %peer, %reason, "enrollment refused");
+            tracing::warn!(%node, %peer, %reason, "enrollment refused");
             shared.emit(ControllerEvent::EnrollRefused {
                 peer,
                 reason: reason.clone(),

@@ -282,3 +282,79 @@ async fn a_node_set_up_by_rakkrs_ansible_role_links_to_the_bridge_and_enrolls() 
     );
     assert_eq!(agent.count(&["RAKKR_CAPTURE_BACKEND"]), 0, "alsa is ours");
 }
+
+/// Stands in for the Rakkr controller's word on a node token (the bridge
+/// asks it over HTTP): `rakkr_node_good` is `node_x32_test`'s.
+#[derive(Debug)]
+struct RakkrTokens;
+
+impl rakkr_controller::TokenCheck for RakkrTokens {
+    fn check<'a>(&'a self, node: &'a str, token: &'a str) -> rakkr_controller::TokenVerdict<'a> {
+        Box::pin(async move {
+            match (node, token) {
+                ("node_x32_test", "rakkr_node_good") => Ok(()),
+                (_, "rakkr_node_good") => Err(format!("that token is not {node}'s")),
+                _ => Err("the Rakkr controller does not know that token".into()),
+            }
+        })
+    }
+}
+
+/// A token the controller did not issue goes to its token check: a wrong
+/// one is refused and nothing is issued or written; the right one enrolls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_checked_elsewhere_enrolls_only_when_it_is_the_nodes() {
+    rakkr_e2e::init_logging();
+    let pki = TestPki::new();
+    let ctl = start_controller(
+        pki.server_config_opts(ServerOptions {
+            enrollment: true,
+            ..Default::default()
+        }),
+        |c| c.token_check = Some(std::sync::Arc::new(RakkrTokens)),
+    )
+    .await;
+    let h = ctl.handle();
+    h.set_renewal(Some(std::sync::Arc::new(Renewal::new(
+        pki.ca.clone(),
+        Duration::from_secs(86_400),
+    ))));
+    let mut events = h.subscribe();
+    let tmp = tempfile::tempdir().unwrap();
+    let node = |dir: &str, node: &str, token: &str| {
+        let state = tmp.path().join(dir);
+        std::fs::create_dir_all(state.join("trust")).unwrap();
+        std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
+        let mut env = agent_env(&state, ctl.local_addr());
+        env.insert("RAKKR_NODE_ID".into(), node.into());
+        env.insert("RAKKR_CONTROLLER_TOKEN".into(), token.into());
+        (state, env)
+    };
+    for (dir, id, token, why) in [
+        ("bad", "node_x32_test", "rakkr_node_bad", "does not know"),
+        ("other", "node_other", "rakkr_node_good", "not node_other's"),
+    ] {
+        let (state, env) = node(dir, id, token);
+        let _agent = AgentProcess::spawn(&env);
+        let reason = wait_for(&mut events, T, "EnrollRefused", |e| match e {
+            ControllerEvent::EnrollRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(reason.contains(why), "{reason}");
+        assert!(!state.join("trust/node.pem").exists(), "nothing issued");
+    }
+    let (state, env) = node("good", "node_x32_test", "rakkr_node_good");
+    let _agent = AgentProcess::spawn(&env);
+    wait_for(&mut events, T, "Enrolled", |e| match e {
+        ControllerEvent::Enrolled { node, .. } if node == "node_x32_test" => Some(()),
+        _ => None,
+    })
+    .await;
+    wait_for(&mut events, T, "Connected", |e| match e {
+        ControllerEvent::Connected { node, .. } if node == "node_x32_test" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(state.join("trust/node.pem").exists());
+}
