@@ -5,6 +5,7 @@
 
 mod admission;
 mod ansible;
+mod bridge;
 mod cli;
 mod commands;
 mod concurrent;

@@ -46,6 +46,12 @@ pub fn agent_bin() -> PathBuf {
     .clone()
 }
 
+/// The `rakkr-bridge` binary, built once per process like the agent.
+pub fn bridge_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built("rakkr-bridge")).clone()
+}
+
 /// The reference controller binary (`rakkr-controller`, its own crate),
 /// built once per process like the agent.
 pub fn controller_bin() -> PathBuf {

@@ -1,0 +1,96 @@
+//! The Rakkr controller's recorder-node HTTP API, as the bridge calls it
+//! for each linked node (see `shared/reference/rakkr-agent-http-api.md`).
+//!
+//! Blocking HTTP (ureq) on tokio's blocking pool: a call never holds an
+//! async worker. The idle keep-alive is kept under the controller's 5 s
+//! (it closes idle connections after 5 s).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The answer to "is this token node X's?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenVerdict {
+    Valid,
+    /// The token authenticates another node (403).
+    OtherNode,
+    /// Unknown or revoked (401 while `/readyz` says ready).
+    Invalid,
+    /// The controller could not say (down, 401 while not ready, network).
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RakkrApi {
+    base: String,
+    http: ureq::Agent,
+}
+
+impl RakkrApi {
+    /// `base`: the controller's URL (`http://rakkr-api:8787`), no path.
+    pub fn new(base: &str) -> Self {
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .max_idle_age(Duration::from_secs(4))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
+
+    /// `method path` with the node's token and a JSON body: the status
+    /// and the reply's JSON (`Null` when none).
+    pub async fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let (http, url, auth) = (
+            self.http.clone(),
+            format!("{}{path}", self.base),
+            format!("Bearer {token}"),
+        );
+        tokio::task::spawn_blocking(move || {
+            let resp = match (method, body) {
+                ("GET", _) => http.get(&url).header("authorization", &auth).call(),
+                (_, b) => http
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .send(b.unwrap_or(Value::Null).to_string()),
+            };
+            let mut resp = resp.map_err(|e| format!("{method} {url}: {e}"))?;
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Whether the controller says it is ready (`/readyz` 200).
+    pub async fn ready(&self) -> bool {
+        matches!(self.call("GET", "/readyz", "", None).await, Ok((200, _)))
+    }
+
+    /// Whether `token` is node `node`'s: a call only that node may make
+    /// (its config). A 401 counts as a bad token only while the controller
+    /// is ready: with its database down it answers 401 to every token.
+    pub async fn check_token(&self, node: &str, token: &str) -> TokenVerdict {
+        let path = format!("/api/v1/nodes/{node}/config");
+        match self.call("GET", &path, token, None).await {
+            Ok((200, _)) => TokenVerdict::Valid,
+            Ok((403, _)) => TokenVerdict::OtherNode,
+            Ok((401, _)) if self.ready().await => TokenVerdict::Invalid,
+            Ok((401, _)) => TokenVerdict::Unavailable("the controller is not ready".into()),
+            Ok((code, _)) => TokenVerdict::Unavailable(format!("the controller answered {code}")),
+            Err(e) => TokenVerdict::Unavailable(e),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The bridge's settings: a TOML file (`--config`, default
+//! `/etc/rakkr-bridge/bridge.toml`, may be absent) under `RAKKR_BRIDGE_*`
+//! variables (a variable wins: `RAKKR_BRIDGE_API_URL` sets `api_url`).
+//! Checked whole before anything starts; a bad one names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/rakkr-bridge/bridge.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    api_url: Option<String>,
+    credentials_dir: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
+    ca_key: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    heartbeat_seconds: Option<u64>,
+    node_cert_days: Option<u64>,
+}
+
+/// Every key: (name, what it is).
+pub const KEYS: &[(&str, &str)] = &[
+    ("listen", "where agents link (default 0.0.0.0:7443)"),
+    ("api_url", "the Rakkr controller's base URL (required)"),
+    (
+        "credentials_dir",
+        "node tokens (default /var/lib/rakkr-bridge/credentials)",
+    ),
+    ("ca_cert", "the fleet CA certificate (PEM)"),
+    (
+        "ca_key",
+        "the fleet CA private key (PEM): signs node certificates",
+    ),
+    (
+        "cert",
+        "the bridge's server certificate (PEM, from the fleet CA)",
+    ),
+    ("key", "the bridge's server key (PEM)"),
+    (
+        "heartbeat_seconds",
+        "between a node's heartbeats to the controller (default 5)",
+    ),
+    (
+        "node_cert_days",
+        "lifetime of the node certificates issued (default 30)",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub api_url: String,
+    pub credentials_dir: PathBuf,
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub heartbeat: Duration,
+    pub node_cert_lifetime: Duration,
+}
+
+/// The file at `path` (absent: defaults) under the variables from `env`.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    for (key, _) in KEYS {
+        let var = format!("RAKKR_BRIDGE_{}", key.to_uppercase());
+        if let Some(v) = env(&var) {
+            let value = match *key {
+                "heartbeat_seconds" | "node_cert_days" => toml::Value::Integer(
+                    v.trim()
+                        .parse()
+                        .with_context(|| format!("{var}={v:?} is not a whole number"))?,
+                ),
+                _ => toml::Value::String(v),
+            };
+            table.insert((*key).to_owned(), value);
+        }
+    }
+    let raw: Raw = Raw::deserialize(table)
+        .with_context(|| format!("{} (with RAKKR_BRIDGE_* applied)", path.display()))?;
+    let need = |v: Option<PathBuf>, key: &str| {
+        v.with_context(|| format!("{key} is not set (or RAKKR_BRIDGE_{})", key.to_uppercase()))
+    };
+    let api_url = raw
+        .api_url
+        .context("api_url is not set (or RAKKR_BRIDGE_API_URL)")?;
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        bail!("api_url {api_url:?} must be the controller's http(s):// URL");
+    }
+    let heartbeat = raw.heartbeat_seconds.unwrap_or(5);
+    if !(1..=60).contains(&heartbeat) {
+        bail!(
+            "heartbeat_seconds {heartbeat} must be 1-60 (the controller marks a node offline after 120 s)"
+        );
+    }
+    let days = raw.node_cert_days.unwrap_or(30);
+    if !(1..=825).contains(&days) {
+        bail!("node_cert_days {days} must be 1-825");
+    }
+    let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:7443");
+    Ok(Config {
+        listen: listen
+            .parse()
+            .with_context(|| format!("listen {listen:?} is not an address:port"))?,
+        api_url,
+        credentials_dir: raw
+            .credentials_dir
+            .unwrap_or_else(|| "/var/lib/rakkr-bridge/credentials".into()),
+        ca_cert: need(raw.ca_cert, "ca_cert")?,
+        ca_key: need(raw.ca_key, "ca_key")?,
+        cert: need(raw.cert, "cert")?,
+        key: need(raw.key, "key")?,
+        heartbeat: Duration::from_secs(heartbeat),
+        node_cert_lifetime: Duration::from_secs(days * 86_400),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_win_and_every_problem_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridge.toml");
+        std::fs::write(
+            &file,
+            "api_url = \"http://file:8787\"\nca_cert = \"/c\"\nca_key = \"/k\"\ncert = \"/b\"\nkey = \"/bk\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "RAKKR_BRIDGE_API_URL").then(|| "http://env:8787".to_owned());
+        let c = load(&file, &env).unwrap();
+        assert_eq!(c.api_url, "http://env:8787");
+        assert_eq!(c.listen.port(), 7443);
+        assert_eq!(c.heartbeat, Duration::from_secs(5));
+        let none = |_: &str| None;
+        let err = format!(
+            "{:#}",
+            load(&dir.path().join("absent.toml"), &none).unwrap_err()
+        );
+        assert!(err.contains("RAKKR_BRIDGE_API_URL"), "{err}");
+        std::fs::write(&file, "api_url = \"http://x\"\nbogus = 1\n").unwrap();
+        let err = format!("{:#}", load(&file, &none).unwrap_err());
+        assert!(err.contains("bogus"), "{err}");
+        let bad = |k: &str| (k == "RAKKR_BRIDGE_HEARTBEAT_SECONDS").then(|| "soon".to_owned());
+        assert!(
+            format!("{:#}", load(&file, &bad).unwrap_err())
+                .contains("RAKKR_BRIDGE_HEARTBEAT_SECONDS")
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Toward the Rakkr controller, for each linked node: its heartbeat every
+//! `heartbeat` (version, hostname, addresses, runtime, status
+//! `recording` while a take runs) and its inventory when it links, from
+//! the inventory the agent sends in Hello (the controller's shape).
+//!
+//! Threads: one task reads the controller library's events; each linked
+//! node has a heartbeat task, ended when the node disconnects.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rakkr_controller::ControllerEvent;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::RakkrApi;
+use crate::credentials::Credentials;
+
+type Takes = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
+/// What a heartbeat carries, from the node's inventory.
+pub fn heartbeat_of(inventory: &Value, recording: bool) -> Value {
+    json!({
+        "agentVersion": inventory["agentVersion"],
+        "hostname": inventory["hostname"],
+        "ipAddresses": inventory["ipAddresses"].as_array().map(|a| a.iter().take(16).cloned().collect::<Vec<_>>()).unwrap_or_default(),
+        "runtime": inventory["runtime"],
+        "status": if recording { "recording" } else { "online" },
+    })
+}
+
+/// Forwards until the controller's event stream ends.
+pub async fn run(
+    mut events: tokio::sync::broadcast::Receiver<ControllerEvent>,
+    api: RakkrApi,
+    credentials: Credentials,
+    heartbeat: Duration,
+) {
+    let mut linked: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // The takes each node records (from its events), for the heartbeat.
+    let takes: Takes = Arc::default();
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "the forwarder fell behind the controller's events"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        match e {
+            ControllerEvent::Connected { node, hello, .. } => {
+                let Some(token) = credentials.get(&node) else {
+                    tracing::warn!(%node, "linked, but the bridge holds no Rakkr token for it: nothing is forwarded (enroll it with its token, or add <node>.token)");
+                    continue;
+                };
+                let inventory: Value =
+                    serde_json::from_str(&hello.inventory_json).unwrap_or(Value::Null);
+                let task = tokio::spawn(node_loop(
+                    api.clone(),
+                    node.clone(),
+                    token,
+                    Arc::new(inventory),
+                    heartbeat,
+                    takes.clone(),
+                ));
+                if let Some(old) = linked.insert(node, task) {
+                    old.abort();
+                }
+            }
+            ControllerEvent::Event { node, event, .. } => {
+                let mut t = takes.lock().unwrap_or_else(|p| p.into_inner());
+                match event.body {
+                    rakkr_protocol::EventBody::TakeStarted(info) => {
+                        t.entry(node).or_default().insert(info.take_id);
+                    }
+                    rakkr_protocol::EventBody::TakeStopped { take_id, .. } => {
+                        t.entry(node).or_default().remove(&take_id);
+                    }
+                    _ => {}
+                }
+            }
+            ControllerEvent::Disconnected { node, .. } => {
+                if let Some(t) = linked.remove(&node) {
+                    t.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn node_loop(
+    api: RakkrApi,
+    node: String,
+    token: String,
+    inventory: Arc<Value>,
+    every: Duration,
+    takes: Takes,
+) {
+    let interfaces = json!({ "interfaces": inventory["interfaces"] });
+    match api
+        .call(
+            "POST",
+            &format!("/api/v1/nodes/{node}/inventory"),
+            &token,
+            Some(interfaces),
+        )
+        .await
+    {
+        Ok((202, _)) => tracing::info!(%node, "inventory forwarded"),
+        other => tracing::warn!(%node, answer = ?other, "inventory not accepted"),
+    }
+    let path = format!("/api/v1/nodes/{node}/heartbeat");
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let recording = takes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node)
+            .is_some_and(|t| !t.is_empty());
+        match api
+            .call(
+                "POST",
+                &path,
+                &token,
+                Some(heartbeat_of(&inventory, recording)),
+            )
+            .await
+        {
+            Ok((202, _)) => {}
+            other => {
+                tracing::warn!(%node, answer = ?other, "heartbeat not accepted; next in {every:?}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_is_made_of_the_nodes_inventory() {
+        let inv = json!({"agentVersion": "2026.12.06-1", "hostname": "foh",
+            "ipAddresses": (0..20).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>(),
+            "runtime": {"architecture": "aarch64"}});
+        let hb = heartbeat_of(&inv, true);
+        assert_eq!(hb["agentVersion"], "2026.12.06-1");
+        assert_eq!(hb["status"], "recording");
+        assert_eq!(
+            hb["ipAddresses"].as_array().unwrap().len(),
+            16,
+            "the API's bound"
+        );
+        assert_eq!(heartbeat_of(&inv, false)["status"], "online");
+    }
+}

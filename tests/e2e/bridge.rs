@@ -1,0 +1,158 @@
+//! rakkr-bridge (the real binary) between real agents and the fake Rakkr
+//! controller API (a real HTTP server, `rakkr-fake-api`): a node set up as
+//! Rakkr's Ansible role leaves it enrolls through the bridge with its
+//! Rakkr token, vouched for by the controller; the bridge keeps the token
+//! (0600) and heartbeats and inventories the node toward the controller.
+//! A wrong token, another node's, or any token while the controller
+//! cannot answer is refused and nothing is issued.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rakkr_e2e::TestPki;
+use rakkr_e2e::agent::AgentProcess;
+use rakkr_fake_api::{FakeRakkr, Options};
+
+use crate::T;
+
+/// The bridge's files: the fleet CA (and key) and its server identity.
+fn bridge_files(pki: &TestPki, dir: &Path) -> HashMap<String, String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let put = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    HashMap::from([
+        (
+            "RAKKR_BRIDGE_CA_CERT".into(),
+            put("ca.pem", &pki.ca.cert_pem),
+        ),
+        (
+            "RAKKR_BRIDGE_CA_KEY".into(),
+            put("ca.key", &pki.ca.key_pem()),
+        ),
+        (
+            "RAKKR_BRIDGE_CERT".into(),
+            put("bridge.pem", &pki.controller.cert_pem),
+        ),
+        (
+            "RAKKR_BRIDGE_KEY".into(),
+            put("bridge.key", &pki.controller.key_pem),
+        ),
+    ])
+}
+
+/// Starts the bridge binary; returns it and the port agents link to.
+fn start_bridge(pki: &TestPki, tmp: &Path, api: &str) -> (AgentProcess, u16, PathBuf) {
+    let creds = tmp.join("bridge/credentials");
+    let mut env = bridge_files(pki, &tmp.join("bridge"));
+    env.extend([
+        (
+            "RAKKR_BRIDGE_CONFIG".to_owned(),
+            tmp.join("none.toml").display().to_string(),
+        ),
+        ("RAKKR_BRIDGE_API_URL".to_owned(), api.to_owned()),
+        ("RAKKR_BRIDGE_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "RAKKR_BRIDGE_CREDENTIALS_DIR".to_owned(),
+            creds.display().to_string(),
+        ),
+        ("RAKKR_BRIDGE_HEARTBEAT_SECONDS".to_owned(), "1".to_owned()),
+    ]);
+    let bridge = AgentProcess::spawn_bin(&rakkr_e2e::bridge_bin(), &[], &env);
+    bridge.wait_log(&["rakkr-bridge running"], 1, T);
+    let line = bridge
+        .log()
+        .into_iter()
+        .find(|l| l.contains("rakkr-bridge running"))
+        .unwrap();
+    let port = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (bridge, port, creds)
+}
+
+/// A node as Rakkr's role leaves it, its bridge at `port`.
+fn role_node(
+    pki: &TestPki,
+    state: &Path,
+    port: u16,
+    node: &str,
+    token: &str,
+) -> HashMap<String, String> {
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
+    HashMap::from([
+        ("RAKKR_STATE_DIR".into(), state.display().to_string()),
+        ("RAKKR_CONTROLLER_URL".into(), "https://127.0.0.1".into()),
+        ("RAKKR_CONTROLLER_BRIDGE_PORT".into(), port.to_string()),
+        ("RAKKR_NODE_ID".into(), node.into()),
+        ("RAKKR_CONTROLLER_TOKEN".into(), token.into()),
+        ("RAKKR_CONTROLLER_BACKOFF_INITIAL_MS".into(), "100".into()),
+        ("RAKKR_CONTROLLER_BACKOFF_MAX_MS".into(), "400".into()),
+        ("RAKKR_LOG".into(), "info".into()),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
+    let fake = FakeRakkr::start(Options::default()).await.unwrap();
+    let token = fake.enroll("node_x32_test");
+    let other = fake.enroll("node_other");
+    let pki = TestPki::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (bridge, port, creds) = start_bridge(&pki, tmp.path(), &fake.url());
+
+    // Refused, nothing issued: an unknown token, another node's, and the
+    // right one while the controller cannot answer (401 with /readyz 503).
+    for (n, tok, ready, why) in [
+        (1, "rakkr_node_unknown", true, "does not know this token"),
+        (2, other.as_str(), true, "is not node_x32_test's"),
+        (3, token.as_str(), false, "could not check the token"),
+    ] {
+        fake.set_ready(ready);
+        let state = tmp.path().join(format!("refused-{n}"));
+        let agent = AgentProcess::spawn(&role_node(&pki, &state, port, "node_x32_test", tok));
+        agent.wait_log(&["enrollment failed", why], 1, T);
+        assert!(!state.join("trust/node.pem").exists(), "nothing issued");
+    }
+    fake.set_ready(true);
+    assert!(!creds.join("node_x32_test.token").exists(), "nothing kept");
+
+    // The node's own token: enrolled, linked, kept, forwarded.
+    let state = tmp.path().join("node");
+    let agent = AgentProcess::spawn(&role_node(&pki, &state, port, "node_x32_test", &token));
+    agent.wait_log(&["enrolled with the controller"], 1, T);
+    agent.wait_log(&["connected to controller"], 1, T);
+    let kept = creds.join("node_x32_test.token");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), token);
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    rakkr_e2e::wait_until(2 * T, "two heartbeats at the controller", || {
+        fake.with(|s| s.nodes["node_x32_test"].heartbeats.len() >= 2)
+    });
+    fake.with(|s| {
+        let n = &s.nodes["node_x32_test"];
+        let hb = &n.heartbeats[0];
+        assert!(
+            hb["agentVersion"].as_str().is_some_and(|v| !v.is_empty()),
+            "{hb}"
+        );
+        assert!(
+            hb["hostname"].as_str().is_some_and(|v| !v.is_empty()),
+            "{hb}"
+        );
+        assert_eq!(hb["status"], "online");
+        assert!(n.inventory.is_some(), "inventory forwarded");
+    });
+    assert!(bridge.count(&["vouched for by the controller"]) == 1);
+    drop(agent);
+    fake.with(|s| assert!(s.nodes["node_other"].heartbeats.is_empty()));
+}
