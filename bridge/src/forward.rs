@@ -18,6 +18,12 @@ use crate::api::RakkrApi;
 use crate::credentials::Credentials;
 
 type Takes = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+/// Each node's newest meter frame not yet posted (latest wins).
+type Meters = Arc<Mutex<HashMap<String, rakkr_protocol::MeterFrame>>>;
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// What a heartbeat carries, from the node's inventory.
 pub fn heartbeat_of(inventory: &Value, recording: bool) -> Value {
@@ -40,6 +46,7 @@ pub async fn run(
     let mut linked: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     // The takes each node records (from its events), for the heartbeat.
     let takes: Takes = Arc::default();
+    let meters: Meters = Arc::default();
     loop {
         let e = match events.recv().await {
             Ok(e) => e,
@@ -67,13 +74,17 @@ pub async fn run(
                     Arc::new(inventory),
                     heartbeat,
                     takes.clone(),
+                    meters.clone(),
                 ));
                 if let Some(old) = linked.insert(node, task) {
                     old.abort();
                 }
             }
+            ControllerEvent::Meter { node, frame } => {
+                locked(&meters).insert(node, frame);
+            }
             ControllerEvent::Event { node, event, .. } => {
-                let mut t = takes.lock().unwrap_or_else(|p| p.into_inner());
+                let mut t = locked(&takes);
                 match event.body {
                     rakkr_protocol::EventBody::TakeStarted(info) => {
                         t.entry(node).or_default().insert(info.take_id);
@@ -101,6 +112,7 @@ async fn node_loop(
     inventory: Arc<Value>,
     every: Duration,
     takes: Takes,
+    meters: Meters,
 ) {
     let interfaces = json!({ "interfaces": inventory["interfaces"] });
     match api
@@ -119,11 +131,7 @@ async fn node_loop(
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let recording = takes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&node)
-            .is_some_and(|t| !t.is_empty());
+        let recording = locked(&takes).get(&node).is_some_and(|t| !t.is_empty());
         match api
             .call(
                 "POST",
@@ -136,6 +144,17 @@ async fn node_loop(
             Ok((202, _)) => {}
             other => {
                 tracing::warn!(%node, answer = ?other, "heartbeat not accepted; next in {every:?}")
+            }
+        }
+        // Once per tick, as Rakkr's own agent: the newest frame.
+        let frame = locked(&meters).remove(&node);
+        if let Some(f) = frame {
+            let body = crate::meters::frame_json(&node, &f, &inventory);
+            let path = format!("/api/v1/nodes/{node}/meter-frame");
+            if let Ok((code, answer)) = api.call("POST", &path, &token, Some(body)).await
+                && code != 202
+            {
+                tracing::warn!(%node, code, %answer, "meter frame not accepted");
             }
         }
     }

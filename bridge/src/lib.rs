@@ -6,7 +6,8 @@
 //!
 //! Built so far: enrollment with a node's Rakkr token, vouched for by the
 //! controller (`vouch`), the node's token kept as its only state
-//! (`credentials`), heartbeats and inventory forwarded (`forward`). Jobs,
+//! (`credentials`), heartbeats, inventory and meter frames forwarded
+//! (`forward`, `meters`). Jobs,
 //! delivery, meters, health and listen are to come (issue 22).
 //!
 //! Data flows one way: agent → controller library events → `forward` →
@@ -16,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod credentials;
 pub mod forward;
+pub mod meters;
 pub mod vouch;
 
 use std::net::SocketAddr;

@@ -2,7 +2,8 @@
 //! controller API (a real HTTP server, `rakkr-fake-api`): a node set up as
 //! Rakkr's Ansible role leaves it enrolls through the bridge with its
 //! Rakkr token, vouched for by the controller; the bridge keeps the token
-//! (0600) and heartbeats and inventories the node toward the controller.
+//! (0600) and forwards the node's inventory, heartbeats and meter frames
+//! (with channel labels) to the controller.
 //! A wrong token, another node's, or any token while the controller
 //! cannot answer is refused and nothing is issued.
 
@@ -124,9 +125,21 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
     fake.set_ready(true);
     assert!(!creds.join("node_x32_test.token").exists(), "nothing kept");
 
-    // The node's own token: enrolled, linked, kept, forwarded.
+    // The node's own token, on the paced 32-channel console: enrolled,
+    // linked, kept, forwarded.
     let state = tmp.path().join("node");
-    let agent = AgentProcess::spawn(&role_node(&pki, &state, port, "node_x32_test", &token));
+    let fifo = tmp.path().join("x32.fifo");
+    let _console = rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, 3 * T);
+    let mut env = role_node(&pki, &state, port, "node_x32_test", &token);
+    env.extend([
+        (
+            "ALSA_CONFIG_PATH".to_owned(),
+            rakkr_e2e::alsa::x32_config_for(tmp.path(), &fifo),
+        ),
+        ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
+        ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
+    ]);
+    let agent = AgentProcess::spawn(&env);
     agent.wait_log(&["enrolled with the controller"], 1, T);
     agent.wait_log(&["connected to controller"], 1, T);
     let kept = creds.join("node_x32_test.token");
@@ -135,9 +148,16 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
         std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    rakkr_e2e::wait_until(2 * T, "two heartbeats at the controller", || {
-        fake.with(|s| s.nodes["node_x32_test"].heartbeats.len() >= 2)
-    });
+    rakkr_e2e::wait_until(
+        2 * T,
+        "two heartbeats and a meter frame at the controller",
+        || {
+            fake.with(|s| {
+                let n = &s.nodes["node_x32_test"];
+                n.heartbeats.len() >= 2 && !n.meter_frames.is_empty()
+            })
+        },
+    );
     fake.with(|s| {
         let n = &s.nodes["node_x32_test"];
         let hb = &n.heartbeats[0];
@@ -151,6 +171,10 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
         );
         assert_eq!(hb["status"], "online");
         assert!(n.inventory.is_some(), "inventory forwarded");
+        // (The fake takes only frames whose every level has a label.)
+        let f = &n.meter_frames[0];
+        assert_eq!(f["levels"].as_array().map(Vec::len), Some(32), "{f}");
+        assert_eq!(f["nodeId"], "node_x32_test");
     });
     assert!(bridge.count(&["vouched for by the controller"]) == 1);
     drop(agent);
