@@ -83,7 +83,20 @@ pub async fn run(
             ControllerEvent::Meter { node, frame } => {
                 locked(&meters).insert(node, frame);
             }
-            ControllerEvent::Event { node, event, .. } => {
+            ControllerEvent::Event {
+                node,
+                event,
+                duplicate: false,
+            } => {
+                if let rakkr_protocol::EventBody::Health(h) = &event.body {
+                    let body = crate::health::event_json(h, event.seq, event.at_ms);
+                    tokio::spawn(post_health(
+                        api.clone(),
+                        credentials.get(&node),
+                        node.clone(),
+                        body,
+                    ));
+                }
                 let mut t = locked(&takes);
                 match event.body {
                     rakkr_protocol::EventBody::TakeStarted(info) => {
@@ -158,6 +171,30 @@ async fn node_loop(
             }
         }
     }
+}
+
+/// Posts a health edge, retrying a failed post a few times (1, 2, 4 s).
+async fn post_health(api: RakkrApi, token: Option<String>, node: String, body: Value) {
+    let Some(token) = token else {
+        tracing::warn!(%node, "a health event, but no Rakkr token for the node: not forwarded");
+        return;
+    };
+    let path = format!("/api/v1/nodes/{node}/health-events");
+    for attempt in 0..4u32 {
+        match api.call("POST", &path, &token, Some(body.clone())).await {
+            Ok((201, _)) => return,
+            // A body the controller refuses will not pass later either.
+            Ok((400, answer)) => {
+                tracing::error!(%node, %answer, "health event refused by the controller");
+                return;
+            }
+            other => {
+                tracing::warn!(%node, answer = ?other, attempt, "health event not delivered yet")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+    }
+    tracing::error!(%node, event = %body["type"], "health event not delivered: the controller did not take it");
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //!
 //! Built so far: enrollment with a node's Rakkr token, vouched for by the
 //! controller (`vouch`), the node's token kept as its only state
-//! (`credentials`), heartbeats, inventory and meter frames forwarded
-//! (`forward`, `meters`). Jobs,
+//! (`credentials`), heartbeats, inventory, meter frames and health edges
+//! forwarded (`forward`, `meters`, `health`). Jobs,
 //! delivery, meters, health and listen are to come (issue 22).
 //!
 //! Data flows one way: agent → controller library events → `forward` →
@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod credentials;
 pub mod forward;
+pub mod health;
 pub mod meters;
 pub mod vouch;
 

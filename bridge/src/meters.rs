@@ -18,7 +18,8 @@ fn label(inventory: &Value, interface: &str, index: u16) -> String {
         .map_or_else(|| format!("Ch {index}"), str::to_owned)
 }
 
-fn iso_ms(ms: u64) -> String {
+/// `ms` since the epoch as the controller's ISO date-time.
+pub fn iso_ms(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

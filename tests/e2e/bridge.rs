@@ -2,8 +2,8 @@
 //! controller API (a real HTTP server, `rakkr-fake-api`): a node set up as
 //! Rakkr's Ansible role leaves it enrolls through the bridge with its
 //! Rakkr token, vouched for by the controller; the bridge keeps the token
-//! (0600) and forwards the node's inventory, heartbeats and meter frames
-//! (with channel labels) to the controller.
+//! (0600) and forwards the node's inventory, heartbeats, meter frames
+//! (with channel labels) and health edges (`agent.*`) to the controller.
 //! A wrong token, another node's, or any token while the controller
 //! cannot answer is refused and nothing is issued.
 
@@ -129,7 +129,11 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
     // linked, kept, forwarded.
     let state = tmp.path().join("node");
     let fifo = tmp.path().join("x32.fifo");
-    let _console = rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, 3 * T);
+    // Channel 3 clips from the first frame: a health edge to forward.
+    let scenes = rakkr_e2e::alsa::scenes::Scenes::default();
+    scenes.at(0, rakkr_e2e::alsa::scenes::Scene::Clip(3));
+    let _console =
+        rakkr_e2e::alsa::PacedFeeder::start_with(&fifo, 32, 48_000, 512, 3 * T, scenes.signal(32));
     let mut env = role_node(&pki, &state, port, "node_x32_test", &token);
     env.extend([
         (
@@ -150,11 +154,15 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
     );
     rakkr_e2e::wait_until(
         2 * T,
-        "two heartbeats and a meter frame at the controller",
+        "heartbeats, a meter frame and the clipping edge at the controller",
         || {
             fake.with(|s| {
                 let n = &s.nodes["node_x32_test"];
-                n.heartbeats.len() >= 2 && !n.meter_frames.is_empty()
+                n.heartbeats.len() >= 2
+                    && !n.meter_frames.is_empty()
+                    && n.health_events
+                        .iter()
+                        .any(|e| e["type"] == "agent.meter.clipping")
             })
         },
     );
@@ -175,6 +183,17 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
         let f = &n.meter_frames[0];
         assert_eq!(f["levels"].as_array().map(Vec::len), Some(32), "{f}");
         assert_eq!(f["nodeId"], "node_x32_test");
+        let clip = n
+            .health_events
+            .iter()
+            .find(|e| e["type"] == "agent.meter.clipping")
+            .unwrap();
+        assert_eq!(
+            clip["details"]["channels"],
+            serde_json::json!([3]),
+            "{clip}"
+        );
+        assert_eq!(clip["severity"], "warning");
     });
     assert!(bridge.count(&["vouched for by the controller"]) == 1);
     drop(agent);
