@@ -42,11 +42,16 @@ pub async fn run(
     api: RakkrApi,
     credentials: Credentials,
     heartbeat: Duration,
+    handle: rakkr_controller::ControllerHandle,
 ) {
     let mut linked: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    // The takes each node records (from its events), for the heartbeat.
-    let takes: Takes = Arc::default();
-    let meters: Meters = Arc::default();
+    let ctx = Arc::new(Ctx {
+        api: api.clone(),
+        every: heartbeat,
+        takes: Arc::default(),
+        meters: Arc::default(),
+        handle,
+    });
     loop {
         let e = match events.recv().await {
             Ok(e) => e,
@@ -67,21 +72,13 @@ pub async fn run(
                 };
                 let inventory: Value =
                     serde_json::from_str(&hello.inventory_json).unwrap_or(Value::Null);
-                let task = tokio::spawn(node_loop(
-                    api.clone(),
-                    node.clone(),
-                    token,
-                    Arc::new(inventory),
-                    heartbeat,
-                    takes.clone(),
-                    meters.clone(),
-                ));
+                let task = tokio::spawn(node_loop(ctx.clone(), node.clone(), token, inventory));
                 if let Some(old) = linked.insert(node, task) {
                     old.abort();
                 }
             }
             ControllerEvent::Meter { node, frame } => {
-                locked(&meters).insert(node, frame);
+                locked(&ctx.meters).insert(node, frame);
             }
             ControllerEvent::Event {
                 node,
@@ -97,7 +94,7 @@ pub async fn run(
                         body,
                     ));
                 }
-                let mut t = locked(&takes);
+                let mut t = locked(&ctx.takes);
                 match event.body {
                     rakkr_protocol::EventBody::TakeStarted(info) => {
                         t.entry(node).or_default().insert(info.take_id);
@@ -118,15 +115,20 @@ pub async fn run(
     }
 }
 
-async fn node_loop(
+/// What every node's loop shares.
+struct Ctx {
     api: RakkrApi,
-    node: String,
-    token: String,
-    inventory: Arc<Value>,
+    /// The tick: heartbeat, config poll, meter frame.
     every: Duration,
+    /// The takes each node records (from its events), for the heartbeat.
     takes: Takes,
     meters: Meters,
-) {
+    handle: rakkr_controller::ControllerHandle,
+}
+
+async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value) {
+    let (api, every) = (&ctx.api, ctx.every);
+    let mut config = crate::nodeconfig::Poll::default();
     let interfaces = json!({ "interfaces": inventory["interfaces"] });
     match api
         .call(
@@ -144,7 +146,7 @@ async fn node_loop(
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let recording = locked(&takes).get(&node).is_some_and(|t| !t.is_empty());
+        let recording = locked(&ctx.takes).get(&node).is_some_and(|t| !t.is_empty());
         match api
             .call(
                 "POST",
@@ -159,8 +161,9 @@ async fn node_loop(
                 tracing::warn!(%node, answer = ?other, "heartbeat not accepted; next in {every:?}")
             }
         }
+        config.tick(api, &ctx.handle, &node, &token).await;
         // Once per tick, as Rakkr's own agent: the newest frame.
-        let frame = locked(&meters).remove(&node);
+        let frame = locked(&ctx.meters).remove(&node);
         if let Some(f) = frame {
             let body = crate::meters::frame_json(&node, &f, &inventory);
             let path = format!("/api/v1/nodes/{node}/meter-frame");

@@ -7,7 +7,8 @@
 //! Built so far: enrollment with a node's Rakkr token, vouched for by the
 //! controller (`vouch`), the node's token kept as its only state
 //! (`credentials`), heartbeats, inventory, meter frames and health edges
-//! forwarded (`forward`, `meters`, `health`). Jobs,
+//! forwarded (`forward`, `meters`, `health`), the node config polled and
+//! pushed (`nodeconfig`). Jobs,
 //! delivery, meters, health and listen are to come (issue 22).
 //!
 //! Data flows one way: agent → controller library events → `forward` →
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod forward;
 pub mod health;
 pub mod meters;
+pub mod nodeconfig;
 pub mod vouch;
 
 use std::net::SocketAddr;
@@ -67,6 +69,7 @@ impl Bridge {
             api,
             credentials,
             o.heartbeat,
+            controller.handle(),
         ));
         Ok(Self {
             controller,

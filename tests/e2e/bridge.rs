@@ -3,7 +3,9 @@
 //! Rakkr's Ansible role leaves it enrolls through the bridge with its
 //! Rakkr token, vouched for by the controller; the bridge keeps the token
 //! (0600) and forwards the node's inventory, heartbeats, meter frames
-//! (with channel labels) and health edges (`agent.*`) to the controller.
+//! (with channel labels) and health edges (`agent.*`) to the controller,
+//! and pushes what the controller's node config may set (refusing, and
+//! reporting, a capture command).
 //! A wrong token, another node's, or any token while the controller
 //! cannot answer is refused and nothing is issued.
 
@@ -143,6 +145,16 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
         ("RAKKR_CAPTURE_DEVICE".to_owned(), "x32file".to_owned()),
         ("RAKKR_CAPTURE_BUFFER_FRAMES".to_owned(), "512".to_owned()),
     ]);
+    // The controller's config for the node: a capacity (pushed) and a
+    // capture command (refused, reported).
+    fake.with(|s| {
+        s.nodes.get_mut("node_x32_test").unwrap().config = serde_json::json!({
+            "audioDefaults": {"captureCommand": "arecord -D hw:0", "captureChannels": 32},
+            "monitorEnhancement": {"engine": "deepfilternet3", "requested": false},
+            "recorderCachePolicies": [],
+            "recordingCapacity": {"maxConcurrentRecordings": 2},
+        })
+    });
     let agent = AgentProcess::spawn(&env);
     agent.wait_log(&["enrolled with the controller"], 1, T);
     agent.wait_log(&["connected to controller"], 1, T);
@@ -196,6 +208,40 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
         assert_eq!(clip["severity"], "warning");
     });
     assert!(bridge.count(&["vouched for by the controller"]) == 1);
+    // The config: what the agent allows is in force, pushed; the capture
+    // command is refused and said so once.
+    agent.wait_log(
+        &["pushed configuration in force", "capture.max_takes"],
+        1,
+        T,
+    );
+    let out = rakkr_e2e::agent::run_agent(&["status", "--json"], &env);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = |key: &str| {
+        status["config"]["settings"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["key"] == key).cloned())
+            .unwrap_or_else(|| panic!("{key} not in {status}"))
+    };
+    assert_eq!(setting("capture.max_takes")["value"], "2", "{status}");
+    assert!(
+        setting("capture.max_takes")["origin"]
+            .to_string()
+            .contains("ushed"),
+        "{status}"
+    );
+    fake.with(|s| {
+        let refused: Vec<_> = s.nodes["node_x32_test"]
+            .health_events
+            .iter()
+            .filter(|e| e["type"] == "agent.config.refused")
+            .collect();
+        assert_eq!(refused.len(), 1, "once: {refused:?}");
+        assert_eq!(
+            refused[0]["details"]["keys"],
+            serde_json::json!(["audioDefaults.captureCommand"])
+        );
+    });
     drop(agent);
     fake.with(|s| assert!(s.nodes["node_other"].heartbeats.is_empty()));
 }
