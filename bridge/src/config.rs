@@ -24,6 +24,7 @@ struct Raw {
     key: Option<PathBuf>,
     heartbeat_seconds: Option<u64>,
     node_cert_days: Option<u64>,
+    metrics_listen: Option<String>,
 }
 
 /// Every key: (name, what it is).
@@ -52,6 +53,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "node_cert_days",
         "lifetime of the node certificates issued (default 30)",
     ),
+    (
+        "metrics_listen",
+        "/healthz and /metrics (default 0.0.0.0:9464; \"off\": not served)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -65,6 +70,7 @@ pub struct Config {
     pub key: PathBuf,
     pub heartbeat: Duration,
     pub node_cert_lifetime: Duration,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The file at `path` (absent: defaults) under the variables from `env`.
@@ -113,6 +119,13 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
         bail!("node_cert_days {days} must be 1-825");
     }
     let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:7443");
+    let metrics_listen =
+        match raw.metrics_listen.as_deref().unwrap_or("0.0.0.0:9464") {
+            "off" | "" => None,
+            at => Some(at.parse().with_context(|| {
+                format!("metrics_listen {at:?} is not an address:port or \"off\"")
+            })?),
+        };
     Ok(Config {
         listen: listen
             .parse()
@@ -127,6 +140,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
         key: need(raw.key, "key")?,
         heartbeat: Duration::from_secs(heartbeat),
         node_cert_lifetime: Duration::from_secs(days * 86_400),
+        metrics_listen,
     })
 }
 

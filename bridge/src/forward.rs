@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::RakkrApi;
 use crate::credentials::Credentials;
+use crate::metrics::Metrics;
 
 type Takes = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// Each node's newest meter frame not yet posted (latest wins).
@@ -43,6 +44,7 @@ pub async fn run(
     credentials: Credentials,
     heartbeat: Duration,
     handle: rakkr_controller::ControllerHandle,
+    metrics: Arc<Metrics>,
 ) {
     let mut linked: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let ctx = Arc::new(Ctx {
@@ -51,6 +53,7 @@ pub async fn run(
         takes: Arc::default(),
         meters: Arc::default(),
         handle,
+        metrics,
     });
     loop {
         let e = match events.recv().await {
@@ -73,8 +76,11 @@ pub async fn run(
                 let inventory: Value =
                     serde_json::from_str(&hello.inventory_json).unwrap_or(Value::Null);
                 let task = tokio::spawn(node_loop(ctx.clone(), node.clone(), token, inventory));
-                if let Some(old) = linked.insert(node, task) {
-                    old.abort();
+                match linked.insert(node, task) {
+                    Some(old) => old.abort(),
+                    None => {
+                        ctx.metrics.nodes_linked.inc();
+                    }
                 }
             }
             ControllerEvent::Meter { node, frame } => {
@@ -88,7 +94,7 @@ pub async fn run(
                 if let rakkr_protocol::EventBody::Health(h) = &event.body {
                     let body = crate::health::event_json(h, event.seq, event.at_ms);
                     tokio::spawn(post_health(
-                        api.clone(),
+                        ctx.clone(),
                         credentials.get(&node),
                         node.clone(),
                         body,
@@ -108,6 +114,7 @@ pub async fn run(
             ControllerEvent::Disconnected { node, .. } => {
                 if let Some(t) = linked.remove(&node) {
                     t.abort();
+                    ctx.metrics.nodes_linked.dec();
                 }
             }
             _ => {}
@@ -124,6 +131,7 @@ struct Ctx {
     takes: Takes,
     meters: Meters,
     handle: rakkr_controller::ControllerHandle,
+    metrics: Arc<Metrics>,
 }
 
 async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value) {
@@ -156,28 +164,33 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
             )
             .await
         {
-            Ok((202, _)) => {}
+            Ok((202, _)) => Metrics::ok(&ctx.metrics.heartbeats, true),
             other => {
+                Metrics::ok(&ctx.metrics.heartbeats, false);
                 tracing::warn!(%node, answer = ?other, "heartbeat not accepted; next in {every:?}")
             }
         }
-        config.tick(api, &ctx.handle, &node, &token).await;
+        config
+            .tick(api, &ctx.handle, &node, &token, &ctx.metrics)
+            .await;
         // Once per tick, as Rakkr's own agent: the newest frame.
         let frame = locked(&ctx.meters).remove(&node);
         if let Some(f) = frame {
             let body = crate::meters::frame_json(&node, &f, &inventory);
             let path = format!("/api/v1/nodes/{node}/meter-frame");
-            if let Ok((code, answer)) = api.call("POST", &path, &token, Some(body)).await
-                && code != 202
-            {
-                tracing::warn!(%node, code, %answer, "meter frame not accepted");
+            let sent = api.call("POST", &path, &token, Some(body)).await;
+            let ok = matches!(sent, Ok((202, _)));
+            Metrics::ok(&ctx.metrics.meter_frames, ok);
+            if !ok {
+                tracing::warn!(%node, answer = ?sent, "meter frame not accepted");
             }
         }
     }
 }
 
 /// Posts a health edge, retrying a failed post a few times (1, 2, 4 s).
-async fn post_health(api: RakkrApi, token: Option<String>, node: String, body: Value) {
+async fn post_health(ctx: Arc<Ctx>, token: Option<String>, node: String, body: Value) {
+    let api = &ctx.api;
     let Some(token) = token else {
         tracing::warn!(%node, "a health event, but no Rakkr token for the node: not forwarded");
         return;
@@ -185,7 +198,10 @@ async fn post_health(api: RakkrApi, token: Option<String>, node: String, body: V
     let path = format!("/api/v1/nodes/{node}/health-events");
     for attempt in 0..4u32 {
         match api.call("POST", &path, &token, Some(body.clone())).await {
-            Ok((201, _)) => return,
+            Ok((201, _)) => {
+                Metrics::ok(&ctx.metrics.health_events, true);
+                return;
+            }
             // A body the controller refuses will not pass later either.
             Ok((400, answer)) => {
                 tracing::error!(%node, %answer, "health event refused by the controller");
@@ -197,6 +213,7 @@ async fn post_health(api: RakkrApi, token: Option<String>, node: String, body: V
         }
         tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
     }
+    Metrics::ok(&ctx.metrics.health_events, false);
     tracing::error!(%node, event = %body["type"], "health event not delivered: the controller did not take it");
 }
 

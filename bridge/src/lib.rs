@@ -20,6 +20,7 @@ pub mod credentials;
 pub mod forward;
 pub mod health;
 pub mod meters;
+pub mod metrics;
 pub mod nodeconfig;
 pub mod vouch;
 
@@ -44,6 +45,8 @@ pub struct Options {
     pub credentials: std::path::PathBuf,
     /// Between a node's heartbeats to the controller (Rakkr: 5 s).
     pub heartbeat: Duration,
+    /// Where `/healthz` and `/metrics` are served (`None`: not served).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A running bridge; [`Bridge::shutdown`] ends it.
@@ -51,17 +54,35 @@ pub struct Options {
 pub struct Bridge {
     controller: Controller,
     forward: tokio::task::JoinHandle<()>,
+    http: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Bridge {
     pub async fn start(o: Options) -> anyhow::Result<Self> {
         let api = api::RakkrApi::new(&o.api_url);
         let credentials = credentials::Credentials::open(&o.credentials)?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let http = match o.metrics_listen {
+            None => None,
+            Some(at) => {
+                let listener = tokio::net::TcpListener::bind(at).await?;
+                let addr = listener.local_addr()?;
+                let app = metrics::routes(metrics.clone());
+                Some((
+                    addr,
+                    tokio::spawn(async move {
+                        let _ = axum::serve(listener, app).await;
+                    }),
+                ))
+            }
+        };
         let mut cfg = ControllerConfig::new(o.listen, o.tls);
         cfg.renewal = Some(o.signer);
         cfg.token_check = Some(Arc::new(vouch::Vouch {
             api: api.clone(),
             credentials: credentials.clone(),
+            metrics: metrics.clone(),
         }));
         let controller = Controller::start(cfg).await?;
         let forward = tokio::spawn(forward::run(
@@ -70,10 +91,13 @@ impl Bridge {
             credentials,
             o.heartbeat,
             controller.handle(),
+            metrics.clone(),
         ));
         Ok(Self {
             controller,
             forward,
+            http,
+            metrics,
         })
     }
 
@@ -86,8 +110,16 @@ impl Bridge {
         self.controller.handle()
     }
 
+    /// Where `/healthz` and `/metrics` are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(a, _)| *a)
+    }
+
     pub async fn shutdown(self) {
         self.forward.abort();
+        if let Some((_, t)) = &self.http {
+            t.abort();
+        }
         self.controller.shutdown().await;
     }
 }

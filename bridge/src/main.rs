@@ -52,6 +52,7 @@ fn setup(c: &rakkr_bridge::config::Config) -> anyhow::Result<rakkr_bridge::Optio
         api_url: c.api_url.clone(),
         credentials: c.credentials_dir.clone(),
         heartbeat: c.heartbeat,
+        metrics_listen: c.metrics_listen,
     })
 }
 
@@ -59,6 +60,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // NOTE: colours only on a terminal, never into the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RAKKR_LOG")
                 .unwrap_or_else(|_| "info".into()),
@@ -91,7 +94,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(3);
             }
         };
-        tracing::info!(listen = %bridge.local_addr(), "rakkr-bridge running");
+        tracing::info!(listen = %bridge.local_addr(), metrics = ?bridge.metrics_addr(), "rakkr-bridge running");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         tokio::select! {

@@ -109,6 +109,7 @@ impl Poll {
         handle: &rakkr_controller::ControllerHandle,
         node: &str,
         token: &str,
+        metrics: &crate::metrics::Metrics,
     ) {
         let path = format!("/api/v1/nodes/{node}/config");
         let config = match api.call("GET", &path, token, None).await {
@@ -147,9 +148,11 @@ impl Poll {
         match sent.map(|r| r.outcome) {
             Ok(rakkr_protocol::Outcome::Done(rakkr_protocol::Reply::Configured(a))) => {
                 tracing::info!(%node, version = a.version, changed = ?a.changed, "node config pushed");
+                crate::metrics::Metrics::ok(&metrics.config_pushes, true);
                 self.pushed = Some(doc);
             }
             other => {
+                crate::metrics::Metrics::ok(&metrics.config_pushes, false);
                 tracing::warn!(%node, answer = ?other, "node config not taken; next tick again")
             }
         }

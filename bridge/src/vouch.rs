@@ -12,11 +12,22 @@ use crate::credentials::Credentials;
 pub struct Vouch {
     pub api: RakkrApi,
     pub credentials: Credentials,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl TokenCheck for Vouch {
     fn check<'a>(&'a self, node: &'a str, token: &'a str) -> TokenVerdict<'a> {
         Box::pin(async move {
+            let verdict = self.check_token(node, token).await;
+            crate::metrics::Metrics::ok(&self.metrics.enrollments, verdict.is_ok());
+            verdict
+        })
+    }
+}
+
+impl Vouch {
+    async fn check_token(&self, node: &str, token: &str) -> Result<(), String> {
+        {
             match self.api.check_token(node, token).await {
                 Api::Valid => {
                     // NOTE: kept before the certificate is issued: a token
@@ -37,6 +48,6 @@ impl TokenCheck for Vouch {
                     "the Rakkr controller could not check the token ({why}): the node tries again"
                 )),
             }
-        })
+        }
     }
 }

@@ -48,7 +48,11 @@ fn bridge_files(pki: &TestPki, dir: &Path) -> HashMap<String, String> {
 }
 
 /// Starts the bridge binary; returns it and the port agents link to.
-fn start_bridge(pki: &TestPki, tmp: &Path, api: &str) -> (AgentProcess, u16, PathBuf) {
+fn start_bridge(
+    pki: &TestPki,
+    tmp: &Path,
+    api: &str,
+) -> (AgentProcess, u16, PathBuf, std::net::SocketAddr) {
     let creds = tmp.join("bridge/credentials");
     let mut env = bridge_files(pki, &tmp.join("bridge"));
     env.extend([
@@ -63,6 +67,10 @@ fn start_bridge(pki: &TestPki, tmp: &Path, api: &str) -> (AgentProcess, u16, Pat
             creds.display().to_string(),
         ),
         ("RAKKR_BRIDGE_HEARTBEAT_SECONDS".to_owned(), "1".to_owned()),
+        (
+            "RAKKR_BRIDGE_METRICS_LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
     ]);
     let bridge = AgentProcess::spawn_bin(&rakkr_e2e::bridge_bin(), &[], &env);
     bridge.wait_log(&["rakkr-bridge running"], 1, T);
@@ -71,13 +79,21 @@ fn start_bridge(pki: &TestPki, tmp: &Path, api: &str) -> (AgentProcess, u16, Pat
         .into_iter()
         .find(|l| l.contains("rakkr-bridge running"))
         .unwrap();
-    let port = line
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.split_whitespace().next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (bridge, port, creds)
+    // "… rakkr-bridge running listen=127.0.0.1:P metrics=Some(127.0.0.1:Q)"
+    let addr = |key: &str| -> std::net::SocketAddr {
+        let after = line
+            .split(key)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"));
+        let text: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        text.parse()
+            .unwrap_or_else(|_| panic!("{text:?} in {line:?}"))
+    };
+    let (port, metrics) = (addr("listen=").port(), addr("metrics=Some("));
+    (bridge, port, creds, metrics)
 }
 
 /// A node as Rakkr's role leaves it, its bridge at `port`.
@@ -109,7 +125,7 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
     let other = fake.enroll("node_other");
     let pki = TestPki::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (bridge, port, creds) = start_bridge(&pki, tmp.path(), &fake.url());
+    let (bridge, port, creds, metrics) = start_bridge(&pki, tmp.path(), &fake.url());
 
     // Refused, nothing issued: an unknown token, another node's, and the
     // right one while the controller cannot answer (401 with /readyz 503).
@@ -242,6 +258,36 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
             serde_json::json!(["audioDefaults.captureCommand"])
         );
     });
+    // What an operator's Prometheus scrapes.
+    let text = get(metrics, "/metrics").await;
+    for line in [
+        "rakkr_bridge_nodes_linked 1",
+        "rakkr_bridge_enrollments_total{outcome=\"ok\"} 1",
+        "rakkr_bridge_enrollments_total{outcome=\"failed\"} 3",
+        "rakkr_bridge_config_pushes_total{outcome=\"ok\"} 1",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(
+        text.contains("rakkr_bridge_heartbeats_total{outcome=\"ok\"}"),
+        "{text}"
+    );
+    assert!(get(metrics, "/healthz").await.contains("\"nodesLinked\":1"));
     drop(agent);
     fake.with(|s| assert!(s.nodes["node_other"].heartbeats.is_empty()));
+}
+
+/// The body of `GET path` from the bridge's HTTP side.
+async fn get(at: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(T, s.read_to_string(&mut out))
+        .await
+        .expect("the bridge answers")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
 }
