@@ -177,4 +177,40 @@ mod tests {
                 .contains("RAKKR_BRIDGE_HEARTBEAT_SECONDS")
         );
     }
+
+    #[test]
+    fn the_deployment_files_set_only_variables_the_bridge_reads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let known: Vec<String> = KEYS
+            .iter()
+            .map(|(k, _)| format!("RAKKR_BRIDGE_{}", k.to_uppercase()))
+            .chain([
+                "RAKKR_BRIDGE_CONFIG".to_owned(),
+                "RAKKR_BRIDGE_SRC".to_owned(),
+            ])
+            .collect();
+        for file in [
+            "bridge/Dockerfile",
+            "deploy/compose/rakkr-bridge.yml",
+            "deploy/helm/rakkr-bridge/templates/deployment.yaml",
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let mut seen = 0;
+            for (i, _) in text.match_indices("RAKKR_BRIDGE_") {
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if name.ends_with('_') {
+                    continue; // prose: RAKKR_BRIDGE_*
+                }
+                assert!(
+                    known.contains(&name),
+                    "{file}: {name} is not a bridge setting"
+                );
+                seen += 1;
+            }
+            assert!(seen > 0, "{file} sets nothing");
+        }
+    }
 }
