@@ -74,6 +74,33 @@ impl RakkrApi {
         .map_err(|e| e.to_string())?
     }
 
+    /// `POST path` with a raw body and headers (audio): the status.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        token: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Result<u16, String> {
+        let (http, url, auth) = (
+            self.http.clone(),
+            format!("{}{path}", self.base),
+            format!("Bearer {token}"),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut req = http.post(&url).header("authorization", &auth);
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            let resp = req
+                .send(&body[..])
+                .map_err(|e| format!("POST {url}: {e}"))?;
+            Ok(resp.status().as_u16())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Whether the controller says it is ready (`/readyz` 200).
     pub async fn ready(&self) -> bool {
         matches!(self.call("GET", "/readyz", "", None).await, Ok((200, _)))

@@ -54,6 +54,7 @@ pub async fn run(
         meters: Arc::default(),
         handle,
         metrics,
+        listen: Arc::default(),
     });
     loop {
         let e = match events.recv().await {
@@ -82,6 +83,9 @@ pub async fn run(
                         ctx.metrics.nodes_linked.inc();
                     }
                 }
+            }
+            ControllerEvent::Listen { node, frame, .. } => {
+                locked(&ctx.listen).entry(node).or_default().push(&frame);
             }
             ControllerEvent::Meter { node, frame } => {
                 locked(&ctx.meters).insert(node, frame);
@@ -132,11 +136,14 @@ struct Ctx {
     meters: Meters,
     handle: rakkr_controller::ControllerHandle,
     metrics: Arc<Metrics>,
+    /// Each node's newest second of listen audio.
+    listen: Arc<Mutex<HashMap<String, crate::listen::Buffer>>>,
 }
 
 async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value) {
     let (api, every) = (&ctx.api, ctx.every);
     let mut config = crate::nodeconfig::Poll::default();
+    let mut listen_renewed: Option<std::time::Instant> = None;
     let interfaces = json!({ "interfaces": inventory["interfaces"] });
     match api
         .call(
@@ -173,6 +180,7 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
         config
             .tick(api, &ctx.handle, &node, &token, &ctx.metrics)
             .await;
+        listen_tick(&ctx, &node, &token, &mut listen_renewed).await;
         // Once per tick, as Rakkr's own agent: the newest frame.
         let frame = locked(&ctx.meters).remove(&node);
         if let Some(f) = frame {
@@ -185,6 +193,43 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
                 tracing::warn!(%node, answer = ?sent, "meter frame not accepted");
             }
         }
+    }
+}
+
+/// Keeps the node's listen stream running (renewed well within its
+/// lease) and posts the newest second of it.
+async fn listen_tick(ctx: &Ctx, node: &str, token: &str, renewed: &mut Option<std::time::Instant>) {
+    let lease = Duration::from_millis(u64::from(rakkr_protocol::listen::LISTEN_LEASE_MS));
+    if renewed.is_none_or(|t| t.elapsed() >= lease / 3) {
+        *renewed = Some(std::time::Instant::now());
+        let asked = ctx
+            .handle
+            .command(
+                node,
+                rakkr_protocol::CommandBody::Listen(crate::listen::request()),
+                Duration::from_secs(10),
+            )
+            .await;
+        if let Ok(r) = &asked
+            && !matches!(r.outcome, rakkr_protocol::Outcome::Done(_))
+        {
+            tracing::debug!(%node, outcome = ?r.outcome, "no listen stream from the node");
+        }
+    }
+    let chunk = locked(&ctx.listen).get_mut(node).and_then(|b| b.take());
+    let Some((wav, first_ms, ms)) = chunk else {
+        return;
+    };
+    let headers = vec![
+        ("content-type", "audio/wav".to_owned()),
+        ("x-rakkr-captured-at", crate::meters::iso_ms(first_ms)),
+        ("x-rakkr-duration-ms", ms.to_string()),
+    ];
+    let path = format!("/api/v1/nodes/{node}/listen/chunk");
+    let sent = ctx.api.post_bytes(&path, token, headers, wav).await;
+    Metrics::ok(&ctx.metrics.listen_chunks, matches!(sent, Ok(202)));
+    if !matches!(sent, Ok(202)) {
+        tracing::warn!(%node, answer = ?sent, "listen chunk not accepted");
     }
 }
 

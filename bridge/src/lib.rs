@@ -8,7 +8,7 @@
 //! controller (`vouch`), the node's token kept as its only state
 //! (`credentials`), heartbeats, inventory, meter frames and health edges
 //! forwarded (`forward`, `meters`, `health`), the node config polled and
-//! pushed (`nodeconfig`). Jobs,
+//! pushed (`nodeconfig`), listen chunks posted (`listen`). Jobs,
 //! delivery, meters, health and listen are to come (issue 22).
 //!
 //! Data flows one way: agent → controller library events → `forward` →
@@ -19,6 +19,7 @@ pub mod config;
 pub mod credentials;
 pub mod forward;
 pub mod health;
+pub mod listen;
 pub mod meters;
 pub mod metrics;
 pub mod nodeconfig;

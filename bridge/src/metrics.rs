@@ -31,6 +31,7 @@ pub struct Metrics {
     pub health_events: Family<Outcome, Counter>,
     pub config_pushes: Family<Outcome, Counter>,
     pub enrollments: Family<Outcome, Counter>,
+    pub listen_chunks: Family<Outcome, Counter>,
 }
 
 impl Metrics {
@@ -67,6 +68,11 @@ impl Metrics {
             "config_pushes",
             "Node configurations pushed to agents",
             self.config_pushes.clone(),
+        );
+        r.register(
+            "listen_chunks",
+            "Listen chunks posted to the controller",
+            self.listen_chunks.clone(),
         );
         r.register(
             "enrollments",

@@ -5,7 +5,8 @@
 //! (0600) and forwards the node's inventory, heartbeats, meter frames
 //! (with channel labels) and health edges (`agent.*`) to the controller,
 //! and pushes what the controller's node config may set (refusing, and
-//! reporting, a capture command).
+//! reporting, a capture command); the node's listen stream goes up as
+//! one-second WAV chunks.
 //! A wrong token, another node's, or any token while the controller
 //! cannot answer is refused and nothing is issued.
 
@@ -224,6 +225,18 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
         assert_eq!(clip["severity"], "warning");
     });
     assert!(bridge.count(&["vouched for by the controller"]) == 1);
+    // Live listen: the newest second, 16 kHz mono 16-bit WAV, with its time.
+    rakkr_e2e::wait_until(2 * T, "a listen chunk at the controller", || {
+        fake.with(|s| s.nodes["node_x32_test"].listen.is_some())
+    });
+    fake.with(|s| {
+        let (at, ms, wav) = s.nodes["node_x32_test"].listen.clone().unwrap();
+        assert_eq!(&wav[..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes(wav[24..28].try_into().unwrap()), 16_000);
+        assert_eq!(wav.len() as u64, 44 + ms * 32, "{ms} ms");
+        assert!((100..=1_000).contains(&ms), "{ms} ms");
+        assert!(at.starts_with("20") && at.ends_with('Z'), "{at}");
+    });
     // The config: what the agent allows is in force, pushed; the capture
     // command is refused and said so once.
     agent.wait_log(
