@@ -233,33 +233,23 @@ async fn listen_tick(ctx: &Ctx, node: &str, token: &str, renewed: &mut Option<st
     }
 }
 
-/// Posts a health edge, retrying a failed post a few times (1, 2, 4 s).
+/// How long a health edge is retried through a controller outage.
+const HEALTH_PATIENCE: Duration = Duration::from_secs(600);
+
 async fn post_health(ctx: Arc<Ctx>, token: Option<String>, node: String, body: Value) {
-    let api = &ctx.api;
     let Some(token) = token else {
         tracing::warn!(%node, "a health event, but no Rakkr token for the node: not forwarded");
         return;
     };
-    let path = format!("/api/v1/nodes/{node}/health-events");
-    for attempt in 0..4u32 {
-        match api.call("POST", &path, &token, Some(body.clone())).await {
-            Ok((201, _)) => {
-                Metrics::ok(&ctx.metrics.health_events, true);
-                return;
-            }
-            // A body the controller refuses will not pass later either.
-            Ok((400, answer)) => {
-                tracing::error!(%node, %answer, "health event refused by the controller");
-                return;
-            }
-            other => {
-                tracing::warn!(%node, answer = ?other, attempt, "health event not delivered yet")
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-    }
-    Metrics::ok(&ctx.metrics.health_events, false);
-    tracing::error!(%node, event = %body["type"], "health event not delivered: the controller did not take it");
+    crate::health::deliver(
+        &ctx.api,
+        &ctx.metrics,
+        &token,
+        &node,
+        &body,
+        HEALTH_PATIENCE,
+    )
+    .await;
 }
 
 #[cfg(test)]

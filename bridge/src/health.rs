@@ -29,6 +29,44 @@ pub fn event_json(h: &HealthEvent, seq: u64, at_ms: u64) -> Value {
     })
 }
 
+/// Posts `body` for `node` until the controller takes it or `patience`
+/// runs out: backoff 1, 2, 4, … 30 s. An outage (the controller down, or
+/// answering 401 while not ready) is waited out; a 400 or 403 (a body or
+/// token it will never take) ends at once. Whether it was delivered.
+pub async fn deliver(
+    api: &crate::api::RakkrApi,
+    metrics: &crate::metrics::Metrics,
+    token: &str,
+    node: &str,
+    body: &Value,
+    patience: std::time::Duration,
+) -> bool {
+    let path = format!("/api/v1/nodes/{node}/health-events");
+    let until = tokio::time::Instant::now() + patience;
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match api.call("POST", &path, token, Some(body.clone())).await {
+            Ok((201, _)) => {
+                crate::metrics::Metrics::ok(&metrics.health_events, true);
+                return true;
+            }
+            Ok((code @ (400 | 403), answer)) => {
+                tracing::error!(%node, code, %answer, "health event refused by the controller");
+                break;
+            }
+            other => tracing::warn!(%node, answer = ?other, "health event not delivered yet"),
+        }
+        if tokio::time::Instant::now() + wait > until {
+            tracing::error!(%node, event = %body["type"], "health event not delivered: the controller did not take it in time");
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+    crate::metrics::Metrics::ok(&metrics.health_events, false);
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

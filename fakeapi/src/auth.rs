@@ -43,7 +43,11 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The node the request's token authenticates as.
 pub(crate) fn node(st: &State, headers: &HeaderMap) -> Result<String, Refused> {
-    let invalid = || Refused(StatusCode::UNAUTHORIZED, "Invalid node credential");
+    let invalid = || {
+        st.unauthorized
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Refused(StatusCode::UNAUTHORIZED, "Invalid node credential")
+    };
     if !st.ready {
         return Err(invalid());
     }

@@ -102,6 +102,8 @@ pub struct State {
     /// Largest cache-file body (Content-Length), else 413.
     pub cache_max_bytes: u64,
     pub next_id: u64,
+    /// Node requests answered 401 (what a client saw of an outage).
+    pub unauthorized: std::sync::atomic::AtomicU64,
 }
 
 pub fn iso(t: SystemTime) -> String {
@@ -126,6 +128,7 @@ impl State {
             lease,
             cache_max_bytes,
             next_id: 1,
+            unauthorized: Default::default(),
         }
     }
 
