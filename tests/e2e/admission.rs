@@ -6,8 +6,6 @@
 //!
 //! The disk test needs root (it mounts a 64 MiB tmpfs).
 
-use rakkr_controller::ControllerEvent;
-use rakkr_e2e::agent::AgentProcess;
 use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, TakeFormat, TakeRequest};
 
 use crate::diskfull::Tmpfs;
@@ -146,19 +144,7 @@ async fn a_take_the_writer_could_not_sustain_beside_the_others_is_refused() {
     } = recording_setup(tmp.path(), &[], false).await;
     // The fault makes the measured encoder a thousand times slower.
     env.insert("RAKKR_FAULT".into(), "slow-encoder".into());
-    let agent = AgentProcess::spawn_bin(&faults, &[], &env);
-    let connected = tokio::time::timeout(
-        crate::T,
-        rakkr_e2e::wait_for(&mut events, 2 * crate::T, "Connected", |e| {
-            matches!(e, ControllerEvent::Connected { .. }).then_some(())
-        }),
-    )
-    .await;
-    assert!(
-        connected.is_ok(),
-        "the agent did not connect; its log:\n{}",
-        agent.log().join("\n")
-    );
+    let agent = crate::takes::spawn_connected(&faults, &mut events, &env).await;
     let h = ctl.handle();
     crate::takes::wait_device(&h, || agent.log().join("\n")).await;
     // The first take is never refused for CPU: alone, it records what it can.

@@ -14,9 +14,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use rakkr_controller::{Controller, ControllerConfig, ControllerEvent};
 use rakkr_e2e::takecheck::{check_content, manifest, signal_at};
-use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, TakeInfo, TakeRequest};
+use rakkr_protocol::{CommandBody, EventBody, FailureCode, Outcome, Reply, TakeRequest};
 
-use crate::takes::{Rig, drops, logged, recording_node, run, stopped};
+use crate::takes::{Rig, drops, logged, recording_node, run, started, stopped};
 
 fn with(take_id: &str, channels: &[u16], duration_ms: u64, job: &str) -> CommandBody {
     at(take_id, channels, duration_ms, job, 0, 0)
@@ -48,13 +48,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-async fn begun(h: &rakkr_controller::ControllerHandle, body: CommandBody) -> TakeInfo {
-    match run(h, body).await {
-        Outcome::Done(Reply::Take { take, .. }) => take,
-        other => panic!("take did not start: {other:?}"),
-    }
 }
 
 /// Waits for take `id`'s TakeStopped event in the controller's log.
@@ -110,11 +103,11 @@ async fn takes_on_chosen_channels_run_inside_an_archive_take_each_bit_exact() {
         ..
     } = recording_node(tmp.path(), &[("RAKKR_CAPTURE_MAX_TAKES", "3")]).await;
     let h = ctl.handle();
-    let archive = begun(&h, with("archive", &[], 0, "job-archive")).await;
+    let archive = started(&h, with("archive", &[], 0, "job-archive")).await;
     assert_eq!(archive.channels, 32);
     recorded(&h, "archive", 24_000).await;
-    let sermon = begun(&h, with("sermon", &[1, 2], 1_500, "job-sermon")).await;
-    let choir = begun(&h, with("choir", &[17, 18, 19, 20, 21, 22, 23, 24], 0, "")).await;
+    let sermon = started(&h, with("sermon", &[1, 2], 1_500, "job-sermon")).await;
+    let choir = started(&h, with("choir", &[17, 18, 19, 20, 21, 22, 23, 24], 0, "")).await;
     assert_eq!((sermon.channels, choir.channels), (2, 8));
 
     // Everything recording is listed, with its channels and job.
@@ -274,7 +267,7 @@ async fn a_take_with_a_duration_ends_on_time_while_the_link_is_down() {
     } = recording_node(tmp.path(), &[]).await;
     let addr = ctl.local_addr();
     let h = ctl.handle();
-    let take = begun(&h, with("timed", &[1, 2, 3, 4], 3_000, "job-t")).await;
+    let take = started(&h, with("timed", &[1, 2, 3, 4], 3_000, "job-t")).await;
     // The link goes down at once and stays down past the take's end.
     ctl.shutdown().await;
     let dir = Path::new(&take.dir);
@@ -321,9 +314,9 @@ async fn kill_9_with_three_takes_recording_recovers_all_three_and_all_go_on() {
     let h = ctl.handle();
     // "odd" ends by itself 20 s from now, crash or not.
     let takes = [
-        begun(&h, with("all", &[], 0, "job-a")).await,
-        begun(&h, with("pair", &[5, 6], 0, "job-p")).await,
-        begun(&h, with("odd", &[31, 1, 9], 20_000, "job-o")).await,
+        started(&h, with("all", &[], 0, "job-a")).await,
+        started(&h, with("pair", &[5, 6], 0, "job-p")).await,
+        started(&h, with("odd", &[31, 1, 9], 20_000, "job-o")).await,
     ];
     // Each has a closed segment and more.
     for t in &takes {
@@ -332,12 +325,8 @@ async fn kill_9_with_three_takes_recording_recovers_all_three_and_all_go_on() {
     agent.signal(Signal::SIGKILL);
     assert!(agent.wait_exit(crate::T).is_some());
     // Started again, the agent recovers all three and continues each.
-    let mut events = h.subscribe();
-    let _agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
-    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
+    let _agent =
+        crate::takes::spawn_connected(&rakkr_e2e::agent_bin(), &mut h.subscribe(), &env).await;
     for t in &takes {
         recorded(&h, &format!("{}-r2", t.take_id), 48_000).await;
     }
@@ -404,16 +393,16 @@ async fn takes_start_and_end_at_the_controllers_times() {
     let now = now_ms();
     // Ahead: scheduled, listed without a directory yet; it starts on its
     // frame and ends at its end time, exactly 2 s later.
-    let later = begun(&h, at("later", &[3, 4], 0, "", now + 1_500, now + 3_500)).await;
+    let later = started(&h, at("later", &[3, 4], 0, "", now + 1_500, now + 3_500)).await;
     assert!(later.dir.is_empty(), "not started yet: {later:?}");
     // Behind: starts now, reaching back through the pre-roll.
-    let earlier = begun(&h, at("earlier", &[], 0, "", now - 500, 0)).await;
+    let earlier = started(&h, at("earlier", &[], 0, "", now - 500, 0)).await;
     assert!(
         earlier.pre_roll_frames > 0 && earlier.pre_roll_frames <= 24_000,
         "{earlier:?}"
     );
     // Far ahead, then cancelled.
-    let never = begun(&h, at("never", &[], 0, "", now + 60_000, 0)).await;
+    let never = started(&h, at("never", &[], 0, "", now + 60_000, 0)).await;
     assert!(never.dir.is_empty());
     let Outcome::Done(Reply::Running { takes, .. }) = run(&h, CommandBody::RunningTakes).await
     else {
@@ -472,18 +461,14 @@ async fn a_scheduled_take_survives_a_restart_and_keeps_its_times() {
     let now = now_ms();
     // 3 s on channels 7-8, starting well after the restart below.
     let (start, end) = (now + 12_000, now + 15_000);
-    let info = begun(&h, at("after", &[7, 8], 0, "job-s", start, end)).await;
+    let info = started(&h, at("after", &[7, 8], 0, "job-s", start, end)).await;
     assert!(info.dir.is_empty(), "scheduled: {info:?}");
     let kept = tmp.path().join("state/scheduled-takes.json");
     assert!(kept.exists(), "kept on disk");
     // A restart: the agent stops and starts again before the take's start.
     assert!(agent.terminate(crate::T).is_some_and(|s| s.success()));
-    let mut events = h.subscribe();
-    let _agent = rakkr_e2e::agent::AgentProcess::spawn(&env);
-    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
+    let _agent =
+        crate::takes::spawn_connected(&rakkr_e2e::agent_bin(), &mut h.subscribe(), &env).await;
     if now_ms() + 500 < start {
         let Outcome::Done(Reply::Running { takes, .. }) = run(&h, CommandBody::RunningTakes).await
         else {

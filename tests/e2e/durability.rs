@@ -147,7 +147,6 @@ fn kill_9_mid_take_w64_recovers_with_at_most_one_second_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_keeps_the_audio_the_engine_had_not_written_yet() {
     use crate::takes::{Setup, recording_setup, run, start, started, stopped};
-    use rakkr_controller::ControllerEvent;
     use rakkr_protocol::{CommandBody, Outcome, Reply};
     // Built before the console starts: a slow build must not outlast it.
     let faults = rakkr_e2e::update::stamped(rakkr_e2e::update::NEW, true);
@@ -161,11 +160,7 @@ async fn a_stop_keeps_the_audio_the_engine_had_not_written_yet() {
     } = recording_setup(tmp.path(), &[], false).await;
     let feeder = feeder.expect("the FIFO console");
     env.insert("RAKKR_FAULT".into(), "stall-after-mark".into());
-    let mut agent = AgentProcess::spawn_bin(&faults, &[], &env);
-    rakkr_e2e::wait_for(&mut events, crate::T, "Connected", |e| {
-        matches!(e, ControllerEvent::Connected { .. }).then_some(())
-    })
-    .await;
+    let mut agent = crate::takes::spawn_connected(&faults, &mut events, &env).await;
     let h = ctl.handle();
     crate::takes::wait_device(&h, || agent.log().join("\n")).await;
     let take = started(&h, start("behind")).await;

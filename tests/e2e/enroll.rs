@@ -44,6 +44,13 @@ fn enroll(
 /// A controller whose TLS lets certificate-less clients enroll, with a CA
 /// that signs for a day.
 async fn enrolling_controller() -> (TestPki, rakkr_controller::Controller) {
+    enrolling_controller_with(|_| {}).await
+}
+
+/// The same, its configuration adjusted by `tweak`.
+async fn enrolling_controller_with(
+    tweak: impl FnOnce(&mut rakkr_controller::ControllerConfig),
+) -> (TestPki, rakkr_controller::Controller) {
     rakkr_e2e::init_logging();
     let pki = TestPki::new();
     let ctl = start_controller(
@@ -51,7 +58,7 @@ async fn enrolling_controller() -> (TestPki, rakkr_controller::Controller) {
             enrollment: true,
             ..Default::default()
         }),
-        |_| {},
+        tweak,
     )
     .await;
     ctl.handle()
@@ -60,6 +67,21 @@ async fn enrolling_controller() -> (TestPki, rakkr_controller::Controller) {
             Duration::from_secs(86_400),
         ))));
     (pki, ctl)
+}
+
+/// A node with no identity yet: the fleet CA bundle in its trust
+/// directory, `node` as its id, linking to `addr`.
+fn fresh_node(
+    pki: &TestPki,
+    state: &Path,
+    addr: std::net::SocketAddr,
+    node: &str,
+) -> HashMap<String, String> {
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
+    let mut env = agent_env(state, addr);
+    env.insert("RAKKR_NODE_ID".into(), node.into());
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,13 +210,10 @@ async fn the_service_enrolls_by_itself_with_a_systemd_credential() {
     let state = tmp.path().join("state");
     // What provisioning leaves: the fleet CA bundle, and the token as a
     // credential (LoadCredential=rakkr-enroll-token in the unit).
-    std::fs::create_dir_all(state.join("trust")).unwrap();
-    std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
+    let mut env = fresh_node(&pki, &state, ctl.local_addr(), "node-svc");
     let creds = tmp.path().join("creds");
     std::fs::create_dir_all(&creds).unwrap();
     std::fs::write(creds.join("rakkr-enroll-token"), "tok-svc\n").unwrap();
-    let mut env = agent_env(&state, ctl.local_addr());
-    env.insert("RAKKR_NODE_ID".into(), "node-svc".into());
     env.insert("CREDENTIALS_DIRECTORY".into(), creds.display().to_string());
     let agent = AgentProcess::spawn(&env);
     let issued = wait_for(&mut events, T, "Enrolled", |e| match e {
@@ -225,14 +244,11 @@ async fn a_node_set_up_by_rakkrs_ansible_role_links_to_the_bridge_and_enrolls() 
     let mut events = h.subscribe();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    std::fs::create_dir_all(state.join("trust")).unwrap();
-    std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
     let cache = tmp.path().join("cache");
-    let mut env = agent_env(&state, ctl.local_addr());
+    let mut env = fresh_node(&pki, &state, ctl.local_addr(), "node_x32_test");
     // What the role's recorder-agent.env.j2 writes.
     for (k, v) in [
         ("RAKKR_CONTROLLER_URL", "https://127.0.0.1:8787".to_owned()),
-        ("RAKKR_NODE_ID", "node_x32_test".into()),
         ("RAKKR_CONTROLLER_TOKEN", "rakkr_node_tok".into()),
         ("RAKKR_CAPTURE_BACKEND", "alsa".into()),
         ("RAKKR_AGENT_CACHE_DIR", cache.display().to_string()),
@@ -304,29 +320,14 @@ impl rakkr_controller::TokenCheck for RakkrTokens {
 /// one is refused and nothing is issued or written; the right one enrolls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_checked_elsewhere_enrolls_only_when_it_is_the_nodes() {
-    rakkr_e2e::init_logging();
-    let pki = TestPki::new();
-    let ctl = start_controller(
-        pki.server_config_opts(ServerOptions {
-            enrollment: true,
-            ..Default::default()
-        }),
-        |c| c.token_check = Some(std::sync::Arc::new(RakkrTokens)),
-    )
-    .await;
+    let (pki, ctl) =
+        enrolling_controller_with(|c| c.token_check = Some(std::sync::Arc::new(RakkrTokens))).await;
     let h = ctl.handle();
-    h.set_renewal(Some(std::sync::Arc::new(Renewal::new(
-        pki.ca.clone(),
-        Duration::from_secs(86_400),
-    ))));
     let mut events = h.subscribe();
     let tmp = tempfile::tempdir().unwrap();
     let node = |dir: &str, node: &str, token: &str| {
         let state = tmp.path().join(dir);
-        std::fs::create_dir_all(state.join("trust")).unwrap();
-        std::fs::write(state.join("trust/ca.pem"), &pki.ca.cert_pem).unwrap();
-        let mut env = agent_env(&state, ctl.local_addr());
-        env.insert("RAKKR_NODE_ID".into(), node.into());
+        let mut env = fresh_node(&pki, &state, ctl.local_addr(), node);
         env.insert("RAKKR_CONTROLLER_TOKEN".into(), token.into());
         (state, env)
     };

@@ -195,7 +195,19 @@ pub(crate) async fn spawn_recording(
     events: &mut tokio::sync::broadcast::Receiver<ControllerEvent>,
     env: &HashMap<String, String>,
 ) -> AgentProcess {
-    let agent = AgentProcess::spawn(env);
+    let agent = spawn_connected(&rakkr_e2e::agent_bin(), events, env).await;
+    wait_device(&ctl.handle(), || agent.log().join("\n")).await;
+    agent
+}
+
+/// Starts `bin` (an agent build) with `env` and waits until it is
+/// connected (`events`: subscribed before); its log if it does not.
+pub(crate) async fn spawn_connected(
+    bin: &std::path::Path,
+    events: &mut tokio::sync::broadcast::Receiver<ControllerEvent>,
+    env: &HashMap<String, String>,
+) -> AgentProcess {
+    let agent = AgentProcess::spawn_bin(bin, &["run"], env);
     let connected = tokio::time::timeout(
         T,
         wait_for(events, 2 * T, "Connected", |e| {
@@ -208,7 +220,6 @@ pub(crate) async fn spawn_recording(
         "the agent did not connect within {T:?}; its log:\n{}",
         agent.log().join("\n")
     );
-    wait_device(&ctl.handle(), || agent.log().join("\n")).await;
     agent
 }
 
