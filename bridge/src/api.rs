@@ -51,27 +51,15 @@ impl RakkrApi {
         token: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
-        let (http, url, auth) = (
-            self.http.clone(),
-            format!("{}{path}", self.base),
-            format!("Bearer {token}"),
-        );
-        tokio::task::spawn_blocking(move || {
-            let resp = match (method, body) {
-                ("GET", _) => http.get(&url).header("authorization", &auth).call(),
-                (_, b) => http
-                    .post(&url)
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json")
-                    .send(b.unwrap_or(Value::Null).to_string()),
-            };
-            let mut resp = resp.map_err(|e| format!("{method} {url}: {e}"))?;
-            let status = resp.status().as_u16();
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
-            Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        let (status, text) = match (method, body) {
+            ("GET", _) => self.send(path, token, Vec::new(), None).await?,
+            (_, b) => {
+                let json = b.unwrap_or(Value::Null).to_string().into_bytes();
+                let headers = vec![("content-type", "application/json".to_owned())];
+                self.send(path, token, headers, Some(json)).await?
+            }
+        };
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// `POST path` with a raw body and headers (audio): the status.
@@ -82,20 +70,37 @@ impl RakkrApi {
         headers: Vec<(&'static str, String)>,
         body: Vec<u8>,
     ) -> Result<u16, String> {
+        Ok(self.send(path, token, headers, Some(body)).await?.0)
+    }
+
+    /// One request on the blocking pool (a GET without `body`, else a
+    /// POST): the status and the reply's text.
+    async fn send(
+        &self,
+        path: &str,
+        token: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, String), String> {
         let (http, url, auth) = (
             self.http.clone(),
             format!("{}{path}", self.base),
             format!("Bearer {token}"),
         );
         tokio::task::spawn_blocking(move || {
-            let mut req = http.post(&url).header("authorization", &auth);
-            for (k, v) in &headers {
-                req = req.header(*k, v);
-            }
-            let resp = req
-                .send(&body[..])
-                .map_err(|e| format!("POST {url}: {e}"))?;
-            Ok(resp.status().as_u16())
+            let resp = match body {
+                None => http.get(&url).header("authorization", &auth).call(),
+                Some(b) => {
+                    let mut req = http.post(&url).header("authorization", &auth);
+                    for (k, v) in &headers {
+                        req = req.header(*k, v);
+                    }
+                    req.send(&b[..])
+                }
+            };
+            let mut resp = resp.map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status().as_u16();
+            Ok((status, resp.body_mut().read_to_string().unwrap_or_default()))
         })
         .await
         .map_err(|e| e.to_string())?
