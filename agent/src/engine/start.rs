@@ -126,7 +126,8 @@ impl Engine {
         let take = Take::start(spec)
             .map_err(|e| Refusal::new(FailureCode::InvalidArgument, format!("{e:#}")))?;
         let pre = live.preroll.last(pre_frames * usize::from(have));
-        let origin = live.consumed - (pre.len() / usize::from(have)) as u64;
+        // NOTE: `pre` holds exactly `pre_held` frames.
+        let origin = live.consumed - pre_held;
         let info = TakeInfo {
             take_id: r.take_id.clone(),
             dir: take.dir().display().to_string(),
@@ -137,9 +138,9 @@ impl Engine {
             frames: 0,
             segments: 1,
             started_at_ms: (take.started_at().unix_timestamp_nanos() / 1_000_000) as u64,
-            pre_roll_frames: (pre.len() / usize::from(have)) as u64,
+            pre_roll_frames: pre_held,
         };
-        tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, backlog_frames = live.cap.consumer.slots() / usize::from(have), "take started");
+        tracing::info!(take = %info.take_id, dir = %info.dir, channels, rate, format = ?container, pre_roll_frames = info.pre_roll_frames, backlog_frames = backlog, "take started");
         // NOTE: 0 if it cannot be read (it was just made): shed as one.
         let dev =
             std::fs::metadata(take.dir()).map_or(0, |m| std::os::unix::fs::MetadataExt::dev(&m));
