@@ -294,7 +294,7 @@ pub fn check_content_excusing(
             }
             if !(same_channel && p.excuse(n, actual) && *s == x32_sample(c, p.expected(n))) {
                 panic!(
-                    "{}: channel {} differs at take frame {n} (signal frame {actual} where {} was due; the device logged drops {:?}, the manifest gaps {:?}, {} of {} unplaced device holes used)",
+                    "{}: channel {} differs at take frame {n} (signal frame {actual} where {} was due; the device logged drops {:?}, the excused gaps {:?}, {} of {} unplaced device holes used; the take reported gaps {} and {} xruns)",
                     path.display(),
                     c + 1,
                     p.expected(n),
@@ -302,6 +302,8 @@ pub fn check_content_excusing(
                     excuses.gaps,
                     p.unplaced_used,
                     excuses.unplaced,
+                    m["gaps"],
+                    m["xruns"],
                 );
             }
         }
