@@ -312,11 +312,12 @@ async fn kill_9_with_three_takes_recording_recovers_all_three_and_all_go_on() {
         ..
     } = recording_node(tmp.path(), &[]).await;
     let h = ctl.handle();
-    // "odd" ends by itself 20 s from now, crash or not.
+    // "odd" ends by itself 30 s from now, crash or not: room for a slow
+    // restart before its continuation must have recorded a second.
     let takes = [
         started(&h, with("all", &[], 0, "job-a")).await,
         started(&h, with("pair", &[5, 6], 0, "job-p")).await,
-        started(&h, with("odd", &[31, 1, 9], 20_000, "job-o")).await,
+        started(&h, with("odd", &[31, 1, 9], 30_000, "job-o")).await,
     ];
     // Each has a closed segment and more.
     for t in &takes {
