@@ -63,6 +63,21 @@ pub struct ControllerConfig {
     /// bridge: a Rakkr node token, asked of the Rakkr controller); `None`:
     /// only tokens from [`ControllerHandle::add_enroll_token`].
     pub token_check: Option<Arc<dyn TokenCheck>>,
+    /// Which takes are pulled into `takes`, and who sends the receipts.
+    pub pull: PullPolicy,
+}
+
+/// Which takes the puller fetches and when a node hears they are safe.
+#[derive(Debug, Clone, Default)]
+pub struct PullPolicy {
+    /// Only takes whose id starts with this (empty: every take).
+    pub take_prefix: String,
+    /// `false` (the reference controller): a receipt as soon as a file is
+    /// stored and verified. `true` (the bridge): files are stored and
+    /// verified ([`ControllerEvent::TakeFileStored`]), and the owner sends
+    /// the `Receipt` command once the audio is safe further on; take
+    /// manifests are not pulled.
+    pub deferred_receipts: bool,
 }
 
 /// The answer of a [`TokenCheck`].
@@ -88,6 +103,7 @@ impl ControllerConfig {
             renewal: None,
             takes: None,
             token_check: None,
+            pull: PullPolicy::default(),
         }
     }
 }

@@ -228,6 +228,8 @@ async fn serve(
                 replies,
                 events: shared.events.subscribe(),
                 next_request: 0,
+                policy: shared.config.pull.clone(),
+                verified: Default::default(),
             }
             .run(),
         )

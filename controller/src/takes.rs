@@ -50,6 +50,10 @@ pub(crate) struct Puller {
     pub(crate) replies: mpsc::Receiver<AgentMsg>,
     pub(crate) events: broadcast::Receiver<ControllerEvent>,
     pub(crate) next_request: u64,
+    pub(crate) policy: crate::PullPolicy,
+    /// `(take, file, sha256)` stored and verified by this puller, so a
+    /// file waiting for its deferred receipt is not hashed again each pass.
+    pub(crate) verified: std::collections::HashSet<(String, String, String)>,
 }
 
 /// The local name of a take's file, if the names are safe.
@@ -120,6 +124,9 @@ impl Puller {
                 return Err("ListTakes: unexpected reply".into());
             };
             for t in &takes {
+                if !t.take_id.starts_with(&self.policy.take_prefix) {
+                    continue;
+                }
                 let done = t.files > 0 && t.received == t.files && t.status != "recording";
                 let local_manifest = local(&self.dir, &t.take_id, "manifest.json");
                 if done && local_manifest.as_ref().is_some_and(|p| p.exists()) {
@@ -157,7 +164,9 @@ impl Puller {
                 if f.sha256.is_empty() || f.size == 0 {
                     continue;
                 }
-                if let Some(sha256) = self.pull_file(take, f).await? {
+                if let Some(sha256) = self.pull_file(take, f).await?
+                    && !self.policy.deferred_receipts
+                {
                     receipts.push(FileReceipt {
                         file: f.file.clone(),
                         sha256,
@@ -191,6 +200,7 @@ impl Puller {
         }
         let ended = status != "recording";
         if ended
+            && !self.policy.deferred_receipts
             && (all || !receipts.is_empty())
             && let Some(path) = local(&self.dir, take, "manifest.json")
         {
@@ -209,7 +219,10 @@ impl Puller {
             tracing::warn!(node = %self.node, take, file = %f.file, "unsafe take or file name: not pulled");
             return Ok(None);
         };
-        if path.exists() && sha256_file(&path).is_ok_and(|h| h == f.sha256) {
+        let key = (take.to_owned(), f.file.clone(), f.sha256.clone());
+        if path.exists()
+            && (self.verified.contains(&key) || sha256_file(&path).is_ok_and(|h| h == f.sha256))
+        {
             return Ok(Some(f.sha256.clone()));
         }
         std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))
@@ -246,6 +259,7 @@ impl Puller {
             let _ = std::fs::File::open(d).and_then(|d| d.sync_all());
         }
         if verified {
+            self.verified.insert(key);
             tracing::info!(node = %self.node, take, file = %f.file, bytes = have, resumed, "take file stored and verified");
         } else {
             tracing::warn!(node = %self.node, take, file = %f.file, expected = %f.sha256, got = %sha256, "take file differs from the node's manifest: kept as .mismatch");
