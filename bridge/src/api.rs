@@ -73,6 +73,50 @@ impl RakkrApi {
         Ok(self.send(path, token, headers, Some(body)).await?.0)
     }
 
+    /// `PUT path` with the file at `file` as the body (streamed, its
+    /// length declared) and `headers`: the status and the reply's JSON.
+    pub async fn put_file(
+        &self,
+        path: &str,
+        token: &str,
+        headers: Vec<(&'static str, String)>,
+        file: std::path::PathBuf,
+    ) -> Result<(u16, Value), String> {
+        let (http, url, auth) = self.target(path, token);
+        tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::open(&file)
+                .map_err(|e| format!("opening {}: {e}", file.display()))?;
+            let len = f.metadata().map_err(|e| e.to_string())?.len();
+            // NOTE: a whole take may be large: the upload's own bound.
+            let mut req = http
+                .put(&url)
+                .config()
+                .timeout_global(Some(Duration::from_secs(1800)))
+                .build()
+                .header("authorization", &auth)
+                .header("content-length", len.to_string());
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            let mut resp = req
+                .send(ureq::SendBody::from_reader(&mut f))
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    fn target(&self, path: &str, token: &str) -> (ureq::Agent, String, String) {
+        (
+            self.http.clone(),
+            format!("{}{path}", self.base),
+            format!("Bearer {token}"),
+        )
+    }
+
     /// One request on the blocking pool (a GET without `body`, else a
     /// POST): the status and the reply's text.
     async fn send(
@@ -82,11 +126,7 @@ impl RakkrApi {
         headers: Vec<(&'static str, String)>,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, String), String> {
-        let (http, url, auth) = (
-            self.http.clone(),
-            format!("{}{path}", self.base),
-            format!("Bearer {token}"),
-        );
+        let (http, url, auth) = self.target(path, token);
         tokio::task::spawn_blocking(move || {
             let resp = match body {
                 None => http.get(&url).header("authorization", &auth).call(),

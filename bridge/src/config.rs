@@ -25,6 +25,8 @@ struct Raw {
     heartbeat_seconds: Option<u64>,
     node_cert_days: Option<u64>,
     metrics_listen: Option<String>,
+    cache_dir: Option<PathBuf>,
+    lease_grace_seconds: Option<u64>,
 }
 
 /// Every key: (name, what it is).
@@ -57,6 +59,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "metrics_listen",
         "/healthz and /metrics (default 0.0.0.0:9464; \"off\": not served)",
     ),
+    (
+        "cache_dir",
+        "take files pulled from nodes until delivered (default /var/cache/rakkr-bridge)",
+    ),
+    (
+        "lease_grace_seconds",
+        "how long a job's lease is kept while its node is away (default 600, 0-86400)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -71,6 +81,8 @@ pub struct Config {
     pub heartbeat: Duration,
     pub node_cert_lifetime: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    pub cache_dir: PathBuf,
+    pub lease_grace: Duration,
 }
 
 /// The file at `path` (absent: defaults) under the variables from `env`.
@@ -87,11 +99,13 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
         let var = format!("RAKKR_BRIDGE_{}", key.to_uppercase());
         if let Some(v) = env(&var) {
             let value = match *key {
-                "heartbeat_seconds" | "node_cert_days" => toml::Value::Integer(
-                    v.trim()
-                        .parse()
-                        .with_context(|| format!("{var}={v:?} is not a whole number"))?,
-                ),
+                "heartbeat_seconds" | "node_cert_days" | "lease_grace_seconds" => {
+                    toml::Value::Integer(
+                        v.trim()
+                            .parse()
+                            .with_context(|| format!("{var}={v:?} is not a whole number"))?,
+                    )
+                }
                 _ => toml::Value::String(v),
             };
             table.insert((*key).to_owned(), value);
@@ -118,6 +132,10 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
     if !(1..=825).contains(&days) {
         bail!("node_cert_days {days} must be 1-825");
     }
+    let grace = raw.lease_grace_seconds.unwrap_or(600);
+    if grace > 86_400 {
+        bail!("lease_grace_seconds {grace} must be 0-86400");
+    }
     let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:7443");
     let metrics_listen =
         match raw.metrics_listen.as_deref().unwrap_or("0.0.0.0:9464") {
@@ -141,6 +159,10 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
         heartbeat: Duration::from_secs(heartbeat),
         node_cert_lifetime: Duration::from_secs(days * 86_400),
         metrics_listen,
+        cache_dir: raw
+            .cache_dir
+            .unwrap_or_else(|| "/var/cache/rakkr-bridge".into()),
+        lease_grace: Duration::from_secs(grace),
     })
 }
 

@@ -3,8 +3,12 @@
 //! `recording` while a take runs) and its inventory when it links, from
 //! the inventory the agent sends in Hello (the controller's shape).
 //!
+//! Each tick it also claims the node's queued jobs (`job`); when a node
+//! links, its unfinished job takes are adopted.
+//!
 //! Threads: one task reads the controller library's events; each linked
-//! node has a heartbeat task, ended when the node disconnects.
+//! node has a heartbeat task, ended when the node disconnects (job
+//! runners are tasks of their own, which outlive the link).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -43,7 +47,7 @@ pub async fn run(
     api: RakkrApi,
     credentials: Credentials,
     heartbeat: Duration,
-    handle: rakkr_controller::ControllerHandle,
+    jobs: Arc<crate::job::Jobs>,
     metrics: Arc<Metrics>,
 ) {
     let mut linked: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -52,7 +56,8 @@ pub async fn run(
         every: heartbeat,
         takes: Arc::default(),
         meters: Arc::default(),
-        handle,
+        handle: jobs.handle.clone(),
+        jobs,
         metrics,
         listen: Arc::default(),
     });
@@ -135,6 +140,7 @@ struct Ctx {
     takes: Takes,
     meters: Meters,
     handle: rakkr_controller::ControllerHandle,
+    jobs: Arc<crate::job::Jobs>,
     metrics: Arc<Metrics>,
     /// Each node's newest second of listen audio.
     listen: Arc<Mutex<HashMap<String, crate::listen::Buffer>>>,
@@ -157,6 +163,7 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
         Ok((202, _)) => tracing::info!(%node, "inventory forwarded"),
         other => tracing::warn!(%node, answer = ?other, "inventory not accepted"),
     }
+    ctx.jobs.adopt(&node, &token).await;
     let path = format!("/api/v1/nodes/{node}/heartbeat");
     let mut tick = tokio::time::interval(every);
     loop {
@@ -180,6 +187,7 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
         config
             .tick(api, &ctx.handle, &node, &token, &ctx.metrics)
             .await;
+        ctx.jobs.claim(&node, &token).await;
         listen_tick(&ctx, &node, &token, &mut listen_renewed).await;
         // Once per tick, as Rakkr's own agent: the newest frame.
         let frame = locked(&ctx.meters).remove(&node);

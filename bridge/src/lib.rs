@@ -8,8 +8,8 @@
 //! controller (`vouch`), the node's token kept as its only state
 //! (`credentials`), heartbeats, inventory, meter frames and health edges
 //! forwarded (`forward`, `meters`, `health`), the node config polled and
-//! pushed (`nodeconfig`), listen chunks posted (`listen`). Jobs,
-//! delivery, meters, health and listen are to come (issue 22).
+//! pushed (`nodeconfig`), listen chunks posted (`listen`), recording jobs
+//! claimed, recorded and delivered chunk by chunk (`job`).
 //!
 //! Data flows one way: agent → controller library events → `forward` →
 //! Rakkr API (`api`).
@@ -19,6 +19,7 @@ pub mod config;
 pub mod credentials;
 pub mod forward;
 pub mod health;
+pub mod job;
 pub mod listen;
 pub mod meters;
 pub mod metrics;
@@ -29,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use rakkr_controller::{Controller, ControllerConfig};
 
 /// What a bridge needs to run.
@@ -48,6 +50,11 @@ pub struct Options {
     pub heartbeat: Duration,
     /// Where `/healthz` and `/metrics` are served (`None`: not served).
     pub metrics_listen: Option<SocketAddr>,
+    /// Take files pulled from nodes until delivered (a cache: nothing
+    /// in it is needed after a restart).
+    pub cache: std::path::PathBuf,
+    /// How long a job's lease is kept while its node is away.
+    pub lease_grace: Duration,
 }
 
 /// A running bridge; [`Bridge::shutdown`] ends it.
@@ -85,13 +92,27 @@ impl Bridge {
             credentials: credentials.clone(),
             metrics: metrics.clone(),
         }));
+        std::fs::create_dir_all(&o.cache)
+            .with_context(|| format!("creating the cache {}", o.cache.display()))?;
+        cfg.takes = Some(o.cache.clone());
+        cfg.pull = rakkr_controller::PullPolicy {
+            take_prefix: job::TAKE_PREFIX.into(),
+            deferred_receipts: true,
+        };
         let controller = Controller::start(cfg).await?;
+        let jobs = Arc::new(job::Jobs::new(
+            api.clone(),
+            controller.handle(),
+            metrics.clone(),
+            o.cache,
+            o.lease_grace,
+        ));
         let forward = tokio::spawn(forward::run(
             controller.handle().subscribe(),
             api,
             credentials,
             o.heartbeat,
-            controller.handle(),
+            jobs,
             metrics.clone(),
         ));
         Ok(Self {

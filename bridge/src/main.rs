@@ -53,6 +53,8 @@ fn setup(c: &rakkr_bridge::config::Config) -> anyhow::Result<rakkr_bridge::Optio
         credentials: c.credentials_dir.clone(),
         heartbeat: c.heartbeat,
         metrics_listen: c.metrics_listen,
+        cache: c.cache_dir.clone(),
+        lease_grace: c.lease_grace,
     })
 }
 

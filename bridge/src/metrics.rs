@@ -15,6 +15,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,7 +24,7 @@ pub struct Outcome {
 }
 
 /// Every figure the bridge exports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub nodes_linked: Gauge,
     pub heartbeats: Family<Outcome, Counter>,
@@ -32,6 +33,34 @@ pub struct Metrics {
     pub config_pushes: Family<Outcome, Counter>,
     pub enrollments: Family<Outcome, Counter>,
     pub listen_chunks: Family<Outcome, Counter>,
+    pub jobs_running: Gauge,
+    pub lease_renewals: Family<Outcome, Counter>,
+    pub uploads: Family<Outcome, Counter>,
+    pub bytes_delivered: Counter,
+    /// Seconds from a chunk found ready to the controller's 201 (render
+    /// and upload): the delivery lag.
+    pub delivery_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            nodes_linked: Gauge::default(),
+            heartbeats: Family::default(),
+            meter_frames: Family::default(),
+            health_events: Family::default(),
+            config_pushes: Family::default(),
+            enrollments: Family::default(),
+            listen_chunks: Family::default(),
+            jobs_running: Gauge::default(),
+            lease_renewals: Family::default(),
+            uploads: Family::default(),
+            bytes_delivered: Counter::default(),
+            delivery_seconds: Histogram::new([
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        }
+    }
 }
 
 impl Metrics {
@@ -73,6 +102,31 @@ impl Metrics {
             "listen_chunks",
             "Listen chunks posted to the controller",
             self.listen_chunks.clone(),
+        );
+        r.register(
+            "jobs_running",
+            "Recording jobs the bridge runs now",
+            self.jobs_running.clone(),
+        );
+        r.register(
+            "lease_renewals",
+            "Job lease heartbeats posted to the controller",
+            self.lease_renewals.clone(),
+        );
+        r.register(
+            "uploads",
+            "Chunk and file uploads (failed: tried again)",
+            self.uploads.clone(),
+        );
+        r.register(
+            "delivered_bytes",
+            "Bytes of audio the controller accepted",
+            self.bytes_delivered.clone(),
+        );
+        r.register(
+            "delivery_seconds",
+            "Seconds from a chunk ready to its 201 (render and upload)",
+            self.delivery_seconds.clone(),
         );
         r.register(
             "enrollments",

@@ -69,6 +69,10 @@ fn start_bridge(
         ),
         ("RAKKR_BRIDGE_HEARTBEAT_SECONDS".to_owned(), "1".to_owned()),
         (
+            "RAKKR_BRIDGE_CACHE_DIR".to_owned(),
+            tmp.join("bridge/cache").display().to_string(),
+        ),
+        (
             "RAKKR_BRIDGE_METRICS_LISTEN".to_owned(),
             "127.0.0.1:0".to_owned(),
         ),
