@@ -7,13 +7,15 @@
 //! node.rs     what the runner asks of the node (takes, files, receipts)
 //! deliver.rs  which chunk is next, from the node's state alone
 //! render.rs   take files → the job's deliverable (ffmpeg-next)
-//! runner.rs   one task per job: lease, status, stop, delivery
+//! lease.rs    the job's lease and status, a task of its own
+//! runner.rs   one task per job: status, stop, delivery
 //!
 //! Nothing about a job is stored by the bridge: a restarted bridge (or
 //! another one the node links to) adopts the node's unfinished job takes
 //! ([`Jobs::adopt`]) and the node's receipts say what was delivered.
 
 pub mod deliver;
+pub mod lease;
 pub mod node;
 pub mod plan;
 pub mod render;

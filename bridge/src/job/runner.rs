@@ -6,26 +6,35 @@
 //! after the controller's 201 acknowledged to the node with a receipt.
 //!
 //! The task outlives the node's link: while the node is away the agent
-//! records on, and the lease is kept for `grace`, then left to lapse (and
-//! the controller told why). Every [`TICK`] the job is read and its lease
-//! renewed (Rakkr's agent does both every 2 s); an upload that failed for
-//! a reason that may pass is tried again with backoff.
+//! records on. The lease is a task of its own (`lease`), which publishes
+//! the job's status; an upload that failed for a reason that may pass is
+//! tried again with backoff.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rakkr_protocol::{CommandBody, TakeFormat, TakeRequest};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tokio::sync::watch;
 
 use super::deliver::{Next, Part};
+use super::lease::{Lease, Seen, TICK};
 use super::plan::Plan;
 use super::{Jobs, node};
 
-/// Between lease heartbeats and job reads.
-pub const TICK: Duration = Duration::from_secs(2);
 /// Longest wait between upload attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What became of one delivery.
+#[derive(Debug)]
+enum Step {
+    /// The controller has it, the node has the receipt.
+    Sent,
+    /// Its files are not all pulled and verified yet.
+    NotPulled,
+    Ended(End),
+}
 
 /// How a runner ends.
 #[derive(Debug)]
@@ -89,52 +98,44 @@ impl Runner {
     }
 
     async fn turns(&self) -> End {
-        let (mut offline_since, mut lapsed, mut stopped) = (None::<Instant>, false, false);
+        let (tx, mut seen) = watch::channel(Seen::Unknown);
+        let lease = tokio::spawn(
+            Lease {
+                jobs: self.jobs.clone(),
+                node: self.node.clone(),
+                token: self.token.clone(),
+                job: self.job.clone(),
+                recording: self.recording.clone(),
+            }
+            .run(tx),
+        );
+        let end = self.deliveries(&mut seen).await;
+        lease.abort();
+        end
+    }
+
+    /// Follows the job's status and delivers what is ready.
+    async fn deliveries(&self, seen: &mut watch::Receiver<Seen>) -> End {
+        let mut stopped = false;
         let (mut retry_at, mut backoff) = (Instant::now(), TICK);
-        let mut tick = tokio::time::interval(TICK);
-        let api = &self.jobs.api;
-        let job_path = format!("/api/v1/recording-jobs/{}", self.job);
         // Bounded: ends when the job is delivered or ended.
         loop {
-            tick.tick().await;
+            // A new status, or a tick for deliveries.
+            let _ = tokio::time::timeout(TICK, seen.changed()).await;
+            let status = seen.borrow_and_update().clone();
             let linked = self.linked();
-            if linked {
-                offline_since = None;
-            } else {
-                offline_since.get_or_insert_with(Instant::now);
-            }
-            let status = match api.call("GET", &job_path, &self.token, None).await {
-                Ok((200, v)) => v["data"]["status"].as_str().unwrap_or_default().to_owned(),
-                Ok((401, _)) if !api.ready().await => continue,
-                Ok((code @ (401 | 403 | 404), _)) => {
-                    return End::Ended(format!("reading the job: {code}"));
-                }
-                other => {
-                    tracing::warn!(job = %self.job, answer = ?other, "reading the job failed; next in {TICK:?}");
-                    continue;
-                }
-            };
-            match status.as_str() {
-                "running" if offline_since.is_none_or(|t| t.elapsed() < self.jobs.grace) => {
-                    let hb = format!("{job_path}/heartbeat");
-                    let ok = matches!(api.call("POST", &hb, &self.token, None).await, Ok((200, _)));
-                    crate::metrics::Metrics::ok(&self.jobs.metrics.lease_renewals, ok);
-                }
-                "running" if !lapsed => {
-                    lapsed = true;
-                    self.lapse(offline_since.map(|t| t.elapsed()).unwrap_or_default())
-                        .await;
-                }
-                "stop_requested" if linked && !stopped => {
-                    self.stop_take().await;
-                    stopped = true;
-                }
-                "completed" => return End::Delivered,
-                "failed" | "cancelled" => {
+            match &status {
+                Seen::Gone(code) => return End::Ended(format!("reading the job: {code}")),
+                Seen::Status(s) if s == "completed" => return End::Delivered,
+                Seen::Status(s) if s == "failed" || s == "cancelled" => {
                     if linked {
                         self.stop_take().await;
                     }
-                    return End::Ended(format!("the controller marked the job {status}"));
+                    return End::Ended(format!("the controller marked the job {s}"));
+                }
+                Seen::Status(s) if s == "stop_requested" && linked && !stopped => {
+                    self.stop_take().await;
+                    stopped = true;
                 }
                 _ => {}
             }
@@ -152,28 +153,6 @@ impl Runner {
                 }
             }
         }
-    }
-
-    /// The lease is let go: the node has been away too long.
-    async fn lapse(&self, away: Duration) {
-        tracing::warn!(node = %self.node, job = %self.job, away_s = away.as_secs(), "the node has been away longer than the lease grace: the job's lease is left to lapse (the node records on and keeps its audio)");
-        let body = json!({
-            "type": "agent.recording_job.lease_lapsed",
-            "severity": "warning",
-            "recordingId": self.recording,
-            "details": {
-                "jobId": self.job,
-                "nodeAwaySeconds": away.as_secs(),
-                "graceSeconds": self.jobs.grace.as_secs(),
-                "reason": "the node's link to the bridge has been down longer than the grace",
-            },
-        });
-        let path = format!("/api/v1/nodes/{}/health-events", self.node);
-        let _ = self
-            .jobs
-            .api
-            .call("POST", &path, &self.token, Some(body))
-            .await;
     }
 
     /// Delivers every chunk that is ready. `Some`: the job is over.
@@ -196,11 +175,11 @@ impl Runner {
                     return Ok(Some(End::Ended("the take recorded no audio".into())));
                 }
                 Next::Deliver { index, last, parts } => {
-                    if let Some(end) = self.deliver(index, last, &parts).await? {
-                        return Ok(Some(end));
-                    }
-                    if last {
-                        return Ok(Some(End::Delivered));
+                    match self.deliver(index, last, &parts).await? {
+                        Step::NotPulled => return Ok(None),
+                        Step::Ended(end) => return Ok(Some(end)),
+                        Step::Sent if last => return Ok(Some(End::Delivered)),
+                        Step::Sent => {}
                     }
                 }
             }
@@ -217,14 +196,13 @@ impl Runner {
         index: Option<u32>,
         last: bool,
         parts: &[Part],
-    ) -> Result<Option<End>, String> {
+    ) -> Result<Step, String> {
         let mut files = std::collections::BTreeMap::<u16, Vec<PathBuf>>::new();
         for p in parts {
             for f in &p.files {
                 let path = self.local(&p.take, &f.file);
                 if !path.exists() {
-                    // The puller has not stored and verified it yet.
-                    return Ok(None);
+                    return Ok(Step::NotPulled);
                 }
                 let take_channel = f.channels.first().copied().unwrap_or(1);
                 let device = self.plan.device_channels[usize::from(take_channel) - 1];
@@ -266,13 +244,13 @@ impl Runner {
         match sent {
             Ok((201, _)) => {}
             Ok((409, v)) => {
-                return Ok(Some(End::Ended(format!(
+                return Ok(Step::Ended(End::Ended(format!(
                     "the controller refused the upload: {}",
                     v["error"]
                 ))));
             }
             Ok((403, _)) => {
-                return Ok(Some(End::Ended(
+                return Ok(Step::Ended(End::Ended(
                     "the recording is another node's (403)".into(),
                 )));
             }
@@ -285,7 +263,7 @@ impl Runner {
                     )
                     .await;
                 self.stop_take().await;
-                return Ok(Some(End::Ended(format!(
+                return Ok(Step::Ended(End::Ended(format!(
                     "{} bytes are over the controller's limit (413)",
                     rendered.bytes
                 ))));
@@ -294,7 +272,7 @@ impl Runner {
                 return Err("the controller is not ready (401 with /readyz not ready)".into());
             }
             Ok((401, _)) => {
-                return Ok(Some(End::Ended(
+                return Ok(Step::Ended(End::Ended(
                     "the node's token was refused (401)".into(),
                 )));
             }
@@ -312,7 +290,7 @@ impl Runner {
                 let _ = std::fs::remove_file(self.local(&p.take, &f.file));
             }
         }
-        Ok(None)
+        Ok(Step::Sent)
     }
 
     /// The name the controller keeps: the job's, with the chunk number.
