@@ -148,6 +148,12 @@ impl State {
     /// Fails running jobs whose lease ran out, cancels stop requests whose
     /// delivery time ran out.
     pub fn expire(&mut self, now: SystemTime) {
+        // NOTE: with the database down the controller's lease runner does
+        // nothing either; leases that ran out meanwhile expire once it is
+        // back.
+        if !self.ready {
+            return;
+        }
         let lease = self.lease;
         for j in &mut self.jobs {
             match j.status {
