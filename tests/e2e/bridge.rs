@@ -21,7 +21,7 @@ use rakkr_fake_api::{FakeRakkr, Options};
 use crate::T;
 
 /// The bridge's files: the fleet CA (and key) and its server identity.
-fn bridge_files(pki: &TestPki, dir: &Path) -> HashMap<String, String> {
+pub(crate) fn bridge_files(pki: &TestPki, dir: &Path) -> HashMap<String, String> {
     std::fs::create_dir_all(dir).unwrap();
     let put = |name: &str, text: &str| {
         let p = dir.join(name);
@@ -49,13 +49,24 @@ fn bridge_files(pki: &TestPki, dir: &Path) -> HashMap<String, String> {
 }
 
 /// Starts the bridge binary; returns it and the port agents link to.
-fn start_bridge(
+pub(crate) fn start_bridge(
     pki: &TestPki,
     tmp: &Path,
     api: &str,
 ) -> (AgentProcess, u16, PathBuf, std::net::SocketAddr) {
+    start_bridge_instance(pki, tmp, api, "bridge")
+}
+
+/// [`start_bridge`] for instance `name` (its own files and cache under
+/// `tmp/name`); every instance shares the node credentials.
+pub(crate) fn start_bridge_instance(
+    pki: &TestPki,
+    tmp: &Path,
+    api: &str,
+    name: &str,
+) -> (AgentProcess, u16, PathBuf, std::net::SocketAddr) {
     let creds = tmp.join("bridge/credentials");
-    let mut env = bridge_files(pki, &tmp.join("bridge"));
+    let mut env = bridge_files(pki, &tmp.join(name));
     env.extend([
         (
             "RAKKR_BRIDGE_CONFIG".to_owned(),
@@ -70,7 +81,7 @@ fn start_bridge(
         ("RAKKR_BRIDGE_HEARTBEAT_SECONDS".to_owned(), "1".to_owned()),
         (
             "RAKKR_BRIDGE_CACHE_DIR".to_owned(),
-            tmp.join("bridge/cache").display().to_string(),
+            tmp.join(name).join("cache").display().to_string(),
         ),
         (
             "RAKKR_BRIDGE_METRICS_LISTEN".to_owned(),
@@ -102,7 +113,7 @@ fn start_bridge(
 }
 
 /// A node as Rakkr's role leaves it, its bridge at `port`.
-fn role_node(
+pub(crate) fn role_node(
     pki: &TestPki,
     state: &Path,
     port: u16,
@@ -295,7 +306,7 @@ async fn a_role_node_enrolls_through_the_bridge_and_is_heartbeated_to_rakkr() {
 }
 
 /// The body of `GET path` from the bridge's HTTP side.
-async fn get(at: std::net::SocketAddr, path: &str) -> String {
+pub(crate) async fn get(at: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n");

@@ -6,6 +6,7 @@
 mod admission;
 mod ansible;
 mod bridge;
+mod bridge_jobs;
 mod cli;
 mod commands;
 mod concurrent;

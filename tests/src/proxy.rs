@@ -13,6 +13,9 @@ pub struct Proxy {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+    /// While set, new connections are closed at once (the link is down).
+    blocked: Arc<std::sync::atomic::AtomicBool>,
+    target: Arc<Mutex<SocketAddr>>,
 }
 
 impl Proxy {
@@ -22,8 +25,17 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let list = conns.clone();
+        let blocked: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let target = Arc::new(Mutex::new(target));
+        let to = target.clone();
+        let down = blocked.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = *to.lock().unwrap_or_else(|p| p.into_inner());
                 let task = tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(target).await else {
                         return;
@@ -41,7 +53,28 @@ impl Proxy {
             addr,
             conns,
             accept,
+            blocked,
+            target,
         }
+    }
+
+    /// Sends new connections to `addr` (a server that moved).
+    pub fn set_target(&self, addr: SocketAddr) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+
+    /// Cuts every connection and refuses new ones until [`Proxy::restore`]
+    /// (a link down for a while).
+    pub fn block(&self) -> usize {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut()
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drops every connection through the proxy (both sides see a reset
