@@ -222,7 +222,10 @@ async fn health_event(
 }
 
 /// Day-0: a single-use bootstrap token buys the node's controller token,
-/// revoking every earlier one.
+/// revoking every earlier one. As the controller checks it: a missing
+/// token 401, then the body (the node's SSH private key, an OpenSSH
+/// public key, an optional username) 400 without using the token, then
+/// the token (unknown, used or another node's: 401), then the node (404).
 async fn bootstrap(
     St(s): St<Shared>,
     Path(node): Path<String>,
@@ -230,19 +233,42 @@ async fn bootstrap(
     body: Bytes,
 ) -> Response {
     let mut st = lock(&s);
-    let used = bearer(&headers).unwrap_or_default().to_owned();
-    if st.bootstrap.get(&used) != Some(&node) {
-        return error(StatusCode::UNAUTHORIZED, "Invalid bootstrap credential");
+    let Some(used) = bearer(&headers).map(str::to_owned) else {
+        return error(StatusCode::UNAUTHORIZED, "Bootstrap token required");
+    };
+    let o = object(&body).unwrap_or_default();
+    let public = o.get("publicKey").and_then(Value::as_str).unwrap_or("");
+    let private = o.get("privateKey").and_then(Value::as_str).unwrap_or("");
+    let username = o.get("username").and_then(Value::as_str);
+    let openssh = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-"]
+        .iter()
+        .any(|p| public.trim().starts_with(p));
+    if private.is_empty()
+        || private.len() > 20_000
+        || !openssh
+        || public.trim().len() > 4_000
+        || username.is_some_and(|u| u.trim().is_empty() || u.trim().len() > 64)
+    {
+        return invalid(
+            "Invalid bootstrap request",
+            "privateKey (1-20000 chars), an OpenSSH publicKey and an optional username (1-64) are required",
+        );
     }
-    if object(&body).is_none_or(|o| !non_empty(&o, "publicKey")) {
-        return invalid("Invalid bootstrap request", "publicKey is required");
+    if st.bootstrap.get(&used) != Some(&node) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid or expired bootstrap token",
+        );
     }
     st.bootstrap.remove(&used);
+    let Some(n) = st.nodes.get_mut(&node) else {
+        return error(StatusCode::NOT_FOUND, "Node not found");
+    };
     let token = format!("rakkr_node_{}", crate::random_hex());
-    let n = st.nodes.entry(node.clone()).or_default();
     n.tokens = vec![token.clone()];
+    n.ssh_public_key = Some(public.trim().to_owned());
     data(
         StatusCode::CREATED,
-        json!({ "nodeId": node, "controllerToken": token }),
+        json!({ "nodeId": node, "controllerToken": token, "fingerprint": "SHA256:fake" }),
     )
 }

@@ -29,6 +29,8 @@ pub struct Node {
     /// The newest listen chunk: capture time, duration, WAV bytes.
     pub listen: Option<(String, u64, Vec<u8>)>,
     pub config: Value,
+    /// The SSH public key a bootstrap stored.
+    pub ssh_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -145,13 +145,18 @@ mod auth {
         let old = f.api.enroll("node_a");
         let bs = f.api.bootstrap_token("node_a");
         let path = "/api/v1/nodes/node_a/bootstrap";
-        let (code, body) = f.post(path, &bs, json!({"publicKey": "ssh-ed25519 AAAA"}));
+        let key = json!({"publicKey": "ssh-ed25519 AAAA node", "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\n"});
+        // A bad body is refused before the token is used.
+        let (code, body) = f.post(path, &bs, json!({"publicKey": "k", "privateKey": "p"}));
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(f.post(path, "", key.clone()).0, 401, "no token");
+        let (code, body) = f.post(path, &bs, key.clone());
         assert_eq!(code, 201, "{body}");
         let new = body["data"]["controllerToken"].as_str().unwrap().to_owned();
         let hb = "/api/v1/nodes/node_a/heartbeat";
         assert_eq!(f.post(hb, &old, heartbeat()).0, 401, "revoked");
         assert_eq!(f.post(hb, &new, heartbeat()).0, 202);
-        assert_eq!(f.post(path, &bs, json!({"publicKey": "k"})).0, 401, "used");
+        assert_eq!(f.post(path, &bs, key).0, 401, "used");
     }
 }
 
