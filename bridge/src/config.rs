@@ -85,8 +85,32 @@ pub struct Config {
     pub lease_grace: Duration,
 }
 
-/// The file at `path` (absent: defaults) under the variables from `env`.
-pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+/// What `node` commands need: the controller's URL and where node
+/// tokens are kept (the PKI keys are not required).
+pub fn load_admin(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, PathBuf)> {
+    let raw = raw(path, env)?;
+    Ok((
+        api_url(raw.api_url)?,
+        raw.credentials_dir
+            .unwrap_or_else(|| DEFAULT_CREDENTIALS.into()),
+    ))
+}
+
+const DEFAULT_CREDENTIALS: &str = "/var/lib/rakkr-bridge/credentials";
+
+fn api_url(v: Option<String>) -> anyhow::Result<String> {
+    let api_url = v.context("api_url is not set (or RAKKR_BRIDGE_API_URL)")?;
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        bail!("api_url {api_url:?} must be the controller's http(s):// URL");
+    }
+    Ok(api_url)
+}
+
+/// The file at `path` (absent: every key unset) under the variables.
+fn raw(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Raw> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -111,17 +135,17 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
             table.insert((*key).to_owned(), value);
         }
     }
-    let raw: Raw = Raw::deserialize(table)
-        .with_context(|| format!("{} (with RAKKR_BRIDGE_* applied)", path.display()))?;
+    Raw::deserialize(table)
+        .with_context(|| format!("{} (with RAKKR_BRIDGE_* applied)", path.display()))
+}
+
+/// The file at `path` (absent: defaults) under the variables from `env`.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    let raw = raw(path, env)?;
     let need = |v: Option<PathBuf>, key: &str| {
         v.with_context(|| format!("{key} is not set (or RAKKR_BRIDGE_{})", key.to_uppercase()))
     };
-    let api_url = raw
-        .api_url
-        .context("api_url is not set (or RAKKR_BRIDGE_API_URL)")?;
-    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-        bail!("api_url {api_url:?} must be the controller's http(s):// URL");
-    }
+    let api_url = api_url(raw.api_url)?;
     let heartbeat = raw.heartbeat_seconds.unwrap_or(5);
     if !(1..=60).contains(&heartbeat) {
         bail!(
@@ -151,7 +175,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
         api_url,
         credentials_dir: raw
             .credentials_dir
-            .unwrap_or_else(|| "/var/lib/rakkr-bridge/credentials".into()),
+            .unwrap_or_else(|| DEFAULT_CREDENTIALS.into()),
         ca_cert: need(raw.ca_cert, "ca_cert")?,
         ca_key: need(raw.ca_key, "ca_key")?,
         cert: need(raw.cert, "cert")?,

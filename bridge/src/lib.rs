@@ -15,6 +15,7 @@
 //! Rakkr API (`api`).
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod credentials;
 pub mod forward;

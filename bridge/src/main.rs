@@ -1,6 +1,7 @@
 //! `rakkr-bridge`: parses, sets up logging, loads the configuration and
 //! the fleet PKI, runs the bridge until SIGTERM / SIGINT; maps failures to
-//! exit codes (2 configuration or PKI, 3 could not start).
+//! exit codes (2 configuration or PKI, 3 could not start). `node
+//! bootstrap` has its own (see its help).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,110 @@ struct Args {
     /// Configuration file (TOML); every key can also be set as RAKKR_BRIDGE_<KEY>.
     #[arg(long, env = "RAKKR_BRIDGE_CONFIG", default_value = rakkr_bridge::config::DEFAULT_PATH)]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Nodes' Rakkr credentials.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum NodeCommand {
+    /// Trades a Rakkr bootstrap token and the node's SSH keypair for the
+    /// node's controller token, and keeps it (revokes the node's earlier
+    /// tokens). Exit 0 kept; 2 bad input; 4 refused; 5 controller
+    /// unreachable; 6 not kept (the token is printed).
+    Bootstrap {
+        /// The node's id in Rakkr (`node_…`).
+        node: String,
+        /// The single-use `rakkr_bs_…` token (better from the environment).
+        #[arg(long, env = "RAKKR_BOOTSTRAP_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The node's SSH private key (mode 600), which Rakkr keeps to manage it.
+        #[arg(long)]
+        ssh_private_key: PathBuf,
+        /// Its OpenSSH public key (default: the private key's path + `.pub`).
+        #[arg(long)]
+        ssh_public_key: Option<PathBuf>,
+        /// The SSH user Rakkr logs in as.
+        #[arg(long)]
+        username: Option<String>,
+    },
+}
+
+/// `node bootstrap`: the exit code.
+fn node_command(config: &std::path::Path, command: NodeCommand) -> ExitCode {
+    use rakkr_bridge::bootstrap::{self, BootstrapError};
+    let NodeCommand::Bootstrap {
+        node,
+        token,
+        ssh_private_key,
+        ssh_public_key,
+        username,
+    } = command;
+    let (api_url, creds) =
+        match rakkr_bridge::config::load_admin(config, &|k| std::env::var(k).ok()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+    let public = ssh_public_key.unwrap_or_else(|| {
+        let mut p = ssh_private_key.clone().into_os_string();
+        p.push(".pub");
+        p.into()
+    });
+    let request = bootstrap::Request {
+        node: &node,
+        bootstrap_token: &token,
+        private_key: &ssh_private_key,
+        public_key: &public,
+        username: username.as_deref(),
+    };
+    let done = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BootstrapError::Unavailable(e.to_string()))
+        .and_then(|rt| {
+            rt.block_on(async {
+                let credentials = rakkr_bridge::credentials::Credentials::open(&creds)
+                    .map_err(|e| BootstrapError::Input(format!("{e:#}")))?;
+                let api = rakkr_bridge::api::RakkrApi::new(&api_url);
+                bootstrap::run(&api, &credentials, &request).await
+            })
+        });
+    match done {
+        Ok(()) => {
+            println!(
+                "node {node} bootstrapped: its controller token is kept in {}",
+                creds.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            let code = match e {
+                BootstrapError::Input(_) => 2,
+                BootstrapError::Refused { .. } => 4,
+                BootstrapError::NotKept { token, .. } => {
+                    // The bootstrap token is spent: this is the only copy.
+                    eprintln!(
+                        "the node's controller token (keep it in {node}.token, mode 600): {token}"
+                    );
+                    6
+                }
+                _ => 5,
+            };
+            ExitCode::from(code)
+        }
+    }
 }
 
 fn read(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -69,6 +174,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
+    if let Some(Command::Node { command }) = args.command {
+        return node_command(&args.config, command);
+    }
     let opts = match rakkr_bridge::config::load(&args.config, &|k| std::env::var(k).ok())
         .and_then(|c| setup(&c))
     {

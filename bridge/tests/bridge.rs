@@ -92,3 +92,104 @@ mod outage {
         assert_eq!(done.ok(), Some(false));
     }
 }
+
+mod bootstrap {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Output;
+
+    use rakkr_fake_api::{FakeRakkr, Options};
+
+    /// `rakkr-bridge node bootstrap` (the real binary) against `api`.
+    async fn run(api: &str, dir: &Path, node: &str, token: &str) -> Output {
+        let (api, dir, node, token) = (
+            api.to_owned(),
+            dir.to_owned(),
+            node.to_owned(),
+            token.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_rakkr-bridge"))
+                .args(["node", "bootstrap", &node, "--ssh-private-key"])
+                .arg(dir.join("id_ed25519"))
+                .args(["--username", "rakkr"])
+                .env_clear()
+                .env("RAKKR_BRIDGE_CONFIG", dir.join("absent.toml"))
+                .env("RAKKR_BRIDGE_API_URL", api)
+                .env("RAKKR_BRIDGE_CREDENTIALS_DIR", dir.join("credentials"))
+                .env("RAKKR_BOOTSTRAP_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    fn said(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bootstrap_token_buys_the_node_token_kept_private_and_each_failure_has_its_code() {
+        let fake = FakeRakkr::start(Options::default()).await.unwrap();
+        let old = fake.enroll("node_a");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(
+            &key,
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("id_ed25519.pub"),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 rakkr@node-a\n",
+        )
+        .unwrap();
+        // A private key others can read is refused before anything is sent.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let bs = fake.bootstrap_token("node_a");
+        let o = run(&fake.url(), dir.path(), "node_a", &bs).await;
+        assert_eq!(o.status.code(), Some(2), "{}", said(&o));
+        assert!(said(&o).contains("chmod 600"), "{}", said(&o));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A node token is not a bootstrap token.
+        let o = run(&fake.url(), dir.path(), "node_a", &old).await;
+        assert_eq!(o.status.code(), Some(2), "{}", said(&o));
+        assert!(said(&o).contains("rakkr_bs_"), "{}", said(&o));
+        // Done: the new token kept (0600), the old one revoked, the key stored.
+        let o = run(&fake.url(), dir.path(), "node_a", &bs).await;
+        assert_eq!(o.status.code(), Some(0), "{}", said(&o));
+        let kept = dir.path().join("credentials/node_a.token");
+        let token = std::fs::read_to_string(&kept).unwrap();
+        assert_eq!(
+            std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fake.with(|s| {
+            let n = &s.nodes["node_a"];
+            assert_eq!(
+                n.tokens,
+                vec![token.clone()],
+                "only the new token authenticates"
+            );
+            assert_eq!(
+                n.ssh_public_key.as_deref(),
+                Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 rakkr@node-a")
+            );
+        });
+        // Used up: refused (4), and what is kept stays.
+        let o = run(&fake.url(), dir.path(), "node_a", &bs).await;
+        assert_eq!(o.status.code(), Some(4), "{}", said(&o));
+        assert!(said(&o).contains("401"), "{}", said(&o));
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), token);
+        // No controller there: 5.
+        let o = run(
+            "http://127.0.0.1:9",
+            dir.path(),
+            "node_a",
+            &fake.bootstrap_token("node_a"),
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(5), "{}", said(&o));
+    }
+}
