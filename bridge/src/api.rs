@@ -25,6 +25,8 @@ pub enum TokenVerdict {
 pub struct RakkrApi {
     base: String,
     http: ureq::Agent,
+    /// Our node id → the node's id in Rakkr, where they differ.
+    ids: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl RakkrApi {
@@ -39,7 +41,25 @@ impl RakkrApi {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            ids: Default::default(),
         }
+    }
+
+    /// Maps our node ids to Rakkr's where they differ (the rest map one
+    /// to one).
+    pub fn with_node_ids(mut self, ids: std::collections::BTreeMap<String, String>) -> Self {
+        self.ids = std::sync::Arc::new(ids);
+        self
+    }
+
+    /// Node `ours` as Rakkr knows it.
+    pub fn node_id<'a>(&'a self, ours: &'a str) -> &'a str {
+        self.ids.get(ours).map_or(ours, String::as_str)
+    }
+
+    /// `/api/v1/nodes/<Rakkr's id of ours>/<rest>`.
+    pub fn node_path(&self, ours: &str, rest: &str) -> String {
+        format!("/api/v1/nodes/{}/{rest}", self.node_id(ours))
     }
 
     /// `method path` with the node's token and a JSON body: the status
@@ -155,7 +175,7 @@ impl RakkrApi {
     /// (its config). A 401 counts as a bad token only while the controller
     /// is ready: with its database down it answers 401 to every token.
     pub async fn check_token(&self, node: &str, token: &str) -> TokenVerdict {
-        let path = format!("/api/v1/nodes/{node}/config");
+        let path = self.node_path(node, "config");
         match self.call("GET", &path, token, None).await {
             Ok((200, _)) => TokenVerdict::Valid,
             Ok((403, _)) => TokenVerdict::OtherNode,

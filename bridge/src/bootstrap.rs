@@ -40,7 +40,10 @@ pub enum BootstrapError {
 /// What the operator hands over.
 #[derive(Debug)]
 pub struct Request<'a> {
+    /// The node's id in Rakkr.
     pub node: &'a str,
+    /// Our id of it, under which the token is kept.
+    pub keep_as: &'a str,
     pub bootstrap_token: &'a str,
     pub private_key: &'a Path,
     pub public_key: &'a Path,
@@ -135,7 +138,7 @@ pub async fn run(
         });
     };
     credentials
-        .put(r.node, token)
+        .put(r.keep_as, token)
         .map_err(|e| BootstrapError::NotKept {
             why: format!("{e:#}"),
             token: token.to_owned(),

@@ -3,6 +3,7 @@
 //! variables (a variable wins: `RAKKR_BRIDGE_API_URL` sets `api_url`).
 //! Checked whole before anything starts; a bad one names the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,7 @@ struct Raw {
     metrics_listen: Option<String>,
     cache_dir: Option<PathBuf>,
     lease_grace_seconds: Option<u64>,
+    node_ids: Option<BTreeMap<String, String>>,
 }
 
 /// Every key: (name, what it is).
@@ -64,6 +66,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "take files pulled from nodes until delivered (default /var/cache/rakkr-bridge)",
     ),
     (
+        "node_ids",
+        "our node id = its Rakkr id, where they differ (a table; the variable: a=b,c=d)",
+    ),
+    (
         "lease_grace_seconds",
         "how long a job's lease is kept while its node is away (default 600, 0-86400)",
     ),
@@ -83,20 +89,64 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub cache_dir: PathBuf,
     pub lease_grace: Duration,
+    /// Our node id → its Rakkr id, where they differ.
+    pub node_ids: BTreeMap<String, String>,
 }
 
-/// What `node` commands need: the controller's URL and where node
-/// tokens are kept (the PKI keys are not required).
+/// What `node` commands need: the controller's URL, where node tokens
+/// are kept and the node id map (the PKI keys are not required).
 pub fn load_admin(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<(String, PathBuf)> {
+) -> anyhow::Result<(String, PathBuf, BTreeMap<String, String>)> {
     let raw = raw(path, env)?;
     Ok((
         api_url(raw.api_url)?,
         raw.credentials_dir
             .unwrap_or_else(|| DEFAULT_CREDENTIALS.into()),
+        node_ids(raw.node_ids)?,
     ))
+}
+
+/// `a=b,c=d` as a TOML table.
+fn node_id_pairs(var: &str, v: &str) -> anyhow::Result<toml::Table> {
+    let mut t = toml::Table::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = pair
+            .split_once('=')
+            .with_context(|| format!("{var}: {pair:?} is not ours=rakkrs"))?;
+        t.insert(
+            a.trim().to_owned(),
+            toml::Value::String(b.trim().to_owned()),
+        );
+    }
+    Ok(t)
+}
+
+/// Most entries of the node id map.
+const NODE_IDS_MAX: usize = 10_000;
+
+/// Checks the node id map: safe ids, no Rakkr id twice.
+fn node_ids(m: Option<BTreeMap<String, String>>) -> anyhow::Result<BTreeMap<String, String>> {
+    let m = m.unwrap_or_default();
+    if m.len() > NODE_IDS_MAX {
+        bail!("node_ids has {} entries (at most {NODE_IDS_MAX})", m.len());
+    }
+    let ok = |s: &str| {
+        (1..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (ours, theirs) in &m {
+        if !ok(ours) || !ok(theirs) {
+            bail!("node_ids {ours:?} = {theirs:?}: ids are 1-128 of A-Z a-z 0-9 - _ .");
+        }
+        if !seen.insert(theirs) {
+            bail!("node_ids maps two nodes to {theirs:?}");
+        }
+    }
+    Ok(m)
 }
 
 const DEFAULT_CREDENTIALS: &str = "/var/lib/rakkr-bridge/credentials";
@@ -130,6 +180,7 @@ fn raw(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Raw>
                             .with_context(|| format!("{var}={v:?} is not a whole number"))?,
                     )
                 }
+                "node_ids" => toml::Value::Table(node_id_pairs(&var, &v)?),
                 _ => toml::Value::String(v),
             };
             table.insert((*key).to_owned(), value);
@@ -187,6 +238,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
             .cache_dir
             .unwrap_or_else(|| "/var/cache/rakkr-bridge".into()),
         lease_grace: Duration::from_secs(grace),
+        node_ids: node_ids(raw.node_ids)?,
     })
 }
 
@@ -258,5 +310,44 @@ mod tests {
             }
             assert!(seen > 0, "{file} sets nothing");
         }
+    }
+
+    #[test]
+    fn node_ids_map_by_file_or_variable_and_refuse_two_nodes_on_one_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridge.toml");
+        std::fs::write(
+            &file,
+            "api_url = \"http://c:8787\"\n[node_ids]\nfoh = \"node_x32_main\"\n",
+        )
+        .unwrap();
+        let (_, _, ids) = load_admin(&file, &|_| None).unwrap();
+        assert_eq!(ids["foh"], "node_x32_main");
+        let env = |k: &str| {
+            (k == "RAKKR_BRIDGE_NODE_IDS").then(|| "foh=node_a, stage = node_b".to_owned())
+        };
+        let (_, _, ids) = load_admin(&file, &env).unwrap();
+        assert_eq!(
+            (ids["foh"].as_str(), ids["stage"].as_str()),
+            ("node_a", "node_b")
+        );
+        let twice =
+            |k: &str| (k == "RAKKR_BRIDGE_NODE_IDS").then(|| "a=node_a,b=node_a".to_owned());
+        let e = load_admin(&file, &twice).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("two nodes to \"node_a\""),
+            "{e:#}"
+        );
+        let bad = |k: &str| (k == "RAKKR_BRIDGE_NODE_IDS").then(|| "a=../x".to_owned());
+        assert!(format!("{:#}", load_admin(&file, &bad).unwrap_err()).contains("ids are 1-128"));
+        let api = crate::api::RakkrApi::new("http://c").with_node_ids(ids);
+        assert_eq!(
+            api.node_path("foh", "heartbeat"),
+            "/api/v1/nodes/node_a/heartbeat"
+        );
+        assert_eq!(
+            api.node_path("other", "config"),
+            "/api/v1/nodes/other/config"
+        );
     }
 }

@@ -154,7 +154,7 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
     match api
         .call(
             "POST",
-            &format!("/api/v1/nodes/{node}/inventory"),
+            &api.node_path(&node, "inventory"),
             &token,
             Some(interfaces),
         )
@@ -164,7 +164,7 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
         other => tracing::warn!(%node, answer = ?other, "inventory not accepted"),
     }
     ctx.jobs.adopt(&node, &token).await;
-    let path = format!("/api/v1/nodes/{node}/heartbeat");
+    let path = api.node_path(&node, "heartbeat");
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -192,8 +192,8 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
         // Once per tick, as Rakkr's own agent: the newest frame.
         let frame = locked(&ctx.meters).remove(&node);
         if let Some(f) = frame {
-            let body = crate::meters::frame_json(&node, &f, &inventory);
-            let path = format!("/api/v1/nodes/{node}/meter-frame");
+            let body = crate::meters::frame_json(api.node_id(&node), &f, &inventory);
+            let path = api.node_path(&node, "meter-frame");
             let sent = api.call("POST", &path, &token, Some(body)).await;
             let ok = matches!(sent, Ok((202, _)));
             Metrics::ok(&ctx.metrics.meter_frames, ok);
@@ -233,7 +233,7 @@ async fn listen_tick(ctx: &Ctx, node: &str, token: &str, renewed: &mut Option<st
         ("x-rakkr-captured-at", crate::meters::iso_ms(first_ms)),
         ("x-rakkr-duration-ms", ms.to_string()),
     ];
-    let path = format!("/api/v1/nodes/{node}/listen/chunk");
+    let path = ctx.api.node_path(node, "listen/chunk");
     let sent = ctx.api.post_bytes(&path, token, headers, wav).await;
     Metrics::ok(&ctx.metrics.listen_chunks, matches!(sent, Ok(202)));
     if !matches!(sent, Ok(202)) {

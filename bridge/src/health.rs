@@ -41,7 +41,7 @@ pub async fn deliver(
     body: &Value,
     patience: std::time::Duration,
 ) -> bool {
-    let path = format!("/api/v1/nodes/{node}/health-events");
+    let path = api.node_path(node, "health-events");
     let until = tokio::time::Instant::now() + patience;
     let mut wait = std::time::Duration::from_secs(1);
     loop {

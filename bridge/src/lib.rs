@@ -56,6 +56,8 @@ pub struct Options {
     pub cache: std::path::PathBuf,
     /// How long a job's lease is kept while its node is away.
     pub lease_grace: Duration,
+    /// Our node id → its Rakkr id, where they differ.
+    pub node_ids: std::collections::BTreeMap<String, String>,
 }
 
 /// A running bridge; [`Bridge::shutdown`] ends it.
@@ -69,7 +71,7 @@ pub struct Bridge {
 
 impl Bridge {
     pub async fn start(o: Options) -> anyhow::Result<Self> {
-        let api = api::RakkrApi::new(&o.api_url);
+        let api = api::RakkrApi::new(&o.api_url).with_node_ids(o.node_ids);
         let credentials = credentials::Credentials::open(&o.credentials)?;
         let metrics = Arc::new(metrics::Metrics::default());
         let http = match o.metrics_listen {

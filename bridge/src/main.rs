@@ -65,7 +65,7 @@ fn node_command(config: &std::path::Path, command: NodeCommand) -> ExitCode {
         ssh_public_key,
         username,
     } = command;
-    let (api_url, creds) =
+    let (api_url, creds, ids) =
         match rakkr_bridge::config::load_admin(config, &|k| std::env::var(k).ok()) {
             Ok(c) => c,
             Err(e) => {
@@ -78,8 +78,14 @@ fn node_command(config: &std::path::Path, command: NodeCommand) -> ExitCode {
         p.push(".pub");
         p.into()
     });
+    // Kept under our id when the map names one for this Rakkr id.
+    let keep_as = ids
+        .iter()
+        .find(|(_, theirs)| **theirs == node)
+        .map_or(node.as_str(), |(ours, _)| ours.as_str());
     let request = bootstrap::Request {
         node: &node,
+        keep_as,
         bootstrap_token: &token,
         private_key: &ssh_private_key,
         public_key: &public,
@@ -160,6 +166,7 @@ fn setup(c: &rakkr_bridge::config::Config) -> anyhow::Result<rakkr_bridge::Optio
         metrics_listen: c.metrics_listen,
         cache: c.cache_dir.clone(),
         lease_grace: c.lease_grace,
+        node_ids: c.node_ids.clone(),
     })
 }
 

@@ -111,7 +111,7 @@ impl Poll {
         token: &str,
         metrics: &crate::metrics::Metrics,
     ) {
-        let path = format!("/api/v1/nodes/{node}/config");
+        let path = api.node_path(node, "config");
         let config = match api.call("GET", &path, token, None).await {
             Ok((200, body)) => body["data"].clone(),
             other => {
@@ -175,7 +175,7 @@ impl Poll {
                 "reasons": refused.iter().map(|(_, why)| *why).collect::<Vec<_>>(),
             },
         });
-        let path = format!("/api/v1/nodes/{node}/health-events");
+        let path = api.node_path(node, "health-events");
         match api.call("POST", &path, token, Some(body)).await {
             Ok((201, _)) => {}
             other => tracing::warn!(%node, answer = ?other, "config refusal not reported"),

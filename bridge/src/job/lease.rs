@@ -93,7 +93,7 @@ impl Lease {
                 "reason": "the node's link to the bridge has been down longer than the grace",
             },
         });
-        let path = format!("/api/v1/nodes/{}/health-events", self.node);
+        let path = self.jobs.api.node_path(&self.node, "health-events");
         let _ = self
             .jobs
             .api

@@ -102,7 +102,7 @@ impl Jobs {
         if self.count(node) >= MAX_JOBS_PER_NODE {
             return;
         }
-        let path = format!("/api/v1/nodes/{node}/recording-jobs/claim-next-group");
+        let path = self.api.node_path(node, "recording-jobs/claim-next-group");
         match self.api.call("POST", &path, token, None).await {
             Ok((204, _)) => {}
             Ok((200, v)) => {
