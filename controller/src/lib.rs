@@ -288,6 +288,10 @@ pub(crate) struct Shared {
     pub(crate) tokens: Mutex<HashMap<String, (String, std::time::SystemTime)>>,
     /// Each node's take puller: (session, where its file replies go).
     pub(crate) file_replies: Mutex<HashMap<String, (u64, mpsc::Sender<rakkr_protocol::AgentMsg>)>>,
+    /// Each session's puller, poked when its node reports a take event.
+    /// NOTE: not the broadcast: with a thousand nodes every puller woke
+    /// for every node's meter frame (most of a core in the fleet bench).
+    pub(crate) pull_pokes: Mutex<HashMap<String, (u64, Arc<tokio::sync::Notify>)>>,
     /// Bytes of take files received (every `FileChunk`, repeats included).
     pub(crate) take_bytes: std::sync::atomic::AtomicU64,
     /// Milliseconds added to this controller's clock when it answers a
@@ -351,6 +355,7 @@ impl Controller {
             renewal: Mutex::new(renewal),
             tokens: Mutex::new(HashMap::new()),
             file_replies: Mutex::new(HashMap::new()),
+            pull_pokes: Mutex::new(HashMap::new()),
             clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             take_bytes: Default::default(),
         });

@@ -218,6 +218,8 @@ async fn serve(
     let puller = shared.config.takes.clone().map(|takes| {
         let (tx, replies) = mpsc::channel(64);
         lock(&shared.file_replies).insert(node.clone(), (session, tx));
+        let poke = Arc::new(tokio::sync::Notify::new());
+        lock(&shared.pull_pokes).insert(node.clone(), (session, poke.clone()));
         tokio::spawn(
             crate::takes::Puller {
                 handle: crate::ControllerHandle {
@@ -226,7 +228,7 @@ async fn serve(
                 node: node.clone(),
                 dir: takes.join(&node),
                 replies,
-                events: shared.events.subscribe(),
+                poke,
                 next_request: 0,
                 policy: shared.config.pull.clone(),
                 verified: Default::default(),
@@ -240,6 +242,11 @@ async fn serve(
         let mut replies = lock(&shared.file_replies);
         if replies.get(&node).is_some_and(|(s, _)| *s == session) {
             replies.remove(&node);
+        }
+        drop(replies);
+        let mut pokes = lock(&shared.pull_pokes);
+        if pokes.get(&node).is_some_and(|(s, _)| *s == session) {
+            pokes.remove(&node);
         }
     }
     {
@@ -374,6 +381,16 @@ fn handle(
                 tracing::warn!(%node, seq = event.seq, missing, "gap in the event stream");
             }
             let up_to = event.seq;
+            if matches!(
+                event.body,
+                rakkr_protocol::EventBody::TakeStarted(_)
+                    | rakkr_protocol::EventBody::SegmentClosed { .. }
+                    | rakkr_protocol::EventBody::TakeStopped { .. }
+                    | rakkr_protocol::EventBody::TakeRecovered { .. }
+            ) && let Some((_, poke)) = lock(&shared.pull_pokes).get(node)
+            {
+                poke.notify_one();
+            }
             shared.emit(ControllerEvent::Event {
                 node: node.into(),
                 event,

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rakkr_protocol::message::{
-    AgentMsg, CommandBody, ControllerMsg, EventBody, FileRead, FileReceipt, MAX_CHUNK_LEN, Outcome,
-    Reply, TakeFileState,
+    AgentMsg, CommandBody, ControllerMsg, FileRead, FileReceipt, MAX_CHUNK_LEN, Outcome, Reply,
+    TakeFileState,
 };
 use sha2::Digest;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::{ControllerEvent, ControllerHandle};
 
@@ -48,7 +48,9 @@ pub(crate) struct Puller {
     pub(crate) dir: PathBuf,
     /// `FileChunk` and `FileReadFailed` of this session.
     pub(crate) replies: mpsc::Receiver<AgentMsg>,
-    pub(crate) events: broadcast::Receiver<ControllerEvent>,
+    /// Poked by the session when the node reports a take started, a
+    /// segment closed, a take ended or recovered.
+    pub(crate) poke: std::sync::Arc<tokio::sync::Notify>,
     pub(crate) next_request: u64,
     pub(crate) policy: crate::PullPolicy,
     /// `(take, file, sha256)` stored and verified by this puller, so a
@@ -74,27 +76,9 @@ impl Puller {
             if let Err(e) = self.sync().await {
                 tracing::warn!(node = %self.node, error = %e, "take sync pass failed; trying again");
             }
-            // Bounded: returns on a take event of this node or after RESCAN.
-            let deadline = tokio::time::Instant::now() + RESCAN;
-            loop {
-                match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                    Err(_) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return,
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Ok(ControllerEvent::Event { node, event, .. })) if node == self.node => {
-                        if matches!(
-                            event.body,
-                            EventBody::TakeStarted(_)
-                                | EventBody::SegmentClosed { .. }
-                                | EventBody::TakeStopped { .. }
-                                | EventBody::TakeRecovered { .. }
-                        ) {
-                            break;
-                        }
-                    }
-                    Ok(Ok(_)) => {}
-                }
-            }
+            // A take event of this node (a poke while the pass ran counts:
+            // Notify keeps one), or RESCAN.
+            let _ = tokio::time::timeout(RESCAN, self.poke.notified()).await;
         }
     }
 
