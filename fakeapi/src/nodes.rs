@@ -156,11 +156,13 @@ async fn meter_frame(
             "interfaceId, capturedAt and at most 512 levels, each with a label",
         );
     }
-    st.nodes
-        .entry(node)
-        .or_default()
-        .meter_frames
-        .push(Value::Object(o));
+    let lag = o
+        .get("capturedAt")
+        .and_then(Value::as_str)
+        .and_then(crate::state::lag_ms);
+    let n = st.nodes.entry(node).or_default();
+    n.meter_lags_ms.extend(lag);
+    n.meter_frames.push(Value::Object(o));
     data(StatusCode::ACCEPTED, json!({ "accepted": true }))
 }
 
@@ -213,11 +215,10 @@ async fn health_event(
     let id = st.id("hev");
     let mut event = Value::Object(o);
     event["eventId"] = id.into();
-    st.nodes
-        .entry(node)
-        .or_default()
-        .health_events
-        .push(event.clone());
+    let lag = event["openedAt"].as_str().and_then(crate::state::lag_ms);
+    let n = st.nodes.entry(node).or_default();
+    n.event_lags_ms.extend(lag);
+    n.health_events.push(event.clone());
     data(StatusCode::CREATED, event)
 }
 

@@ -31,6 +31,17 @@ pub struct Node {
     pub config: Value,
     /// The SSH public key a bootstrap stored.
     pub ssh_public_key: Option<String>,
+    /// How old each meter frame (`capturedAt`) and health event
+    /// (`openedAt`) was when it arrived, ms: what forwarding took.
+    pub meter_lags_ms: Vec<i64>,
+    pub event_lags_ms: Vec<i64>,
+}
+
+/// Milliseconds from the RFC 3339 time `at` to now (`None`: not a time).
+pub fn lag_ms(at: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    let now = time::OffsetDateTime::now_utc();
+    Some(((now - t).whole_microseconds() / 1_000) as i64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
