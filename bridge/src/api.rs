@@ -21,6 +21,9 @@ pub enum TokenVerdict {
     Unavailable(String),
 }
 
+/// Idle keep-alive connections kept to the controller.
+const IDLE_CONNECTIONS: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct RakkrApi {
     base: String,
@@ -36,6 +39,11 @@ impl RakkrApi {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .max_idle_age(Duration::from_secs(4))
+            // NOTE: every node's calls go to one host; ureq keeps 3 idle
+            // connections per host by default, so at a fleet's rate most
+            // calls opened a new one (a TCP handshake each).
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
             .build()
             .into();
         Self {
