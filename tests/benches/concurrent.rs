@@ -35,40 +35,7 @@ use rakkr_protocol::{CommandBody, Outcome, Reply, TakeFormat, TakeRequest};
 
 const NODE: &str = "bench-node";
 
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // NOTE: fields after the command name, which may hold spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .unwrap()
-        .unwrap_or(100) as f64;
-    ticks as f64 / hz
-}
-
-/// Resident memory of `pid`, KiB.
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU % and largest RSS (KiB) of `pid` over `secs`.
-async fn sample(pid: u32, secs: u64) -> (f64, u64) {
-    let (c0, t0) = (cpu_of(pid), Instant::now());
-    let mut rss = 0;
-    // Bounded: one look every 250 ms for `secs`.
-    for _ in 0..secs * 4 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        rss = rss.max(rss_of(pid));
-    }
-    (100.0 * (cpu_of(pid) - c0) / t0.elapsed().as_secs_f64(), rss)
-}
+use rakkr_e2e::procstat::sample;
 
 async fn run(h: &ControllerHandle, body: CommandBody) -> Reply {
     match h
@@ -158,7 +125,7 @@ async fn main() {
             run(&h, take(id, ch.clone())).await;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (cpu, rss) = sample(pid, secs).await;
+        let (cpu, rss) = sample(pid, secs, Duration::from_millis(250)).await;
         let (mut xruns, mut gaps) = (0, 0);
         for id in &ids {
             if let Reply::TakeStopped { manifest_json, .. } = run(

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod https;
 pub mod jack;
 pub mod pki;
+pub mod procstat;
 pub mod proxy;
 pub mod shape;
 pub mod timeline;
@@ -46,10 +47,16 @@ pub fn agent_bin() -> PathBuf {
     .clone()
 }
 
-/// The `rakkr-bridge` binary, built once per process like the agent.
+/// The `rakkr-bridge` binary, built once per process like the agent
+/// (`RAKKR_E2E_BRIDGE_BIN` names another build, e.g. one with symbols to
+/// profile).
 pub fn bridge_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| built("rakkr-bridge")).clone()
+    BIN.get_or_init(|| match std::env::var_os("RAKKR_E2E_BRIDGE_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => built("rakkr-bridge"),
+    })
+    .clone()
 }
 
 /// The reference controller binary (`rakkr-controller`, its own crate),
