@@ -1,7 +1,7 @@
 //! Toward the Rakkr controller, for each linked node: its heartbeat every
 //! `heartbeat` (version, hostname, addresses, runtime, status
-//! `recording` while a take runs) and its inventory when it links, from
-//! the inventory the agent sends in Hello (the controller's shape).
+//! `recording` while a take runs) and its inventory when it links and
+//! when it changes (`inventory`; the controller's shape).
 //!
 //! Each tick it also claims the node's queued jobs (`job`); when a node
 //! links, its unfinished job takes are adopted.
@@ -56,6 +56,7 @@ pub async fn run(
         every: heartbeat,
         takes: Arc::default(),
         meters: Arc::default(),
+        device_events: Arc::default(),
         handle: jobs.handle.clone(),
         jobs,
         metrics,
@@ -109,6 +110,13 @@ pub async fn run(
                         body,
                     ));
                 }
+                if matches!(
+                    event.body,
+                    rakkr_protocol::EventBody::DeviceLost { .. }
+                        | rakkr_protocol::EventBody::DeviceBack { .. }
+                ) {
+                    locked(&ctx.device_events).insert(node.clone());
+                }
                 let mut t = locked(&ctx.takes);
                 match event.body {
                     rakkr_protocol::EventBody::TakeStarted(info) => {
@@ -139,6 +147,9 @@ struct Ctx {
     /// The takes each node records (from its events), for the heartbeat.
     takes: Takes,
     meters: Meters,
+    /// Nodes that reported their device lost or back since their last
+    /// tick: their inventory is asked for again.
+    device_events: Arc<Mutex<HashSet<String>>>,
     handle: rakkr_controller::ControllerHandle,
     jobs: Arc<crate::job::Jobs>,
     metrics: Arc<Metrics>,
@@ -150,31 +161,25 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
     let (api, every) = (&ctx.api, ctx.every);
     let mut config = crate::nodeconfig::Poll::default();
     let mut listen_renewed: Option<std::time::Instant> = None;
-    let interfaces = json!({ "interfaces": inventory["interfaces"] });
-    match api
-        .call(
-            "POST",
-            &api.node_path(&node, "inventory"),
-            &token,
-            Some(interfaces),
-        )
-        .await
-    {
-        Ok((202, _)) => tracing::info!(%node, "inventory forwarded"),
-        other => tracing::warn!(%node, answer = ?other, "inventory not accepted"),
-    }
+    let mut inventory = crate::inventory::Inventory::new(inventory);
+    inventory.tick(api, &ctx.handle, &node, &token, false).await;
     ctx.jobs.adopt(&node, &token).await;
     let path = api.node_path(&node, "heartbeat");
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        let device_event = locked(&ctx.device_events).remove(&node);
+        inventory
+            .tick(api, &ctx.handle, &node, &token, device_event)
+            .await;
+        let inventory = &inventory.current;
         let recording = locked(&ctx.takes).get(&node).is_some_and(|t| !t.is_empty());
         match api
             .call(
                 "POST",
                 &path,
                 &token,
-                Some(heartbeat_of(&inventory, recording)),
+                Some(heartbeat_of(inventory, recording)),
             )
             .await
         {
@@ -192,7 +197,7 @@ async fn node_loop(ctx: Arc<Ctx>, node: String, token: String, inventory: Value)
         // Once per tick, as Rakkr's own agent: the newest frame.
         let frame = locked(&ctx.meters).remove(&node);
         if let Some(f) = frame {
-            let body = crate::meters::frame_json(api.node_id(&node), &f, &inventory);
+            let body = crate::meters::frame_json(api.node_id(&node), &f, inventory);
             let path = api.node_path(&node, "meter-frame");
             let sent = api.call("POST", &path, &token, Some(body)).await;
             let ok = matches!(sent, Ok((202, _)));

@@ -20,6 +20,7 @@ pub mod config;
 pub mod credentials;
 pub mod forward;
 pub mod health;
+pub mod inventory;
 pub mod job;
 pub mod listen;
 pub mod meters;

@@ -319,3 +319,115 @@ pub(crate) async fn get(at: std::net::SocketAddr, path: &str) -> String {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     out
 }
+
+/// A node's inventory is posted again when it changes: the bridge asks
+/// the node after it reports its device lost (or back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_inventory_is_posted_again_after_a_device_event() {
+    use futures_util::{SinkExt, StreamExt};
+    use rakkr_protocol::{
+        AgentMsg, CommandBody, CommandResult, ControllerMsg, Event, EventBody, Hello, Outcome,
+        Reply, Resume,
+    };
+    let fake = FakeRakkr::start(Options::default()).await.unwrap();
+    let token = fake.enroll("node_inv");
+    let pki = TestPki::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_bridge, port, creds, _) = start_bridge(&pki, tmp.path(), &fake.url());
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("node_inv.token"), &token).unwrap();
+    let inventory = |name: &str| {
+        serde_json::json!({"agentVersion": "2026.12.06-1", "hostname": "inv", "interfaces": [
+            {"alias": name, "backend": "alsa", "channelCount": 2, "channels": [],
+             "sampleRates": [48000], "systemName": name, "systemRef": format!("hw:CARD={name},DEV=0")}]})
+        .to_string()
+    };
+    let leaf = pki
+        .ca
+        .issue_node("node_inv", rakkr_devpki::Validity::days(1))
+        .unwrap();
+    let id = rakkr_protocol::tls::Identity::from_pem(
+        leaf.cert_pem.as_bytes(),
+        leaf.key_pem.as_bytes(),
+        "node",
+    )
+    .unwrap();
+    let cfg =
+        rakkr_protocol::tls::client_config(std::slice::from_ref(&pki.ca.cert_der), id).unwrap();
+    let endpoint = rakkr_protocol::client::Endpoint {
+        address: format!("127.0.0.1:{port}"),
+        server_name: rakkr_protocol::tls::server_name("127.0.0.1").unwrap(),
+    };
+    let hello = Hello {
+        versions: rakkr_protocol::version::SUPPORTED,
+        agent_version: "test".into(),
+        build_target: "test".into(),
+        node_id: "node_inv".into(),
+        inventory_json: inventory("X32"),
+        resume: Resume {
+            stream_id: 7,
+            next_seq: 1,
+        },
+    };
+    let (framed, _) = rakkr_protocol::client::connect(&endpoint, cfg, hello, T)
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = framed.split();
+    let posted = |name: &str| {
+        fake.with(|s| {
+            s.nodes["node_inv"]
+                .inventory
+                .as_ref()
+                .is_some_and(|i| i.to_string().contains(&format!("hw:CARD={name}")))
+        })
+    };
+    // The node: the console is unplugged and a Wing comes in its place.
+    tx.send(AgentMsg::Event(Event {
+        seq: 1,
+        at_ms: 1,
+        body: EventBody::DeviceLost {
+            device: "hw:CARD=X32,DEV=0".into(),
+            take_id: String::new(),
+            at_sample: 0,
+            reason: "unplugged".into(),
+        },
+    }))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + 2 * T;
+    let mut first = false;
+    // Bounded: until the Wing is at the controller, or the deadline.
+    while !posted("Wing") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new inventory never came"
+        );
+        first |= posted("X32");
+        // A short wait: the bridge may have nothing more to say.
+        let msg = match tokio::time::timeout(std::time::Duration::from_millis(200), rx.next()).await
+        {
+            Err(_) => continue,
+            Ok(Some(Ok(msg))) => msg,
+            Ok(_) => panic!("the bridge closed the link"),
+        };
+        if let ControllerMsg::Command(c) = msg {
+            let outcome = match c.body {
+                CommandBody::Inventory => Outcome::Done(Reply::Inventory {
+                    json: inventory("Wing"),
+                }),
+                CommandBody::ListTakes { .. } => Outcome::Done(Reply::Takes {
+                    takes: Vec::new(),
+                    more: false,
+                }),
+                _ => Outcome::Failed(rakkr_protocol::Failure {
+                    code: rakkr_protocol::FailureCode::Unsupported,
+                    message: "test".into(),
+                }),
+            };
+            tx.send(AgentMsg::Result(CommandResult { id: c.id, outcome }))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(first, "the Hello's inventory was posted first");
+}
