@@ -523,3 +523,61 @@ async fn a_controller_outage_revokes_nothing_and_everything_is_delivered_after()
     assert_eq!(rig.bridge.count(&["token was refused"]), 0);
     assert!(rig.fake.with(|s| s.nodes[NODE].heartbeats.len()) > 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchunked_job_is_one_file_and_one_over_the_limit_fails_keeping_its_audio() {
+    // The controller takes at most 1 MB a file (RAKKR_RECORDING_CACHE_MAX_BYTES).
+    let rig = rig(Options {
+        cache_max_bytes: 1_000_000,
+        ..Options::default()
+    })
+    .await;
+    let mut whole = command("mono", &[(9, None)], "flac", 8);
+    whole.as_object_mut().unwrap().remove("chunkSeconds");
+    let whole = rig.fake.queue_job(NODE, whole);
+    let mut big = command("stereo", &[(1, Some(1)), (2, Some(2))], "wav", 8);
+    big.as_object_mut().unwrap().remove("chunkSeconds");
+    let big = rig.fake.queue_job(NODE, big);
+    wait_status(&rig, &whole, JobStatus::Completed, 3 * T);
+    wait_status(&rig, &big, JobStatus::Failed, 3 * T);
+    let drops = rig.feeder.drops().ranges();
+    let (file, total, cached) = rig.fake.with(|s| {
+        let r = &s.recordings[&s.job(&whole).unwrap().recording_id];
+        assert_eq!(
+            r.chunks.keys().copied().collect::<Vec<_>>(),
+            vec![0],
+            "one file"
+        );
+        (r.chunks[&0].clone(), r.chunk_total, r.cached)
+    });
+    assert_eq!((total, cached), (None, true));
+    assert_eq!(file.file_name, "mono.flac");
+    assert_eq!(file.duration_seconds, 8);
+    let path = decoded(&file.bytes, "flac", rig.tmp.path());
+    assert_eq!(
+        check_exact(&path, &[8], &mut None, &drops, &whole, 0),
+        384_000
+    );
+    let reason = rig
+        .fake
+        .with(|s| s.job(&big).unwrap().failure_reason.clone())
+        .unwrap_or_default();
+    assert!(reason.starts_with("cache_file_too_large"), "{reason}");
+    // Its audio stays on the node, not receipted, for an operator to fetch.
+    let out = rakkr_e2e::agent::run_agent(
+        &["takes", "--json"],
+        &HashMap::from([(
+            "RAKKR_STATE_DIR".to_owned(),
+            rig.tmp.path().join("node").display().to_string(),
+        )]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kept: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|t| t["takeId"] == big.as_str())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(kept["status"], "complete", "{kept}");
+    assert_eq!(kept["received"], 0, "{kept}");
+    assert_eq!(kept["frames"], 384_000, "{kept}");
+}
