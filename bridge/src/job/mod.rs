@@ -7,6 +7,7 @@
 //! node.rs     what the runner asks of the node (takes, files, receipts)
 //! deliver.rs  which chunk is next, from the node's state alone
 //! render.rs   take files → the job's deliverable (ffmpeg-next)
+//! encode.rs   the encoder end of a render (FLAC, WAV, MP3)
 //! lease.rs    the job's lease and status, a task of its own
 //! runner.rs   one task per job: status, stop, delivery
 //!
@@ -15,6 +16,7 @@
 //! ([`Jobs::adopt`]) and the node's receipts say what was delivered.
 
 pub mod deliver;
+mod encode;
 pub mod lease;
 pub mod node;
 pub mod plan;
