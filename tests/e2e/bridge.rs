@@ -65,6 +65,17 @@ pub(crate) fn start_bridge_instance(
     api: &str,
     name: &str,
 ) -> (AgentProcess, u16, PathBuf, std::net::SocketAddr) {
+    start_bridge_with(pki, tmp, api, name, &[])
+}
+
+/// [`start_bridge_instance`] with `extra` variables.
+pub(crate) fn start_bridge_with(
+    pki: &TestPki,
+    tmp: &Path,
+    api: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> (AgentProcess, u16, PathBuf, std::net::SocketAddr) {
     let creds = tmp.join("bridge/credentials");
     let mut env = bridge_files(pki, &tmp.join(name));
     env.extend([
@@ -88,6 +99,11 @@ pub(crate) fn start_bridge_instance(
             "127.0.0.1:0".to_owned(),
         ),
     ]);
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let bridge = AgentProcess::spawn_bin(&rakkr_e2e::bridge_bin(), &[], &env);
     bridge.wait_log(&["rakkr-bridge running"], 1, T);
     let line = bridge

@@ -21,7 +21,7 @@ use rakkr_fake_api::{FakeRakkr, JobStatus, Options};
 use serde_json::{Value, json};
 
 use crate::T;
-use crate::bridge::{role_node, start_bridge, start_bridge_instance};
+use crate::bridge::{role_node, start_bridge_instance, start_bridge_with};
 
 const NODE: &str = "node_x32_test";
 /// The known signal's frame counter wraps here.
@@ -42,6 +42,11 @@ struct Rig {
 /// The fake controller, the bridge, and a node set up as Rakkr's role
 /// leaves it (linked through a proxy), recording the paced console.
 async fn rig(opts: Options) -> Rig {
+    rig_with(opts, &[]).await
+}
+
+/// [`rig`] with `bridge_env` for the bridge.
+async fn rig_with(opts: Options, bridge_env: &[(&str, &str)]) -> Rig {
     let fake = FakeRakkr::start(opts).await.unwrap();
     let token = fake.enroll(NODE);
     fake.with(|s| {
@@ -50,7 +55,8 @@ async fn rig(opts: Options) -> Rig {
     });
     let pki = TestPki::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (bridge, port, _, metrics) = start_bridge(&pki, tmp.path(), &fake.url());
+    let (bridge, port, _, metrics) =
+        start_bridge_with(&pki, tmp.path(), &fake.url(), "bridge", bridge_env);
     let proxy = Proxy::start(([127, 0, 0, 1], port).into()).await;
     let fifo = tmp.path().join("x32.fifo");
     let feeder = rakkr_e2e::alsa::PacedFeeder::start(&fifo, 32, 48_000, 512, 10 * T);
@@ -580,4 +586,68 @@ async fn an_unchunked_job_is_one_file_and_one_over_the_limit_fails_keeping_its_a
     assert_eq!(kept["status"], "complete", "{kept}");
     assert_eq!(kept["received"], 0, "{kept}");
     assert_eq!(kept["frames"], 384_000, "{kept}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_grace_the_lease_lapses_said_why_and_the_node_keeps_the_audio() {
+    // A 10 s lease (swept every second) and a 3 s grace, to be quick.
+    let rig = rig_with(
+        Options {
+            lease: std::time::Duration::from_secs(10),
+            sweep: std::time::Duration::from_secs(1),
+            ..Options::default()
+        },
+        &[("RAKKR_BRIDGE_LEASE_GRACE_SECONDS", "3")],
+    )
+    .await;
+    let job = rig
+        .fake
+        .queue_job(NODE, command("mono", &[(4, None)], "flac", 30));
+    wait_chunk(&rig, &job, 0);
+    assert!(rig.proxy.block() > 0);
+    // Away past the grace: no more heartbeats, the lease runs out, the
+    // controller hears why.
+    wait_status(&rig, &job, JobStatus::Failed, 3 * T);
+    let lapsed = rig.fake.with(|s| {
+        s.nodes[NODE]
+            .health_events
+            .iter()
+            .find(|e| e["type"] == "agent.recording_job.lease_lapsed")
+            .cloned()
+    });
+    let lapsed = lapsed.expect("a lease_lapsed health event");
+    assert_eq!(lapsed["details"]["jobId"], job.as_str(), "{lapsed}");
+    assert_eq!(lapsed["details"]["graceSeconds"], 3, "{lapsed}");
+    assert_eq!(
+        rig.fake
+            .with(|s| s.job(&job).unwrap().failure_reason.clone()),
+        Some("lease_expired".into())
+    );
+    // Back: the job is over at the controller, but the show went on: the
+    // take records its whole 30 s and keeps it on the node; nothing more
+    // went up.
+    rig.proxy.restore();
+    rig.bridge
+        .wait_log(&["job ended without a complete delivery"], 1, 2 * T);
+    let take = || {
+        let out = rakkr_e2e::agent::run_agent(
+            &["takes", "--json"],
+            &HashMap::from([(
+                "RAKKR_STATE_DIR".to_owned(),
+                rig.tmp.path().join("node").display().to_string(),
+            )]),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str::<Value>(text.lines().next().unwrap_or("null")).unwrap()
+    };
+    rakkr_e2e::wait_until(3 * T, "the take to end by itself", || {
+        take()["status"] == "complete"
+    });
+    let t = take();
+    assert_eq!(t["frames"], 1_440_000, "{t}");
+    assert!(t["unreceived"].as_u64().unwrap() > 0, "{t}");
+    rig.fake.with(|s| {
+        let r = &s.recordings[&s.job(&job).unwrap().recording_id];
+        assert_eq!(r.chunks.keys().copied().collect::<Vec<_>>(), vec![0]);
+    });
 }

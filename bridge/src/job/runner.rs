@@ -127,11 +127,17 @@ impl Runner {
             match &status {
                 Seen::Gone(code) => return End::Ended(format!("reading the job: {code}")),
                 Seen::Status(s) if s == "completed" => return End::Delivered,
-                Seen::Status(s) if s == "failed" || s == "cancelled" => {
+                // NOTE: a failed job (its lease ran out while the node was
+                // away) is not stopped: the show goes on and the node keeps
+                // all of it. A cancelled one was ended by an operator.
+                Seen::Status(s) if s == "failed" => {
+                    return End::Ended("the controller marked the job failed".into());
+                }
+                Seen::Status(s) if s == "cancelled" => {
                     if linked {
                         self.stop_take().await;
                     }
-                    return End::Ended(format!("the controller marked the job {s}"));
+                    return End::Ended("the controller cancelled the job".into());
                 }
                 Seen::Status(s) if s == "stop_requested" && linked && !stopped => {
                     self.stop_take().await;
@@ -167,7 +173,14 @@ impl Runner {
                     tracing::trace!(job = %self.job, why, "nothing to deliver yet");
                     return Ok(None);
                 }
-                Next::Done => return Ok(None),
+                // Every segment is at the controller, yet the job runs:
+                // none went as the last (a crash lost the take's end
+                // after a full segment). Nothing is left to send it with.
+                Next::Done => {
+                    return Ok(Some(End::Ended(
+                        "every segment is at the controller but none went as the last: the lease is let go and the controller keeps the chunks (a partial recording)".into(),
+                    )));
+                }
                 Next::Empty => {
                     self.jobs
                         .fail(&self.token, &self.job, "no_audio_recorded")
