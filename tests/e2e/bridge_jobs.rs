@@ -365,6 +365,16 @@ async fn every_channel_mode_and_codec_is_delivered_chunk_by_chunk_as_the_map_say
         text.contains("rakkr_bridge_uploads_total{outcome=\"ok\"} 52"),
         "{text}"
     );
+    let takes = node_takes(&rig);
+    assert_eq!(takes.len(), jobs.len() + 1, "{takes:?}");
+    for t in &takes {
+        assert_eq!(t["unreceived"], 0, "{t}");
+    }
+    drop(rig.agent);
+}
+
+/// What the node's `takes --json` says of each of its takes.
+fn node_takes(rig: &Rig) -> Vec<Value> {
     let out = rakkr_e2e::agent::run_agent(
         &["takes", "--json"],
         &HashMap::from([(
@@ -372,13 +382,10 @@ async fn every_channel_mode_and_codec_is_delivered_chunk_by_chunk_as_the_map_say
             rig.tmp.path().join("node").display().to_string(),
         )]),
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().count(), jobs.len() + 1, "{text}");
-    for line in text.lines() {
-        let t: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(t["unreceived"], 0, "{t}");
-    }
-    drop(rig.agent);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
 
 /// Waits until chunk `index` of `job` is at the controller.
@@ -570,19 +577,11 @@ async fn an_unchunked_job_is_one_file_and_one_over_the_limit_fails_keeping_its_a
         .unwrap_or_default();
     assert!(reason.starts_with("cache_file_too_large"), "{reason}");
     // Its audio stays on the node, not receipted, for an operator to fetch.
-    let out = rakkr_e2e::agent::run_agent(
-        &["takes", "--json"],
-        &HashMap::from([(
-            "RAKKR_STATE_DIR".to_owned(),
-            rig.tmp.path().join("node").display().to_string(),
-        )]),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kept: Value = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let takes = node_takes(&rig);
+    let kept = takes
+        .iter()
         .find(|t| t["takeId"] == big.as_str())
-        .unwrap_or_else(|| panic!("{text}"));
+        .unwrap_or_else(|| panic!("{takes:?}"));
     assert_eq!(kept["status"], "complete", "{kept}");
     assert_eq!(kept["received"], 0, "{kept}");
     assert_eq!(kept["frames"], 384_000, "{kept}");
@@ -629,17 +628,7 @@ async fn past_the_grace_the_lease_lapses_said_why_and_the_node_keeps_the_audio()
     rig.proxy.restore();
     rig.bridge
         .wait_log(&["job ended without a complete delivery"], 1, 2 * T);
-    let take = || {
-        let out = rakkr_e2e::agent::run_agent(
-            &["takes", "--json"],
-            &HashMap::from([(
-                "RAKKR_STATE_DIR".to_owned(),
-                rig.tmp.path().join("node").display().to_string(),
-            )]),
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str::<Value>(text.lines().next().unwrap_or("null")).unwrap()
-    };
+    let take = || node_takes(&rig).into_iter().next().unwrap_or_default();
     rakkr_e2e::wait_until(3 * T, "the take to end by itself", || {
         take()["status"] == "complete"
     });
