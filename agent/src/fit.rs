@@ -80,16 +80,25 @@ fn encoded_len(body: &EventBody) -> usize {
 /// `body`, or a stand-in when the controller's protocol `version` has no
 /// such event (it could not decode it: the stream would stop there).
 pub fn for_version(body: EventBody, version: u16) -> EventBody {
-    if version >= rakkr_protocol::version::HEALTH || !matches!(body, EventBody::Health(_)) {
+    let (needs, what) = match body {
+        EventBody::Health(_) => (
+            rakkr_protocol::version::HEALTH,
+            "Health events; the node's status shows its health",
+        ),
+        EventBody::Console(_) => (
+            rakkr_protocol::version::CONSOLE,
+            "Console events; `rakkr-recorder-agent console` on the node shows its console",
+        ),
+        _ => return body,
+    };
+    if version >= needs {
         return body;
     }
     let len = encoded_len(&body) as u64;
     EventBody::EventDropped {
         kind: kind(&body).to_owned(),
         bytes: len,
-        reason: format!(
-            "the controller speaks protocol {version}, which has no Health events; the node's status shows its health"
-        ),
+        reason: format!("the controller speaks protocol {version}, which has no {what}"),
     }
 }
 
@@ -145,6 +154,7 @@ pub fn kind(body: &EventBody) -> &'static str {
         EventBody::TakeDeleted { .. } => "TakeDeleted",
         EventBody::RetentionBlocked { .. } => "RetentionBlocked",
         EventBody::Health(_) => "Health",
+        EventBody::Console(_) => "Console",
     }
 }
 

@@ -10,11 +10,13 @@
 //! - [`liveness`]: heartbeat and dead-peer rules shared by both ends.
 //! - [`settings`]: node configuration pushed by the controller.
 //! - [`takes`]: several takes at once from one capture.
+//! - [`console`]: the console a node is wired to (identity, names).
 //!
 //! `PROTOCOL.md` beside this crate is the normative specification.
 
 pub mod calver;
 pub mod client;
+pub mod console;
 pub mod frame;
 pub mod fsutil;
 pub mod health;
@@ -27,6 +29,7 @@ pub mod takes;
 pub mod tls;
 pub mod version;
 
+pub use console::{ConsoleEvent, ConsoleIdentity, TakeAt};
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
 pub use health::{ClockReply, HealthEvent, HealthSignal, Severity};
 pub use listen::{ListenFrame, ListenRequest, Listening};

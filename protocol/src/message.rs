@@ -303,6 +303,9 @@ pub enum EventBody {
     /// A health signal was raised, changed severity or cleared (see
     /// `health`).
     Health(crate::health::HealthEvent),
+    /// The console the node is wired to: found, lost, back, swapped,
+    /// firmware changed, a channel renamed (see `console`; version 4).
+    Console(crate::console::ConsoleEvent),
 }
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,

@@ -3,7 +3,7 @@
 use crate::message::VersionRange;
 
 /// The versions this build of the protocol crate speaks.
-pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 3 };
+pub const SUPPORTED: VersionRange = VersionRange { min: 1, max: 4 };
 
 /// The first version with health events (`EventBody::Health`) and the
 /// clock probe (`ClockProbe`/`ClockReply`); see PROTOCOL.md §5.5.
@@ -16,6 +16,10 @@ pub const CONFIG: u16 = 3;
 /// The first version with several takes at once (`StartTakeWith`,
 /// `RunningTakes`); see PROTOCOL.md §5.8.
 pub const TAKES: u16 = 3;
+
+/// The first version with console events (`EventBody::Console`); see
+/// PROTOCOL.md §5.9.
+pub const CONSOLE: u16 = 4;
 
 /// The highest version in both ranges, if any.
 pub fn negotiate(agent: VersionRange, controller: VersionRange) -> Option<u16> {

@@ -923,6 +923,79 @@ fn vectors() -> Vec<Vector> {
             ),
         ),
         agent(
+            "event.console_found",
+            ev(
+                46,
+                EventBody::Console(ConsoleEvent::Found {
+                    console: console_identity(),
+                }),
+            ),
+        ),
+        agent(
+            "event.console_lost",
+            ev(
+                47,
+                EventBody::Console(ConsoleEvent::Lost {
+                    console: console_identity(),
+                    silent_ms: 15_000,
+                }),
+            ),
+        ),
+        agent(
+            "event.console_back",
+            ev(
+                48,
+                EventBody::Console(ConsoleEvent::Back {
+                    console: console_identity(),
+                    away_ms: 62_000,
+                }),
+            ),
+        ),
+        agent(
+            "event.console_swapped",
+            ev(
+                49,
+                EventBody::Console(ConsoleEvent::Swapped {
+                    from: console_identity(),
+                    to: ConsoleIdentity {
+                        family: "wing".into(),
+                        model: "ngc-full".into(),
+                        name: "MON".into(),
+                        firmware: "3.0.5".into(),
+                        serial: Some("S1234".into()),
+                        mac: None,
+                        address: "10.0.0.5:2223".into(),
+                    },
+                }),
+            ),
+        ),
+        agent(
+            "event.console_firmware",
+            ev(
+                50,
+                EventBody::Console(ConsoleEvent::FirmwareChanged {
+                    console: console_identity(),
+                    from: "4.06".into(),
+                }),
+            ),
+        ),
+        agent(
+            "event.console_renamed",
+            ev(
+                51,
+                EventBody::Console(ConsoleEvent::Renamed {
+                    console_channel: 17,
+                    device_channels: vec![17],
+                    from: "Input 17".into(),
+                    to: "Pastor".into(),
+                    takes: vec![TakeAt {
+                        take_id: "show-0".into(),
+                        at_sample: 480_000,
+                    }],
+                }),
+            ),
+        ),
+        agent(
             "clock_probe",
             AgentMsg::ClockProbe {
                 sent_ms: 1_795_000_000_123,
@@ -1145,4 +1218,16 @@ fn hand_checked_bytes() {
         frame::encode_frame(&ControllerMsg::Ack(Ack { up_to: 129 })).unwrap(),
         [0, 0, 0, 3, 0x04, 0x81, 0x01]
     );
+}
+
+fn console_identity() -> ConsoleIdentity {
+    ConsoleIdentity {
+        family: "x32".into(),
+        model: "X32".into(),
+        name: "FOH".into(),
+        firmware: "4.13".into(),
+        serial: None,
+        mac: Some("00:11:22:33:44:55".into()),
+        address: "10.0.0.5:10023".into(),
+    }
 }
