@@ -73,7 +73,9 @@ mod tests {
     fn malformed_datagrams_are_errors_or_ignored_never_a_panic() {
         let mut rng = fastrand::Rng::with_seed(0x05C_2026);
         let seeds = seeds();
-        let tags = [b'i', b'f', b's', b'b', b'[', b']', b'h', b't', b'm', b'N', 0, b','];
+        let tags = [
+            b'i', b'f', b's', b'b', b'[', b']', b'h', b't', b'm', b'N', 0, b',',
+        ];
         let mut parsed = 0u32;
         for _ in 0..200_000 {
             let mut d = seeds[rng.usize(..seeds.len())].clone();

@@ -94,22 +94,46 @@ impl Identity {
 pub enum Update {
     Identity(Identity),
     /// Console channel `channel` (1-based) is called `name`.
-    Name { channel: u16, name: String },
+    Name {
+        channel: u16,
+        name: String,
+    },
     /// X32: `/ch/NN/config/source`: 0 off, 1–32 input 1–32, above: aux,
     /// USB, FX, buses.
-    X32ChannelSource { channel: u16, source: u16 },
+    X32ChannelSource {
+        channel: u16,
+        source: u16,
+    },
     /// X32: `/config/routing/IN/<block>` (block 0: inputs 1–8, … 3:
     /// 25–32), the source block code.
-    X32InputBlock { block: u8, code: u16 },
+    X32InputBlock {
+        block: u8,
+        code: u16,
+    },
     /// X32: `/config/routing/CARD/<block>` (block 0: card channels 1–8, …).
-    X32CardBlock { block: u8, code: u16 },
+    X32CardBlock {
+        block: u8,
+        code: u16,
+    },
     /// WING: `/ch/N/in/conn/grp` (`LCL`, `A`, `USB`, …).
-    WingChannelGroup { channel: u16, group: String },
+    WingChannelGroup {
+        channel: u16,
+        group: String,
+    },
     /// WING: `/ch/N/in/conn/in`.
-    WingChannelInput { channel: u16, input: u16 },
+    WingChannelInput {
+        channel: u16,
+        input: u16,
+    },
     /// WING: `/io/out/USB/N/grp` (`CH` for a channel's direct out, or an
     /// input group, `OFF`, `MAIN`, …).
-    WingUsbGroup { output: u16, group: String },
+    WingUsbGroup {
+        output: u16,
+        group: String,
+    },
     /// WING: `/io/out/USB/N/in`.
-    WingUsbInput { output: u16, input: u16 },
+    WingUsbInput {
+        output: u16,
+        input: u16,
+    },
 }

@@ -110,7 +110,13 @@ mod tests {
         let back = p.seen(id("X32", "4.13"), 46_000);
         assert!(matches!(
             back[..],
-            [Edge::Back { away_ms: 30_000, .. }, Edge::Firmware { .. }]
+            [
+                Edge::Back {
+                    away_ms: 30_000,
+                    ..
+                },
+                Edge::Firmware { .. }
+            ]
         ));
         assert!(matches!(
             p.seen(id("M32", "4.13"), 47_000)[..],

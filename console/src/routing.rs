@@ -101,7 +101,12 @@ impl X32Routing {
         if self.sources.is_empty() {
             return read(Some(input));
         }
-        read(self.sources.iter().find(|(_, s)| **s == input).map(|(ch, _)| *ch))
+        read(
+            self.sources
+                .iter()
+                .find(|(_, s)| **s == input)
+                .map(|(ch, _)| *ch),
+        )
     }
 }
 
@@ -154,7 +159,13 @@ mod tests {
         assert_eq!(r.route(8).console, Some(24));
         assert_eq!(r.route(9).console, Some(9));
         // OUT1-8: no input channel.
-        assert_eq!(r.route(17), Route { console: None, how: How::Read });
+        assert_eq!(
+            r.route(17),
+            Route {
+                console: None,
+                how: How::Read
+            }
+        );
         assert_eq!(r.route(25).how, How::Assumed);
         // Channel 3 takes input 17: card channel 1 is channel 3.
         r.sources = (1..=32).map(|c| (c, if c == 3 { 17 } else { 0 })).collect();
@@ -176,6 +187,12 @@ mod tests {
         r.usb_input.insert(3, 1);
         assert_eq!(r.route(1).console, Some(12));
         assert_eq!(r.route(2).console, Some(7));
-        assert_eq!(r.route(3), Route { console: None, how: How::Read });
+        assert_eq!(
+            r.route(3),
+            Route {
+                console: None,
+                how: How::Read
+            }
+        );
     }
 }

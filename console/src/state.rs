@@ -62,7 +62,9 @@ impl Console {
             Update::X32ChannelSource { channel, source } => {
                 self.x32.sources.insert(channel, source);
             }
-            Update::X32InputBlock { block, code } => self.x32.inputs[usize::from(block)] = Some(code),
+            Update::X32InputBlock { block, code } => {
+                self.x32.inputs[usize::from(block)] = Some(code)
+            }
             Update::X32CardBlock { block, code } => self.x32.card[usize::from(block)] = Some(code),
             Update::WingChannelGroup { channel, group } => {
                 self.wing.channel_group.insert(channel, group);

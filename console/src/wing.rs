@@ -55,7 +55,8 @@ pub fn parse_identity(text: &str) -> Option<Identity> {
     if f.next()? != "WING" {
         return None;
     }
-    let (ip, name, model, serial, firmware) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let (ip, name, model, serial, firmware) =
+        (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
     let b = |s: &str| osc::bounded(s, MAX_STRING);
     Some(Identity {
         family: Family::Wing,

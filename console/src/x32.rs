@@ -134,15 +134,13 @@ mod tests {
     #[test]
     fn xinfo_is_the_identity_and_an_xr18_is_an_x_air() {
         let s = |v: &str| Arg::Str(v.into());
-        let Some(Update::Identity(id)) = reply(
-            "/xinfo",
-            &[s("10.0.0.5"), s("FOH"), s("X32"), s("4.06")],
-        ) else {
+        let Some(Update::Identity(id)) =
+            reply("/xinfo", &[s("10.0.0.5"), s("FOH"), s("X32"), s("4.06")])
+        else {
             panic!("not an identity")
         };
         assert_eq!((id.family, id.name.as_str()), (Family::X32, "FOH"));
-        let Some(Update::Identity(id)) =
-            reply("/xinfo", &[s("1"), s("XR"), s("XR18"), s("1.17")])
+        let Some(Update::Identity(id)) = reply("/xinfo", &[s("1"), s("XR"), s("XR18"), s("1.17")])
         else {
             panic!("not an identity")
         };

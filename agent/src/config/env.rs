@@ -13,6 +13,10 @@ pub(crate) enum Kind {
     /// Comma-separated list of strings.
     List,
     Float,
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    Bool,
+    /// Comma-separated `KEY=INTEGER` pairs (a table of integers).
+    Map,
 }
 
 /// Every config key: (section, key, type). The env name is derived.
@@ -73,6 +77,12 @@ pub(crate) const KEYS: &[(&str, &str, Kind)] = &[
     ("health", "cpu_critical_per_core", Kind::Float),
     ("health", "clock_skew_warning_seconds", Kind::Float),
     ("health", "clock_skew_recover_seconds", Kind::Float),
+    ("console", "address", Kind::Str),
+    ("console", "discovery", Kind::Bool),
+    ("console", "discovery_address", Kind::Str),
+    ("console", "model", Kind::Str),
+    ("console", "routing", Kind::Map),
+    ("console", "lost_after_seconds", Kind::Int),
 ];
 
 /// Names kept from today's agent where the derived name would differ.
@@ -105,6 +115,25 @@ fn typed(var: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
                 .map(|s| Value::String(s.to_owned()))
                 .collect(),
         ),
+        Kind::Bool => Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        Kind::Map => {
+            let mut t = Table::new();
+            for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| bad("KEY=NUMBER pairs separated by commas (e.g. 1=17,2=18)"))?;
+                let v: i64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("KEY=NUMBER pairs separated by commas (e.g. 1=17,2=18)"))?;
+                t.insert(k.trim().to_owned(), Value::Integer(v));
+            }
+            Value::Table(t)
+        }
     })
 }
 

@@ -4,6 +4,7 @@
 //!
 //! The file is written by the operator (or GitOps); the agent never rewrites it.
 
+pub mod console;
 mod env;
 mod health;
 mod legacy;
@@ -21,6 +22,7 @@ use raw::RawConfig;
 
 pub use crate::take::disk::DiskGuard;
 pub use crate::take::encoder::Container;
+pub use console::ConsoleConfig;
 pub use health::HealthConfig;
 
 /// Default location of the config file.
@@ -71,6 +73,8 @@ pub struct Config {
     pub retention: crate::take::retention::Policy,
     /// Health signal thresholds and hysteresis (see `health/`).
     pub health: HealthConfig,
+    /// The console the node is wired to (see `console/`).
+    pub console: ConsoleConfig,
     /// Where each key's value comes from (`section.key` → origin).
     pub origins: std::collections::BTreeMap<String, origins::Origin>,
     /// The pushed document in force, if any.

@@ -177,6 +177,27 @@ impl Config {
                 "health.cpu_critical_per_core" => h.cpu_critical_per_core.to_string(),
                 "health.clock_skew_warning_seconds" => h.clock_skew_warning_seconds.to_string(),
                 "health.clock_skew_recover_seconds" => h.clock_skew_recover_seconds.to_string(),
+                "console.address" => opt(
+                    self.console.address.as_ref().map(|(h, p)| match p {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.clone(),
+                    }),
+                    "(none)",
+                ),
+                "console.discovery" => self.console.discovery.to_string(),
+                "console.discovery_address" => self.console.discovery_address.clone(),
+                "console.model" => opt(self.console.family.map(|f| f.as_str()), "auto"),
+                "console.routing" => {
+                    if self.console.routing.is_empty() {
+                        "(the console's)".into()
+                    } else {
+                        (self.console.routing.iter())
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    }
+                }
+                "console.lost_after_seconds" => secs(self.console.lost_after),
                 // NOTE: the key table and this list are checked against
                 // each other (`every_key_has_an_effective_value`).
                 _ => String::new(),

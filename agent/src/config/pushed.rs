@@ -180,6 +180,15 @@ fn typed(key: &str, v: &serde_json::Value, kind: Kind) -> Result<Value, PushErro
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| bad("a list of strings"))?,
         ),
+        Kind::Bool => Value::Boolean(v.as_bool().ok_or_else(|| bad("true or false"))?),
+        Kind::Map => Value::Table(
+            v.as_object()
+                .ok_or_else(|| bad("an object of whole numbers"))?
+                .iter()
+                .map(|(k, n)| n.as_i64().map(|n| (k.clone(), Value::Integer(n))))
+                .collect::<Option<toml::Table>>()
+                .ok_or_else(|| bad("an object of whole numbers"))?,
+        ),
     })
 }
 

@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     pub(super) retention: RawRetention,
     #[serde(default)]
     pub(super) health: super::health::RawHealth,
+    #[serde(default)]
+    pub(super) console: super::console::RawConsole,
 }
 
 #[derive(Debug, Default, Deserialize)]

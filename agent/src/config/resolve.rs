@@ -69,6 +69,7 @@ pub(super) fn resolve(raw: RawConfig, state_dir: &Path) -> Result<Config, Config
         transfer_max_bytes_per_second: raw.transfer.max_bytes_per_second.unwrap_or(0),
         retention: retention(&raw.retention)?,
         health: super::health::resolve(raw.health)?,
+        console: super::console::resolve(raw.console)?,
         origins: Default::default(),
         pushed: None,
         pushed_ignored: None,

@@ -79,6 +79,14 @@ cpu_warning_per_core = 2.0
 cpu_critical_per_core = 4.0
 clock_skew_warning_seconds = 5
 clock_skew_recover_seconds = 2
+
+[console]
+address = "192.168.1.20"
+discovery = false
+discovery_address = "192.168.1.255"
+model = "x32"
+routing = { 1 = 17, 2 = 18 }
+lost_after_seconds = 15
 "#;
 
 fn no_env(_: &str) -> Option<String> {
@@ -414,4 +422,48 @@ fn resume_within_defaults_to_ten_minutes_and_is_bounded_by_a_day() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("capture.resume_within_seconds 86401"), "{e}");
+}
+
+#[test]
+fn console_address_routing_and_discovery_from_file_and_environment() {
+    let c = parse(FULL, "full", &no_env, Path::new("/s")).unwrap();
+    assert_eq!(c.console.address, Some(("192.168.1.20".to_owned(), None)));
+    assert_eq!(c.console.family, Some(rakkr_console::Family::X32));
+    assert_eq!(c.console.routing.get(&2), Some(&18));
+    let env = |v: &str| match v {
+        "RAKKR_CONSOLE_ADDRESS" => Some("x32.local:10023".to_owned()),
+        "RAKKR_CONSOLE_ROUTING" => Some("3=20, 4=21".to_owned()),
+        "RAKKR_CONSOLE_DISCOVERY" => Some("yes".to_owned()),
+        _ => None,
+    };
+    let c = parse("", "none", &env, Path::new("/s")).unwrap();
+    assert_eq!(
+        c.console.address,
+        Some(("x32.local".to_owned(), Some(10023)))
+    );
+    assert!(c.console.discovery && c.console.enabled());
+    assert_eq!(c.console.routing.get(&4), Some(&21));
+    assert!(
+        !parse("", "none", &no_env, Path::new("/s"))
+            .unwrap()
+            .console
+            .enabled()
+    );
+    for (var, value, names) in [
+        ("RAKKR_CONSOLE_ADDRESS", "x32:99999", "console.address"),
+        ("RAKKR_CONSOLE_ROUTING", "1=41", "console.routing.1"),
+        ("RAKKR_CONSOLE_ROUTING", "1:2", "RAKKR_CONSOLE_ROUTING"),
+        (
+            "RAKKR_CONSOLE_DISCOVERY",
+            "maybe",
+            "RAKKR_CONSOLE_DISCOVERY",
+        ),
+        ("RAKKR_CONSOLE_MODEL", "yamaha", "console.model"),
+    ] {
+        let env = |v: &str| (v == var).then(|| value.to_owned());
+        let e = parse("", "none", &env, Path::new("/s"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(names), "{var}={value}: {e}");
+    }
 }
