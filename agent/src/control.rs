@@ -67,6 +67,9 @@ pub struct StatusReply {
     /// Every setting in force and where it comes from.
     #[serde(default)]
     pub config: crate::config::origins::ConfigStatus,
+    /// What the agent sees of the console (see `console/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<crate::console::ConsoleView>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -240,6 +243,7 @@ async fn handle(stream: UnixStream, node: Arc<Node>) -> anyhow::Result<()> {
                     listen,
                     capture,
                     config: node.live().status(),
+                    console: Some((**node.console.borrow()).clone()),
                 }))
             }
             Ok(Request::ReloadTrust) => match crate::trust::load(&node.config.trust) {

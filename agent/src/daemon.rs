@@ -122,6 +122,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     engine_cfg.schedule_file = Some(schedule_file);
     let node = Node::new(config, outbox, commands);
     engine_cfg.clock = Some(node.clock.subscribe());
+    engine_cfg.console = Some(node.console.subscribe());
     for r in &recovered.recovered {
         node.emit(crate::engine::events::recovered(&r.manifest))
             .await
@@ -192,6 +193,7 @@ async fn serve(config: Config, probation: Option<UpdateState>) -> anyhow::Result
     tasks.spawn(crate::link::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::jobs::renew::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::jobs::retention::run(node.clone(), cancel.clone()));
+    tasks.spawn(crate::jobs::console::run(node.clone(), cancel.clone()));
     tasks.spawn(crate::jobs::health::run(
         node.clone(),
         windows_rx,

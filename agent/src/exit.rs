@@ -30,6 +30,8 @@ pub enum Failure {
     Usage,
     #[error("a take is damaged or could not be repaired")]
     Damaged,
+    #[error("the console did not answer")]
+    ConsoleSilent,
 }
 
 impl Failure {
@@ -46,6 +48,7 @@ impl Failure {
             Failure::Unreachable => 27,
             Failure::Usage => USAGE,
             Failure::Damaged => 9,
+            Failure::ConsoleSilent => 28,
         }
     }
 }

@@ -8,6 +8,7 @@ mod capture;
 mod cli;
 mod command_log;
 mod config;
+mod console;
 mod control;
 mod daemon;
 mod dispatch;
@@ -119,6 +120,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Command::Inventory { .. }
                     | Command::Status { .. }
                     | Command::Meter { .. }
+                    | Command::Console { .. }
                     | Command::Update { .. }
                     | Command::Trust { .. }
             )
@@ -167,6 +169,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Annotate { text } => cli::annotate(&config, text),
         Command::Record(a) => cli::record::run(&config, a),
         Command::Meter { once, json } => cli::meter::run(&config, once, json),
+        Command::Console { json } => cli::console::run(&config, json),
         Command::Recover { dir } => cli::record::recover(&config, dir),
         Command::Takes {
             action: Some(TakesAction::Verify { take, json }),

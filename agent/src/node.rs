@@ -84,6 +84,8 @@ pub struct Node {
     pub health: watch::Sender<crate::health::HealthStatus>,
     /// Live listen frames on their way to the link.
     pub listen: ListenQueue,
+    /// What the agent sees of the console (the console task publishes it).
+    pub console: watch::Sender<Arc<crate::console::ConsoleView>>,
 }
 
 /// Frames of the live listen stream between the engine and the link: a
@@ -130,7 +132,6 @@ impl Node {
     pub fn new(config: Config, outbox: Outbox, commands: CommandLog) -> Arc<Self> {
         Arc::new(Self {
             settings: watch::channel(Arc::new(config.clone())).0,
-            config,
             outbox: Mutex::new(outbox),
             commands: Mutex::new(commands),
             serial: tokio::sync::Mutex::new(()),
@@ -148,6 +149,16 @@ impl Node {
             clock: watch::channel(None).0,
             health: watch::channel(Default::default()).0,
             listen: Default::default(),
+            console: watch::channel(Arc::new(if config.console.enabled() {
+                crate::console::ConsoleView {
+                    state: "searching".into(),
+                    ..Default::default()
+                }
+            } else {
+                crate::console::ConsoleView::off()
+            }))
+            .0,
+            config,
         })
     }
 
@@ -205,8 +216,14 @@ impl Node {
             None => None,
         };
         let config = self.live();
+        let console = (**self.console.borrow()).clone();
         let json = tokio::task::spawn_blocking(move || {
-            serde_json::to_string(&crate::inventory::build(&config, true, held.as_ref()))
+            serde_json::to_string(&crate::inventory::build(
+                &config,
+                true,
+                held.as_ref(),
+                console,
+            ))
         })
         .await??;
         Ok(json)

@@ -53,6 +53,14 @@ impl Presence {
         edges
     }
 
+    /// The known console answered something (not its identity): it is
+    /// there. A lost console comes back only by its identity (`seen`).
+    pub fn touch(&mut self, now_ms: u64) {
+        if self.known.is_some() && self.lost_at_ms.is_none() {
+            self.last_seen_ms = now_ms;
+        }
+    }
+
     /// Time passed: lost once silent for `lost_after_ms`.
     pub fn tick(&mut self, now_ms: u64, lost_after_ms: u64) -> Option<Edge> {
         let known = self.known.as_ref()?;

@@ -151,14 +151,14 @@ mod tests {
     fn names_sources_and_routing_are_read_and_out_of_range_ones_are_not() {
         let s = Arg::Str("Pastor".into());
         assert_eq!(
-            reply("/ch/17/config/name", &[s.clone()]),
+            reply("/ch/17/config/name", std::slice::from_ref(&s)),
             Some(Update::Name {
                 channel: 17,
                 name: "Pastor".into()
             })
         );
-        assert_eq!(reply("/ch/33/config/name", &[s.clone()]), None);
-        assert_eq!(reply("/ch/00/config/name", &[s.clone()]), None);
+        assert_eq!(reply("/ch/33/config/name", std::slice::from_ref(&s)), None);
+        assert_eq!(reply("/ch/00/config/name", std::slice::from_ref(&s)), None);
         assert_eq!(reply("/ch/+1/config/name", &[s]), None);
         assert_eq!(
             reply("/config/routing/CARD/17-24", &[Arg::Int(2)]),

@@ -305,7 +305,7 @@ pub enum EventBody {
     Health(crate::health::HealthEvent),
     /// The console the node is wired to: found, lost, back, swapped,
     /// firmware changed, a channel renamed (see `console`; version 4).
-    Console(crate::console::ConsoleEvent),
+    Console(Box<crate::console::ConsoleEvent>),
 }
 
 /// Why an update was refused. Variant indices: Checksum 0, Size 1,

@@ -68,6 +68,11 @@ pub enum Command {
     },
     /// Record a take without any controller; prints where the take and its manifest are.
     Record(crate::cli::record::Args),
+    /// The console the node is wired to: identity, address, the USB card's channels by console name.
+    Console {
+        #[arg(long)]
+        json: bool,
+    },
     /// Live per-channel level bars from the running agent (peak and RMS dBFS, clipping).
     Meter {
         /// Print one frame and exit.

@@ -91,6 +91,7 @@ pub fn run(config: &Config, a: Args) -> anyhow::Result<()> {
         device_channels: Vec::new(),
         job_id: None,
         ends_at_ms: None,
+        console: None,
     };
     let mut take = Take::start(spec).context(Failure::Capture)?;
     // NOTE: aligned, or the kernel's copy into it costs several times more

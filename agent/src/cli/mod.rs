@@ -9,6 +9,7 @@ use crate::exit::Failure;
 use crate::{control, inventory, util};
 
 pub mod args;
+pub mod console;
 pub mod encode;
 pub mod enroll;
 pub mod meter;
@@ -20,6 +21,9 @@ pub mod update;
 
 pub use args::{Cli, Command, FileFormat, TakesAction, TrustAction, UpdateAction};
 
+/// How long `--print-inventory` waits for the console's answers.
+pub const PROBE_BUDGET: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// `--print-inventory` / `inventory [--json]`: never writes anything.
 pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {
     // A device our running daemon holds may refuse a probe (busy): it
@@ -28,7 +32,11 @@ pub fn print_inventory(config: &Config, json: bool) -> anyhow::Result<()> {
         Ok(control::Reply::Status(s)) => s.capture,
         _ => None,
     };
-    let inv = inventory::build(config, false, held.as_ref());
+    // NOTE: asked directly (the 200 ms budget): a running daemon
+    // would know, but this must work without one, and a console answers
+    // in a few milliseconds.
+    let console = crate::console::probe::ask(&config.console, PROBE_BUDGET);
+    let inv = inventory::build(config, false, held.as_ref(), console);
     if json {
         println!("{}", serde_json::to_string_pretty(&inv)?);
     } else {

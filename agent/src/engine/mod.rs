@@ -163,12 +163,24 @@ impl Status {
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
 
+/// A console channel's new name (see `console/task.rs`).
+#[derive(Debug, Clone)]
+pub struct Renamed {
+    pub device_channels: Vec<u16>,
+    pub console_channel: u16,
+    pub from: String,
+    pub to: String,
+}
+
 #[derive(Debug)]
 pub enum Request {
     Start(StartRequest, Reply<(TakeInfo, bool)>),
     /// Ends the take (an empty id: whichever records), as `Ending` says.
     Stop(String, Ending, Reply<(TakeInfo, Manifest)>),
     Mark(String, Reply<u64>),
+    /// A console channel was renamed: noted, with its position, in every
+    /// take recording one of these 1-based device channels.
+    Renamed(Renamed, oneshot::Sender<Vec<rakkr_protocol::TakeAt>>),
     Status(oneshot::Sender<Status>),
     /// Receipts for the recording take (`None` when `take_id` is not it).
     Receipt(
@@ -276,6 +288,26 @@ impl Handle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Request::Mark(label, tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    /// Notes a console rename in the takes recording its channels; answers
+    /// where it happened in each.
+    pub async fn renamed(
+        &self,
+        device_channels: Vec<u16>,
+        console_channel: u16,
+        from: String,
+        to: String,
+    ) -> Result<Vec<rakkr_protocol::TakeAt>, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        let r = Renamed {
+            device_channels,
+            console_channel,
+            from,
+            to,
+        };
+        self.tx.send(Request::Renamed(r, tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     pub async fn status(&self) -> Result<Status, Refusal> {

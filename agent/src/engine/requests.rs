@@ -33,6 +33,9 @@ impl Engine {
             Request::Mark(label, reply) => {
                 let _ = reply.send(self.mark(&label));
             }
+            Request::Renamed(r, reply) => {
+                let _ = reply.send(self.renamed(&r));
+            }
             Request::Status(reply) => {
                 let _ = reply.send(Status {
                     take: self.takes.first().map(|a| self.info_now(a)),
@@ -136,6 +139,37 @@ impl Engine {
 
     /// Puts `label` at the live position of every recording take; returns
     /// the position in the oldest.
+    /// Each take recording a renamed channel notes it at its live position.
+    fn renamed(&mut self, r: &super::Renamed) -> Vec<rakkr_protocol::TakeAt> {
+        let queued = self.live.as_ref().map_or(0, |l| {
+            (l.cap.consumer.slots() / usize::from(l.cap.channels)) as u64
+        });
+        let mut out = Vec::new();
+        for a in &mut self.takes {
+            let at = a.take.position() + queued;
+            let mut noted = false;
+            for (i, &dev) in a.channels.iter().enumerate() {
+                if r.device_channels.contains(&(dev as u16 + 1)) {
+                    a.take.rename(crate::take::manifest::Rename {
+                        at_sample: at,
+                        channel: i as u16 + 1,
+                        console_channel: r.console_channel,
+                        from: r.from.clone(),
+                        to: r.to.clone(),
+                    });
+                    noted = true;
+                }
+            }
+            if noted {
+                out.push(rakkr_protocol::TakeAt {
+                    take_id: a.info.take_id.clone(),
+                    at_sample: at,
+                });
+            }
+        }
+        out
+    }
+
     fn mark(&mut self, label: &str) -> Result<u64, Refusal> {
         // The live position: written frames plus what waits in the ring.
         let queued = self.live.as_ref().map_or(0, |l| {

@@ -98,16 +98,24 @@ impl Engine {
             }
             other => other?,
         }
+        let console = self.console_at_start(&picked);
         let live = self.live.as_mut().expect("checked above");
         let spec = TakeSpec {
             take_id: r.take_id.clone(),
             output,
             container,
             segment_frames: ((segment.as_secs_f64() * f64::from(rate)).round() as u64).max(1),
+            // The console's name first, then the operator's, then "Input N".
             channel_names: picked
                 .iter()
-                .map(|&c| self.cfg.capture.channel_name(c as u16 + 1))
+                .enumerate()
+                .map(|(i, &c)| {
+                    (console.as_ref())
+                        .and_then(|k| k.channels.get(i)?.name.clone())
+                        .unwrap_or_else(|| self.cfg.capture.channel_name(c as u16 + 1))
+                })
                 .collect(),
+            console,
             device_channels: if leading {
                 Vec::new()
             } else {
@@ -160,6 +168,30 @@ impl Engine {
             self.write_from(self.takes.len() - 1, &pre);
         }
         Ok((info, false))
+    }
+
+    /// The console as the console task last saw it, for a take recording
+    /// device channels `picked` (0-based): `None` without a console found.
+    fn console_at_start(&self, picked: &[usize]) -> Option<crate::take::manifest::ConsoleAtStart> {
+        let view = self.cfg.console.as_ref()?.borrow().clone();
+        let id = view.identity()?;
+        Some(crate::take::manifest::ConsoleAtStart {
+            family: id.family,
+            model: id.model,
+            name: id.name,
+            firmware: id.firmware,
+            serial: id.serial,
+            address: id.address,
+            channels: picked
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| crate::take::manifest::ConsoleChannel {
+                    channel: i as u16 + 1,
+                    console_channel: view.console_channel_of(c as u16 + 1),
+                    name: view.name_of(c as u16 + 1).map(str::to_owned),
+                })
+                .collect(),
+        })
     }
 }
 

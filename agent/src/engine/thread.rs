@@ -38,6 +38,9 @@ pub struct EngineConfig {
     /// Where scheduled takes are kept across restarts (`None`: not kept,
     /// e.g. the `record` CLI).
     pub schedule_file: Option<PathBuf>,
+    /// What the agent sees of the console: take channels are named after
+    /// its channels (`None`: no console task, e.g. the `record` CLI).
+    pub console: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::console::ConsoleView>>>,
 }
 
 impl EngineConfig {
@@ -49,6 +52,7 @@ impl EngineConfig {
             autostart: Vec::new(),
             clock: None,
             schedule_file: None,
+            console: None,
         }
     }
 }

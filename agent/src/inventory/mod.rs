@@ -47,6 +47,10 @@ pub struct Inventory {
     pub clock: crate::health::system::ClockSync,
     pub trust: TrustReport,
     pub controller: ControllerInfo,
+    /// The console the node is wired to, as the agent sees it (`state`
+    /// `off` when none is configured); the selected interface's channel
+    /// aliases are its channel names.
+    pub console: crate::console::ConsoleView,
     pub config_file: Option<String>,
     pub state_dir: String,
     /// What is missing for this node to run, in words.
@@ -186,7 +190,12 @@ pub fn node_id(config: &Config) -> String {
 /// `held`: the capture this node's agent holds open (the daemon passes its
 /// own; `--print-inventory` asks a running daemon): a device busy because
 /// of it is still listed with what it captures.
-pub fn build(config: &Config, online: bool, held: Option<&audio::Held>) -> Inventory {
+pub fn build(
+    config: &Config,
+    online: bool,
+    held: Option<&audio::Held>,
+    console: crate::console::ConsoleView,
+) -> Inventory {
     let trust = trust::report(&config.trust);
     let hostname = system::hostname();
     let (id, id_source) = node_id_of(config, &trust, &hostname);
@@ -223,6 +232,23 @@ pub fn build(config: &Config, online: bool, held: Option<&audio::Held>) -> Inven
     } else {
         "offline"
     };
+    let mut interfaces: Vec<Interface> = devices
+        .iter()
+        .filter(|d| d.error.is_none() || !d.channel_counts.is_empty())
+        .map(interface)
+        .collect();
+    // NOTE: the console feeds the device the agent captures: its names
+    // label that interface's channels (and so the meters, which the
+    // controller labels from the inventory).
+    if let Some(i) =
+        (interfaces.iter_mut()).find(|i| Some(&i.id) == selected_device.interface_id.as_ref())
+    {
+        for ch in &mut i.channels {
+            if let Some(name) = console.name_of(ch.index) {
+                ch.alias = name.to_owned();
+            }
+        }
+    }
     Inventory {
         agent_version: build_info::VERSION.to_owned(),
         alias: config
@@ -235,11 +261,7 @@ pub fn build(config: &Config, online: bool, held: Option<&audio::Held>) -> Inven
         // NOTE: a device whose probe failed but whose channels are known
         // (a busy USB card, from /proc/asound) stays an interface; its
         // `audioDevices[].error` still says why it could not be probed.
-        interfaces: devices
-            .iter()
-            .filter(|d| d.error.is_none() || !d.channel_counts.is_empty())
-            .map(interface)
-            .collect(),
+        interfaces,
         ip_addresses: system::ip_addresses(),
         clock: crate::health::system::clock_sync(),
         last_seen_at: crate::util::now_iso8601(),
@@ -273,6 +295,7 @@ pub fn build(config: &Config, online: bool, held: Option<&audio::Held>) -> Inven
             address: endpoint.map(|e| e.address()),
             server_name: endpoint.map(|e| e.server_name.clone()),
         },
+        console,
         config_file: config.source.as_ref().map(|p| p.display().to_string()),
         state_dir: config.state_dir.display().to_string(),
         problems,

@@ -45,6 +45,13 @@ pub fn render_table(inv: &Inventory) -> String {
         "Controller  {}",
         inv.controller.url.as_deref().unwrap_or("(not configured)")
     );
+    let _ = writeln!(s, "Console     {}", inv.console.summary());
+    let named: Vec<String> = (inv.console.channels.iter())
+        .filter_map(|c| Some(format!("{}={}", c.channel, c.name.as_ref()?)))
+        .collect();
+    if !named.is_empty() {
+        let _ = writeln!(s, "            {}", named.join("  "));
+    }
     match &inv.trust.certificate {
         Some(c) => {
             let _ = writeln!(

@@ -19,6 +19,7 @@
 //! `update::channel`, `trust::channel`; `jobs` → `update`, `trust`.
 
 pub mod configure;
+pub mod console;
 pub mod health;
 pub mod probation;
 pub mod renew;

@@ -227,6 +227,21 @@ impl TrackWriter {
         title: &str,
         bext: Option<&Bext>,
     ) -> anyhow::Result<Self> {
+        Self::create_tagged(path, container, channels, rate, title, None, bext)
+    }
+
+    /// [`create`](Self::create) with a comment too: a FLAC Vorbis comment
+    /// `comment`, a WAV `INFO` chunk's `ICMT` (FFmpeg's muxers map the
+    /// `comment` key so), beside the title (`title`, `INAM`).
+    pub fn create_tagged(
+        path: &Path,
+        container: Container,
+        channels: u16,
+        rate: u32,
+        title: &str,
+        comment: Option<&str>,
+        bext: Option<&Bext>,
+    ) -> anyhow::Result<Self> {
         init();
         let ctx = |what: &str| format!("{what} {}", path.display());
         let mut octx =
@@ -265,6 +280,9 @@ impl TrackWriter {
         }
         let mut meta = Dictionary::new();
         meta.set("title", title);
+        if let Some(c) = comment {
+            meta.set("comment", c);
+        }
         meta.set(
             "encoder",
             &format!("rakkr-recorder-agent {}", crate::build_info::VERSION),

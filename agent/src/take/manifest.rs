@@ -64,6 +64,44 @@ pub struct Marker {
     pub label: String,
 }
 
+/// The console, as it was when the take started (see `console/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleAtStart {
+    pub family: String,
+    pub model: String,
+    pub name: String,
+    pub firmware: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    pub address: String,
+    /// The take's channels 1, 2, …: the console channel each carries and
+    /// its name then (`null`: none known).
+    pub channels: Vec<ConsoleChannel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleChannel {
+    /// 1-based take channel.
+    pub channel: u16,
+    pub console_channel: Option<u16>,
+    pub name: Option<String>,
+}
+
+/// A console channel renamed while the take recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rename {
+    /// Take position (frames) where the console said so.
+    pub at_sample: u64,
+    /// 1-based take channel.
+    pub channel: u16,
+    pub console_channel: u16,
+    pub from: String,
+    pub to: String,
+}
+
 /// What `recover` did to the open segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,6 +175,12 @@ pub struct Manifest {
     /// ends then too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends_at_ms: Option<u64>,
+    /// The console the node is wired to, when the take started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleAtStart>,
+    /// Console channels renamed during the take, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renames: Vec<Rename>,
 }
 
 /// The node's clock at a take's start: its wall-clock start to the

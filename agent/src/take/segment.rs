@@ -92,6 +92,9 @@ pub struct Layout {
     pub take_id: String,
     pub container: Container,
     pub channel_names: Vec<String>,
+    /// The console at the take's start: each file's metadata says which
+    /// console channel it is.
+    pub console: Option<super::manifest::ConsoleAtStart>,
     pub rate: u32,
     pub started: time::OffsetDateTime,
     /// How many threads encode each segment.
@@ -128,6 +131,24 @@ impl Layout {
         }
     }
 
+    /// What a file of take channels `channels` is on the console:
+    /// `X32 "FOH" ch 17 "Pastor"` (several: joined by `, `).
+    fn console_comment(&self, channels: &[u16]) -> Option<String> {
+        let c = self.console.as_ref()?;
+        let parts: Vec<String> = channels
+            .iter()
+            .filter_map(|ch| c.channels.iter().find(|x| x.channel == *ch))
+            .filter_map(|x| {
+                let cc = x.console_channel?;
+                Some(match &x.name {
+                    Some(n) => format!("ch {cc} {n:?}"),
+                    None => format!("ch {cc}"),
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| format!("{} {:?} {}", c.model, c.name, parts.join(", ")))
+    }
+
     /// Creates the files `plan` named.
     pub fn open(&self, entries: Vec<FileEntry>) -> anyhow::Result<Segment> {
         let (number, first_frame) = entries
@@ -137,13 +158,6 @@ impl Layout {
         let at =
             self.started + time::Duration::seconds_f64(first_frame as f64 / f64::from(self.rate));
         let midnight = at.replace_time(time::Time::MIDNIGHT);
-        let bext = Bext {
-            description: format!("Rakkr take {} segment {number}", self.take_id),
-            origination: at,
-            time_reference: ((at - midnight).as_seconds_f64() * f64::from(self.rate)).round()
-                as u64,
-        };
-        let bext = (self.container == Container::Wav).then_some(&bext);
         let mut tracks = Vec::new();
         for e in entries {
             let title = if self.container.per_channel() {
@@ -151,12 +165,24 @@ impl Layout {
             } else {
                 self.take_id.to_owned()
             };
-            let mut w = TrackWriter::create(
+            let comment = self.console_comment(&e.channels);
+            let bext = Bext {
+                description: match &comment {
+                    Some(c) => format!("Rakkr take {} segment {number}: {c}", self.take_id),
+                    None => format!("Rakkr take {} segment {number}", self.take_id),
+                },
+                origination: at,
+                time_reference: ((at - midnight).as_seconds_f64() * f64::from(self.rate)).round()
+                    as u64,
+            };
+            let bext = (self.container == Container::Wav).then_some(&bext);
+            let mut w = TrackWriter::create_tagged(
                 &self.dir.join(&e.file),
                 self.container,
                 e.channels.len() as u16,
                 self.rate,
                 &title,
+                comment.as_deref(),
                 bext,
             )?;
             w.report_full_to(self.full.clone());

@@ -78,6 +78,8 @@ pub struct TakeSpec {
     pub job_id: Option<String>,
     /// When the take ends by itself (the node's clock, ms; see `Manifest`).
     pub ends_at_ms: Option<u64>,
+    /// The console and its channels' names at the start (see `console/`).
+    pub console: Option<super::manifest::ConsoleAtStart>,
 }
 
 /// What a take reports while it records (the daemon makes events of them).
@@ -206,6 +208,7 @@ impl Take {
             take_id: spec.take_id.clone(),
             container: spec.container,
             channel_names: spec.channel_names.clone(),
+            console: spec.console.clone(),
             rate: spec.sample_rate,
             started,
             threads: spec.threads,
@@ -239,6 +242,8 @@ impl Take {
             device_channels: spec.device_channels.clone(),
             job_id: spec.job_id.clone(),
             ends_at_ms: spec.ends_at_ms,
+            console: spec.console.clone(),
+            renames: Vec::new(),
             clock: spec.clock.map(|c| super::manifest::ClockAtStart {
                 started_at_ms: (started.unix_timestamp_nanos() / 1_000_000) as u64,
                 ..c
@@ -531,6 +536,12 @@ impl Take {
         self.manifest.xruns = self.manifest.xruns.saturating_sub(forgotten);
     }
 
+    /// A console channel recorded by this take was renamed (kept in the
+    /// manifest, written at the next segment close and at the end).
+    pub fn rename(&mut self, r: super::manifest::Rename) {
+        self.manifest.renames.push(r);
+    }
+
     pub fn mark(&mut self, at_sample: u64, label: &str) {
         self.manifest.markers.push(Marker {
             at_sample,
@@ -640,6 +651,7 @@ pub(crate) mod tests {
             device_channels: Vec::new(),
             job_id: None,
             ends_at_ms: None,
+            console: None,
         }
     }
 

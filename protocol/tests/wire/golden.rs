@@ -926,36 +926,36 @@ fn vectors() -> Vec<Vector> {
             "event.console_found",
             ev(
                 46,
-                EventBody::Console(ConsoleEvent::Found {
+                EventBody::Console(Box::new(ConsoleEvent::Found {
                     console: console_identity(),
-                }),
+                })),
             ),
         ),
         agent(
             "event.console_lost",
             ev(
                 47,
-                EventBody::Console(ConsoleEvent::Lost {
+                EventBody::Console(Box::new(ConsoleEvent::Lost {
                     console: console_identity(),
                     silent_ms: 15_000,
-                }),
+                })),
             ),
         ),
         agent(
             "event.console_back",
             ev(
                 48,
-                EventBody::Console(ConsoleEvent::Back {
+                EventBody::Console(Box::new(ConsoleEvent::Back {
                     console: console_identity(),
                     away_ms: 62_000,
-                }),
+                })),
             ),
         ),
         agent(
             "event.console_swapped",
             ev(
                 49,
-                EventBody::Console(ConsoleEvent::Swapped {
+                EventBody::Console(Box::new(ConsoleEvent::Swapped {
                     from: console_identity(),
                     to: ConsoleIdentity {
                         family: "wing".into(),
@@ -966,24 +966,24 @@ fn vectors() -> Vec<Vector> {
                         mac: None,
                         address: "10.0.0.5:2223".into(),
                     },
-                }),
+                })),
             ),
         ),
         agent(
             "event.console_firmware",
             ev(
                 50,
-                EventBody::Console(ConsoleEvent::FirmwareChanged {
+                EventBody::Console(Box::new(ConsoleEvent::FirmwareChanged {
                     console: console_identity(),
                     from: "4.06".into(),
-                }),
+                })),
             ),
         ),
         agent(
             "event.console_renamed",
             ev(
                 51,
-                EventBody::Console(ConsoleEvent::Renamed {
+                EventBody::Console(Box::new(ConsoleEvent::Renamed {
                     console_channel: 17,
                     device_channels: vec![17],
                     from: "Input 17".into(),
@@ -992,7 +992,7 @@ fn vectors() -> Vec<Vector> {
                         take_id: "show-0".into(),
                         at_sample: 480_000,
                     }],
-                }),
+                })),
             ),
         ),
         agent(
