@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod concurrent;
 mod configure;
+mod console;
 mod damage;
 mod diskfull;
 mod durability;

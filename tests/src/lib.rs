@@ -4,12 +4,14 @@
 //! Every wait here is bounded in time; every test uses loopback only.
 
 pub mod agent;
+pub mod fakeconsole;
 pub mod https;
 pub mod jack;
 pub mod pki;
 pub mod procstat;
 pub mod proxy;
 pub mod shape;
+pub mod tags;
 pub mod timeline;
 pub mod update;
 

@@ -129,7 +129,10 @@ impl Session {
         };
         match update {
             Update::Identity(id) => self.identity(id, from, now_ms),
-            other if self.locked.is_some() => {
+            // NOTE: a lost console's answers wait for its identity: one that
+            // reboots as another console must not rename the old one's
+            // channels.
+            other if self.locked.is_some() && !self.presence.is_lost() => {
                 self.presence.touch(now_ms);
                 self.fact(other)
             }

@@ -119,6 +119,10 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
         for e in effects {
             match e {
                 Effect::Refresh => {
+                    // Subscribe first: a name changed while the names are
+                    // being read is then told, not missed until the next read.
+                    queue.extend(session.subscribe());
+                    subscribe.reset();
                     queue.extend(session.state_queries());
                     let wing = session.view().family.as_deref() == Some("wing");
                     refresh = every(refresh_every(wing));
