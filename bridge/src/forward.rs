@@ -110,10 +110,13 @@ pub async fn run(
                         body,
                     ));
                 }
+                // NOTE: a console found, swapped or renamed changes the
+                // channel aliases, which label the meters.
                 if matches!(
                     event.body,
                     rakkr_protocol::EventBody::DeviceLost { .. }
                         | rakkr_protocol::EventBody::DeviceBack { .. }
+                        | rakkr_protocol::EventBody::Console(_)
                 ) {
                     locked(&ctx.device_events).insert(node.clone());
                 }
@@ -147,8 +150,8 @@ struct Ctx {
     /// The takes each node records (from its events), for the heartbeat.
     takes: Takes,
     meters: Meters,
-    /// Nodes that reported their device lost or back since their last
-    /// tick: their inventory is asked for again.
+    /// Nodes that reported their device lost or back, or a console
+    /// event, since their last tick: their inventory is asked for again.
     device_events: Arc<Mutex<HashSet<String>>>,
     handle: rakkr_controller::ControllerHandle,
     jobs: Arc<crate::job::Jobs>,

@@ -1,8 +1,10 @@
 //! A node's inventory toward the controller: posted when the node links
 //! (from its Hello) and again whenever it changes. The agent has no event
 //! for that, so the bridge asks (`Inventory`) when the node reports its
-//! device lost or back, and every [`EVERY_TICKS`] ticks, and posts the
-//! interfaces only when they differ from what the controller last took.
+//! device lost or back or a console event (its names are the channel
+//! aliases, and so the meters' labels), and every [`EVERY_TICKS`] ticks,
+//! and posts the interfaces only when they differ from what the
+//! controller last took.
 
 use std::time::Duration;
 

@@ -352,12 +352,14 @@ async fn a_changed_inventory_is_posted_again_after_a_device_event() {
     let (_bridge, port, creds, _) = start_bridge(&pki, tmp.path(), &fake.url());
     std::fs::create_dir_all(&creds).unwrap();
     std::fs::write(creds.join("node_inv.token"), &token).unwrap();
-    let inventory = |name: &str| {
+    let inventory_named = |name: &str, first: &str| {
         serde_json::json!({"agentVersion": "2026.12.06-1", "hostname": "inv", "interfaces": [
-            {"alias": name, "backend": "alsa", "channelCount": 2, "channels": [],
+            {"alias": name, "backend": "alsa", "channelCount": 2, "id": format!("alsa_{name}"),
+             "channels": [{"index": 1, "alias": first}, {"index": 2, "alias": "Input 2"}],
              "sampleRates": [48000], "systemName": name, "systemRef": format!("hw:CARD={name},DEV=0")}]})
         .to_string()
     };
+    let inventory = |name: &str| inventory_named(name, "Input 1");
     let leaf = pki
         .ca
         .issue_node("node_inv", rakkr_devpki::Validity::days(1))
@@ -446,4 +448,81 @@ async fn a_changed_inventory_is_posted_again_after_a_device_event() {
         }
     }
     assert!(first, "the Hello's inventory was posted first");
+
+    // The console renames channel 1: the bridge asks again, the alias
+    // reaches the controller, and the meters are labelled with it.
+    tx.send(AgentMsg::Event(Event {
+        seq: 2,
+        at_ms: 2,
+        body: EventBody::Console(Box::new(rakkr_protocol::ConsoleEvent::Renamed {
+            console_channel: 1,
+            device_channels: vec![1],
+            from: "Input 1".into(),
+            to: "Pastor".into(),
+            takes: Vec::new(),
+        })),
+    }))
+    .await
+    .unwrap();
+    let renamed = || {
+        fake.with(|s| {
+            s.nodes["node_inv"]
+                .inventory
+                .as_ref()
+                .is_some_and(|i| i.to_string().contains("Pastor"))
+        })
+    };
+    let labelled = || {
+        fake.with(|s| {
+            s.nodes["node_inv"]
+                .meter_frames
+                .iter()
+                .any(|f| f.to_string().contains("\"label\":\"Pastor\""))
+        })
+    };
+    let deadline = std::time::Instant::now() + 2 * T;
+    // Bounded: until a meter frame is labelled "Pastor", or the deadline.
+    while !(renamed() && labelled()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renamed channel never labelled the meters (inventory renamed: {})",
+            renamed()
+        );
+        tx.send(AgentMsg::Meter(rakkr_protocol::MeterFrame {
+            captured_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+            interface_id: "alsa_Wing".into(),
+            levels: vec![rakkr_protocol::Level {
+                channel_index: 1,
+                peak_dbfs: -6.0,
+                rms_dbfs: -12.0,
+                clipping: false,
+                quality: None,
+            }],
+        }))
+        .await
+        .unwrap();
+        let msg = match tokio::time::timeout(std::time::Duration::from_millis(200), rx.next()).await
+        {
+            Err(_) => continue,
+            Ok(Some(Ok(msg))) => msg,
+            Ok(_) => panic!("the bridge closed the link"),
+        };
+        if let ControllerMsg::Command(c) = msg {
+            let outcome = match c.body {
+                CommandBody::Inventory => Outcome::Done(Reply::Inventory {
+                    json: inventory_named("Wing", "Pastor"),
+                }),
+                _ => Outcome::Failed(rakkr_protocol::Failure {
+                    code: rakkr_protocol::FailureCode::Unsupported,
+                    message: "test".into(),
+                }),
+            };
+            tx.send(AgentMsg::Result(CommandResult { id: c.id, outcome }))
+                .await
+                .unwrap();
+        }
+    }
 }

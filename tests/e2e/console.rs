@@ -112,6 +112,30 @@ fn print_inventory_and_console_say_which_console_and_its_channel_names() {
     assert!(c["channels"][1]["consoleChannel"].is_null());
     assert_eq!(c["channels"][39]["name"], "Ambience");
 
+    // Discovery: `WING?` broadcast (here to loopback), answered on the
+    // WING's discovery port; the console is then spoken to on 2223.
+    let found = FakeConsole::start_at(
+        Desk::wing("FOH-WING", "S-WING-2", "3.1"),
+        "127.0.0.1:2222".parse().unwrap(),
+    );
+    let env = env_for(
+        state.path(),
+        &[
+            ("RAKKR_CONSOLE_DISCOVERY", "true".into()),
+            ("RAKKR_CONSOLE_DISCOVERY_ADDRESS", "127.0.0.1".into()),
+        ],
+    );
+    let out = run_agent(&["--print-inventory"], &env);
+    let c = &json_out(&out)["console"];
+    assert_eq!(
+        (&c["state"], &c["name"]),
+        (&"found".into(), &"FOH-WING".into()),
+        "{c}"
+    );
+    assert_eq!(c["address"], "127.0.0.1:2223");
+    assert!(found.queries() >= 1);
+    drop(found);
+
     // Nothing answers: the inventory says so (and still prints); `console`
     // exits 28. None configured: `console` exits 3.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
