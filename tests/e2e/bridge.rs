@@ -341,10 +341,7 @@ pub(crate) async fn get(at: std::net::SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_inventory_is_posted_again_after_a_device_event() {
     use futures_util::{SinkExt, StreamExt};
-    use rakkr_protocol::{
-        AgentMsg, CommandBody, CommandResult, ControllerMsg, Event, EventBody, Hello, Outcome,
-        Reply, Resume,
-    };
+    use rakkr_protocol::{AgentMsg, Event, EventBody, Hello, Resume};
     let fake = FakeRakkr::start(Options::default()).await.unwrap();
     let token = fake.enroll("node_inv");
     let pki = TestPki::new();
@@ -421,31 +418,7 @@ async fn a_changed_inventory_is_posted_again_after_a_device_event() {
             "the new inventory never came"
         );
         first |= posted("X32");
-        // A short wait: the bridge may have nothing more to say.
-        let msg = match tokio::time::timeout(std::time::Duration::from_millis(200), rx.next()).await
-        {
-            Err(_) => continue,
-            Ok(Some(Ok(msg))) => msg,
-            Ok(_) => panic!("the bridge closed the link"),
-        };
-        if let ControllerMsg::Command(c) = msg {
-            let outcome = match c.body {
-                CommandBody::Inventory => Outcome::Done(Reply::Inventory {
-                    json: inventory("Wing"),
-                }),
-                CommandBody::ListTakes { .. } => Outcome::Done(Reply::Takes {
-                    takes: Vec::new(),
-                    more: false,
-                }),
-                _ => Outcome::Failed(rakkr_protocol::Failure {
-                    code: rakkr_protocol::FailureCode::Unsupported,
-                    message: "test".into(),
-                }),
-            };
-            tx.send(AgentMsg::Result(CommandResult { id: c.id, outcome }))
-                .await
-                .unwrap();
-        }
+        answer_once(&mut tx, &mut rx, &inventory("Wing")).await;
     }
     assert!(first, "the Hello's inventory was posted first");
 
@@ -504,25 +477,41 @@ async fn a_changed_inventory_is_posted_again_after_a_device_event() {
         }))
         .await
         .unwrap();
-        let msg = match tokio::time::timeout(std::time::Duration::from_millis(200), rx.next()).await
-        {
-            Err(_) => continue,
-            Ok(Some(Ok(msg))) => msg,
-            Ok(_) => panic!("the bridge closed the link"),
+        answer_once(&mut tx, &mut rx, &inventory_named("Wing", "Pastor")).await;
+    }
+}
+
+/// Waits a little (the bridge may have nothing to say) for one message
+/// from the bridge and answers it as a node whose inventory is `inventory`.
+async fn answer_once<S, R, E>(tx: &mut S, rx: &mut R, inventory: &str)
+where
+    S: futures_util::Sink<rakkr_protocol::AgentMsg> + Unpin,
+    S::Error: std::fmt::Debug,
+    R: futures_util::Stream<Item = Result<rakkr_protocol::ControllerMsg, E>> + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use rakkr_protocol::{AgentMsg, CommandBody, CommandResult, ControllerMsg, Outcome, Reply};
+    let msg = match tokio::time::timeout(std::time::Duration::from_millis(200), rx.next()).await {
+        Err(_) => return,
+        Ok(Some(Ok(msg))) => msg,
+        Ok(_) => panic!("the bridge closed the link"),
+    };
+    if let ControllerMsg::Command(c) = msg {
+        let outcome = match c.body {
+            CommandBody::Inventory => Outcome::Done(Reply::Inventory {
+                json: inventory.to_owned(),
+            }),
+            CommandBody::ListTakes { .. } => Outcome::Done(Reply::Takes {
+                takes: Vec::new(),
+                more: false,
+            }),
+            _ => Outcome::Failed(rakkr_protocol::Failure {
+                code: rakkr_protocol::FailureCode::Unsupported,
+                message: "test".into(),
+            }),
         };
-        if let ControllerMsg::Command(c) = msg {
-            let outcome = match c.body {
-                CommandBody::Inventory => Outcome::Done(Reply::Inventory {
-                    json: inventory_named("Wing", "Pastor"),
-                }),
-                _ => Outcome::Failed(rakkr_protocol::Failure {
-                    code: rakkr_protocol::FailureCode::Unsupported,
-                    message: "test".into(),
-                }),
-            };
-            tx.send(AgentMsg::Result(CommandResult { id: c.id, outcome }))
-                .await
-                .unwrap();
-        }
+        tx.send(AgentMsg::Result(CommandResult { id: c.id, outcome }))
+            .await
+            .unwrap();
     }
 }
