@@ -139,6 +139,9 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             if let Some(why) = &s.retention_blocked {
                 println!("retention: {why}");
             }
+            if let Some(c) = s.console.as_ref().filter(|c| c.state != "off") {
+                println!("console: {}", c.summary());
+            }
             print_health(&s.health);
             settings::print(&s.config, false);
             if let Some(l) = &s.listen {
