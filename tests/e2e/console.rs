@@ -379,8 +379,9 @@ async fn a_console_off_swapped_upgraded_or_spoofed_changes_names_never_the_captu
     assert_eq!(v["channels"][0]["name"], "Kick", "{v}");
     assert_eq!(v["model"], "X32");
 
-    // Off: lost (the take records on); back as another console: swapped,
-    // its names read afresh, no renames; then a firmware update.
+    // Off: lost (the take records on); on again: back; another console
+    // at its address: swapped, its names read afresh, no renames; then a
+    // firmware update.
     x32.change(|d| d.off = true);
     wait_logged(&h, T, log, |l| {
         l.iter()
@@ -388,8 +389,14 @@ async fn a_console_off_swapped_upgraded_or_spoofed_changes_names_never_the_captu
             .then_some(())
     })
     .await;
+    x32.change(|d| d.off = false);
+    wait_logged(&h, T, log, |l| {
+        l.iter()
+            .any(|b| matches!(b, EventBody::Console(c) if matches!(**c, ConsoleEvent::Back { .. })))
+            .then_some(())
+    })
+    .await;
     x32.change(|d| {
-        d.off = false;
         d.model = "M32".into();
         d.name = "MON".into();
         d.names = names(&[(1, "Vox")]);

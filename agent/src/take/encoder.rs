@@ -231,8 +231,8 @@ impl TrackWriter {
     }
 
     /// [`create`](Self::create) with a comment too: a FLAC Vorbis comment
-    /// `comment`, a WAV `INFO` chunk's `ICMT` (FFmpeg's muxers map the
-    /// `comment` key so), beside the title (`title`, `INAM`).
+    /// `DESCRIPTION`, a WAV `INFO` chunk's `ICMT` (FFmpeg's muxers map its
+    /// `comment` key so), beside the title (`TITLE`, `INAM`).
     pub fn create_tagged(
         path: &Path,
         container: Container,
@@ -705,5 +705,42 @@ pub(crate) mod tests {
         assert_eq!(&body[256 + 32 + 32 + 10..256 + 32 + 32 + 18], b"19:30:05");
         let tr = u64::from_le_bytes(body[338..346].try_into().unwrap());
         assert_eq!(tr, 3_369_600_000);
+    }
+
+    /// A console channel's name and number reach a WAV's `INFO` chunk
+    /// (`INAM`, `ICMT`) and a FLAC's Vorbis comments.
+    #[test]
+    fn the_title_and_comment_are_in_wav_info_and_flac_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let comment = "X32 \"FOH\" ch 17 \"Pastor\"";
+        for (name, container) in [("c.wav", Container::Wav), ("c.flac", Container::Flac)] {
+            let path = dir.path().join(name);
+            let mut w = TrackWriter::create_tagged(
+                &path,
+                container,
+                1,
+                48_000,
+                "Pastor",
+                Some(comment),
+                None,
+            )
+            .unwrap();
+            w.write(&[0, 256, 512]).unwrap();
+            w.finish().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(has(comment.as_bytes()), "{name}: the comment");
+            assert!(has(b"Pastor"), "{name}: the title");
+            if container == Container::Wav {
+                assert!(
+                    has(b"INFO") && has(b"ICMT") && has(b"INAM"),
+                    "{name}: an INFO chunk"
+                );
+            } else {
+                // NOTE: FFmpeg writes its `comment` key as the Vorbis
+                // comment field DESCRIPTION (and reads it back as `comment`).
+                assert!(has(b"DESCRIPTION=X32"), "{name}: a Vorbis comment");
+            }
+        }
     }
 }
