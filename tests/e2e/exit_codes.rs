@@ -28,6 +28,11 @@ fn readme_codes() -> Vec<u8> {
 /// Where a code is asserted by another test: (file under tests/e2e, test fn).
 const ELSEWHERE: &[(u8, &str, &str)] = &[
     (
+        28,
+        "console.rs",
+        "print_inventory_and_console_say_which_console_and_its_channel_names",
+    ),
+    (
         6,
         "cli.rs",
         "second_daemon_on_the_same_state_dir_exits_6_and_status_without_daemon_exits_7",
