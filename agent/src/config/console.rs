@@ -128,16 +128,10 @@ pub fn host_port(s: &str) -> Result<(String, Option<u16>), ConfigError> {
             "console.address {s:?} {why}: expected HOST or HOST:PORT (e.g. 192.168.1.20 or x32.local:10023)"
         ))
     };
-    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| err("has an unclosed ["))?;
-        (h, after.strip_prefix(':'))
-    } else if s.matches(':').count() > 1 {
+    let (host, port) = if !s.starts_with('[') && s.matches(':').count() > 1 {
         (s, None) // a bare IPv6 address
     } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
+        super::resolve::split_host_port(s).map_err(err)?
     };
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
         return Err(err("has no usable host"));

@@ -462,7 +462,7 @@ pub(super) fn parse_url(url: &str, bridge_port: u16) -> Result<(String, u16), Co
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT` → host and port text.
-fn split_host_port(s: &str) -> Result<(&str, Option<&str>), &'static str> {
+pub(super) fn split_host_port(s: &str) -> Result<(&str, Option<&str>), &'static str> {
     Ok(if let Some(v6) = s.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or("has an unclosed [")?;
         (h, after.strip_prefix(':'))
