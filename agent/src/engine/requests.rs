@@ -141,9 +141,7 @@ impl Engine {
     /// the position in the oldest.
     /// Each take recording a renamed channel notes it at its live position.
     fn renamed(&mut self, r: &super::Renamed) -> Vec<rakkr_protocol::TakeAt> {
-        let queued = self.live.as_ref().map_or(0, |l| {
-            (l.cap.consumer.slots() / usize::from(l.cap.channels)) as u64
-        });
+        let queued = self.queued_frames();
         let mut out = Vec::new();
         for a in &mut self.takes {
             let at = a.take.position() + queued;
@@ -170,11 +168,16 @@ impl Engine {
         out
     }
 
-    fn mark(&mut self, label: &str) -> Result<u64, Refusal> {
-        // The live position: written frames plus what waits in the ring.
-        let queued = self.live.as_ref().map_or(0, |l| {
+    /// Frames waiting in the ring: a take's live position is what it has
+    /// written plus these.
+    fn queued_frames(&self) -> u64 {
+        self.live.as_ref().map_or(0, |l| {
             (l.cap.consumer.slots() / usize::from(l.cap.channels)) as u64
-        });
+        })
+    }
+
+    fn mark(&mut self, label: &str) -> Result<u64, Refusal> {
+        let queued = self.queued_frames();
         let mut first = None;
         for a in &mut self.takes {
             let at = a.take.position() + queued;
