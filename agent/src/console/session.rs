@@ -246,7 +246,8 @@ impl Session {
         out
     }
 
-    fn family(&self) -> Option<Family> {
+    /// The console's family, once it answered.
+    pub fn family(&self) -> Option<Family> {
         self.console.identity.as_ref().map(|i| i.family)
     }
 

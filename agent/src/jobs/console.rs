@@ -78,44 +78,47 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
     let mut buf = vec![0u8; rakkr_console::osc::MAX_DATAGRAM + 1];
     let discovery_only = cfg.address.is_none();
     loop {
+        // `None`: only queries were queued; the session (and so the view)
+        // changes only by what is heard, discovery starting, and time.
         let effects = tokio::select! {
             _ = cancel.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => session.heard(&buf[..n], from, now()),
+                Ok((n, from)) => Some(session.heard(&buf[..n], from, now())),
                 Err(e) => {
                     // An ICMP "port unreachable" from a console that is off
                     // surfaces here on Linux: the console is silent, not us.
                     tracing::trace!(error = %e, "console socket");
-                    Vec::new()
+                    None
                 }
             },
             _ = identity.tick(), if asks_identity(&session, discovery_only) => {
                 queue.extend(session.identity_queries());
-                Vec::new()
+                None
             }
             _ = subscribe.tick() => {
                 queue.extend(session.subscribe());
-                Vec::new()
+                None
             }
             _ = refresh.tick() => {
                 queue.extend(session.state_queries());
-                Vec::new()
+                None
             }
             _ = discover.tick(), if discovery_only && session.locked().is_none() && !session.discovering() => {
                 session.start_discovery(now() + DISCOVERY_WINDOW_MS);
                 queue.extend(targets::discovery(&cfg));
-                Vec::new()
+                Some(Vec::new())
             }
-            _ = ticker.tick() => session.tick(now()),
+            _ = ticker.tick() => Some(session.tick(now())),
             _ = pace.tick(), if !queue.is_empty() => {
                 for (q, to) in queue.drain(..queue.len().min(PER_PACE)) {
                     if let Err(e) = socket.send_to(&q, to).await {
                         tracing::trace!(%to, error = %e, "console query not sent");
                     }
                 }
-                Vec::new()
+                None
             }
         };
+        let Some(effects) = effects else { continue };
         for e in effects {
             match e {
                 Effect::Refresh => {
@@ -124,7 +127,7 @@ pub async fn run(node: Arc<Node>, cancel: CancellationToken) {
                     queue.extend(session.subscribe());
                     subscribe.reset();
                     queue.extend(session.state_queries());
-                    let wing = session.view().family.as_deref() == Some("wing");
+                    let wing = session.family() == Some(rakkr_console::Family::Wing);
                     refresh = every(refresh_every(wing));
                     refresh.reset();
                 }
