@@ -54,24 +54,23 @@ pub async fn command(h: &ControllerHandle, node: &str, body: CommandBody) -> Res
     }
 }
 
-/// Every take on the node (paged).
-pub async fn list(h: &ControllerHandle, node: &str) -> Result<Vec<TakeSummary>, String> {
+/// Every item of a paged listing: `page(after)` answers one page and
+/// whether more follow; the next page starts after the last item's `key`.
+// NOTE: a closure returning a future, not an async closure: the futures
+// of the latter do not prove `Send` to `tokio::spawn` (a known limit).
+async fn paged<T, F>(
+    mut page: impl FnMut(String) -> F,
+    key: impl Fn(&T) -> String,
+) -> Result<Vec<T>, String>
+where
+    F: std::future::Future<Output = Result<(Vec<T>, bool), String>>,
+{
     let (mut all, mut after) = (Vec::new(), String::new());
     // Bounded: each page moves `after` on, or ends.
     loop {
-        let Reply::Takes { takes, more } = command(
-            h,
-            node,
-            CommandBody::ListTakes {
-                after: after.clone(),
-            },
-        )
-        .await?
-        else {
-            return Err("ListTakes: unexpected reply".into());
-        };
-        let last = takes.last().map(|t| t.take_id.clone());
-        all.extend(takes);
+        let (items, more) = page(after).await?;
+        let last = items.last().map(&key);
+        all.extend(items);
         match last {
             Some(l) if more => after = l,
             _ => return Ok(all),
@@ -79,29 +78,35 @@ pub async fn list(h: &ControllerHandle, node: &str) -> Result<Vec<TakeSummary>, 
     }
 }
 
+/// Every take on the node (paged).
+pub async fn list(h: &ControllerHandle, node: &str) -> Result<Vec<TakeSummary>, String> {
+    paged(
+        |after| async move {
+            match command(h, node, CommandBody::ListTakes { after }).await? {
+                Reply::Takes { takes, more } => Ok((takes, more)),
+                _ => Err("ListTakes: unexpected reply".into()),
+            }
+        },
+        |t: &TakeSummary| t.take_id.clone(),
+    )
+    .await
+}
+
 async fn files(h: &ControllerHandle, node: &str, take: &str) -> Result<Vec<TakeFileState>, String> {
-    let (mut all, mut after) = (Vec::new(), String::new());
-    // Bounded as in `list`.
-    loop {
-        let Reply::TakeFiles { files, more, .. } = command(
-            h,
-            node,
-            CommandBody::TakeFiles {
+    paged(
+        |after| async move {
+            let body = CommandBody::TakeFiles {
                 take_id: take.into(),
-                after: after.clone(),
-            },
-        )
-        .await?
-        else {
-            return Err("TakeFiles: unexpected reply".into());
-        };
-        let last = files.last().map(|f| f.file.clone());
-        all.extend(files);
-        match last {
-            Some(l) if more => after = l,
-            _ => return Ok(all),
-        }
-    }
+                after,
+            };
+            match command(h, node, body).await? {
+                Reply::TakeFiles { files, more, .. } => Ok((files, more)),
+                _ => Err("TakeFiles: unexpected reply".into()),
+            }
+        },
+        |f: &TakeFileState| f.file.clone(),
+    )
+    .await
 }
 
 /// The job's takes on the node, in order, with their files.
